@@ -1,0 +1,120 @@
+// The mask rule and the per-element math of every op, shared by the CPU and CUDA kernels (and by the host-side
+// test driver of the CUDA launch logic). The specification lives in docs/mask_spec.md; this file is its code.
+#pragma once
+
+#include <math.h>
+#include <stdint.h>
+
+#include "philox.h"
+
+namespace fused_dropout {
+
+// keep(i) <=> r_w >= T with T = floor(p * 2^32). Multiplying by 2^32 is exact in float64, so floor() is exact too.
+// T is 64-bit because p = 1 gives T = 2^32, which no 32-bit word reaches: nothing is kept.
+inline uint64_t keep_threshold(double p) { return static_cast<uint64_t>(floor(p * 4294967296.0)); }
+
+// scale = 1 / (1 - p), computed in float64 and rounded once to the compute type by the caller. With p = 1 nothing
+// is kept, so the scale is never applied; 0 keeps it finite.
+inline double dropout_scale(double p) { return p < 1.0 ? 1.0 / (1.0 - p) : 0.0; }
+
+FD_HOST_DEVICE bool keep_word(uint32_t word, uint64_t threshold) { return static_cast<uint64_t>(word) >= threshold; }
+
+// The same rule as keep_word with a 32-bit compare, which vectorises far better than a 64-bit one: T < 2^32 is
+// compared directly, and T = 2^32 (p = 1) keeps nothing.
+struct KeepRule {
+  uint32_t threshold;
+  bool keep_any;
+  FD_HOST_DEVICE explicit KeepRule(uint64_t t)
+      : threshold(t > 0xFFFFFFFFull ? 0xFFFFFFFFu : static_cast<uint32_t>(t)), keep_any(t <= 0xFFFFFFFFull) {}
+  FD_HOST_DEVICE bool operator()(uint32_t word) const { return keep_any & (word >= threshold); }
+};
+
+// Element i of a call with offset o uses word (o + i) & 3 of the Philox group (o + i) >> 2.
+FD_HOST_DEVICE uint64_t mask_group(uint64_t offset, uint64_t i) { return (offset + i) >> 2; }
+FD_HOST_DEVICE uint32_t mask_word_index(uint64_t offset, uint64_t i) { return static_cast<uint32_t>((offset + i) & 3u); }
+
+FD_HOST_DEVICE bool keep_element(uint64_t seed, uint64_t offset, uint64_t threshold, uint64_t i) {
+  const Philox4 words = philox_group(seed, mask_group(offset, i));
+  return keep_word(words.r[mask_word_index(offset, i)], threshold);
+}
+
+// The compute type: float32 for float16/bfloat16/float32 tensors, float64 for float64 tensors.
+template <typename scalar_t>
+struct ComputeType {
+  using type = float;
+};
+template <>
+struct ComputeType<double> {
+  using type = double;
+};
+
+// Multiply and add that are never contracted into an FMA, so every backend rounds the same intermediate values
+// and dropout_add is bit-identical across devices. (Host code is also built with -ffp-contract=off.)
+FD_HOST_DEVICE float fd_mul(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+FD_HOST_DEVICE double fd_mul(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+FD_HOST_DEVICE float fd_add(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+FD_HOST_DEVICE double fd_add(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
+// Forward element function of the three ops:
+//   dropout:            keep ? x * scale : 0
+//   bias_relu_dropout:  keep ? relu(x + b) * scale : 0
+//   dropout_add:        residual + (keep ? (x + b) * scale : 0)
+// A dropped element contributes exactly 0, whatever x is (inf and NaN included).
+template <bool kBias, bool kRelu, bool kResidual>
+struct ForwardElement {
+  static constexpr bool kHasBias = kBias;
+  static constexpr bool kHasResidual = kResidual;
+
+  template <typename acc_t>
+  FD_HOST_DEVICE static acc_t apply(acc_t x, acc_t bias, acc_t residual, bool keep, acc_t scale) {
+    acc_t v = kBias ? fd_add(x, bias) : x;
+    if (kRelu) v = v < acc_t(0) ? acc_t(0) : v;  // NaN stays NaN, as torch.relu does
+    // Multiply first, select after: a branch-free select is what lets the compilers vectorise the loop.
+    const acc_t scaled = fd_mul(v, scale);
+    const acc_t dropped = keep ? scaled : acc_t(0);
+    return kResidual ? fd_add(residual, dropped) : dropped;
+  }
+};
+
+template <bool kBias>
+using BiasReluDropoutElement = ForwardElement<kBias, true, false>;
+template <bool kBias>
+using DropoutAddElement = ForwardElement<kBias, false, true>;
+using DropoutElement = ForwardElement<false, false, false>;
+
+// Backward element function: grad_in = keep ? grad * scale : 0. For dropout and dropout_add `keep` is the mask;
+// for bias_relu_dropout it is y > 0 on the saved output (kept and relu active).
+template <typename acc_t>
+FD_HOST_DEVICE acc_t backward_element(acc_t grad, bool keep, acc_t scale) {
+  const acc_t scaled = fd_mul(grad, scale);
+  return keep ? scaled : acc_t(0);
+}
+
+// Where the backward takes its keep decision from.
+enum class BackwardKeep { kMask, kPositiveOutput };
+
+}  // namespace fused_dropout

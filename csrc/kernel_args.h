@@ -1,0 +1,35 @@
+// Plain-pointer argument blocks shared by the CPU and CUDA kernels. The torch glue fills them; the kernels never
+// see a torch type, which keeps the CUDA sources free of ATen headers.
+#pragma once
+
+#include <stdint.h>
+
+namespace fused_dropout {
+
+template <typename scalar_t>
+struct ForwardArgs {
+  const scalar_t* x;         // contiguous input, numel elements
+  const scalar_t* bias;      // [row_len] or nullptr
+  const scalar_t* residual;  // contiguous, numel elements, or nullptr
+  scalar_t* out;             // contiguous output, numel elements
+  int64_t numel;
+  int64_t row_len;            // bias length (x.shape[-1]); 1 when the op has no bias
+  const int64_t* rng_state;   // [seed bits, offset], read by the kernel itself (graph-capture safe on CUDA)
+  uint64_t threshold;         // keep iff word >= threshold
+  double scale;               // 1 / (1 - p), rounded to the compute type in the kernel
+};
+
+template <typename scalar_t>
+struct BackwardArgs {
+  const scalar_t* grad;       // contiguous incoming gradient
+  const scalar_t* y;          // saved forward output (bias_relu_dropout), else nullptr
+  scalar_t* grad_in;          // contiguous gradient of the op's input
+  scalar_t* grad_bias;        // [row_len] or nullptr when no bias gradient is wanted
+  int64_t numel;
+  int64_t row_len;
+  const int64_t* rng_state;   // used when the keep decision comes from the mask
+  uint64_t threshold;
+  double scale;
+};
+
+}  // namespace fused_dropout

@@ -1,0 +1,63 @@
+// Torch-side helpers shared by the CPU and CUDA op glue: argument checks (a safety net behind the Python
+// validation, for callers that reach torch.ops.fused_dropout directly), output allocation and dtype dispatch.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+
+#include <optional>
+#include <tuple>
+
+#include "dropout_math.h"
+#include "kernel_args.h"
+
+namespace fused_dropout {
+
+// The bias runs along the last dimension; a 0-d tensor is one row of one element.
+inline int64_t row_length(const at::Tensor& x) { return x.dim() == 0 ? 1 : x.size(-1); }
+
+inline void check_floating(const at::Tensor& t, const char* name) {
+  const auto dtype = t.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16, name,
+              " must be float16, bfloat16, float32 or float64, got ", dtype);
+}
+
+inline void check_probability(double p) {
+  TORCH_CHECK(p >= 0.0 && p <= 1.0, "p must be in [0, 1], got ", p);
+}
+
+inline void check_rng_state(const at::Tensor& state, const at::Tensor& x) {
+  TORCH_CHECK(state.scalar_type() == at::kLong && state.numel() == 2 && state.is_contiguous(),
+              "rng_state must be a contiguous int64 tensor of 2 elements [seed, offset]");
+  TORCH_CHECK(state.device() == x.device(), "rng_state must be on ", x.device(), ", got ", state.device());
+}
+
+inline void check_like(const at::Tensor& t, const at::Tensor& x, const char* name) {
+  TORCH_CHECK(t.scalar_type() == x.scalar_type(), name, " must have dtype ", x.scalar_type(), ", got ",
+              t.scalar_type());
+  TORCH_CHECK(t.device() == x.device(), name, " must be on ", x.device(), ", got ", t.device());
+}
+
+inline void check_bias(const std::optional<at::Tensor>& bias, const at::Tensor& x) {
+  if (!bias.has_value()) return;
+  check_like(*bias, x, "bias");
+  TORCH_CHECK(bias->dim() == 1 && bias->size(0) == row_length(x), "bias must have shape [", row_length(x),
+              "], got ", bias->sizes());
+}
+
+// A contiguous tensor with x's shape, dtype and device (the layout the fake kernels promise).
+inline at::Tensor empty_output(const at::Tensor& x) {
+  return at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
+}
+
+template <typename scalar_t>
+const scalar_t* optional_data(const std::optional<at::Tensor>& t) {
+  return t.has_value() ? t->data_ptr<scalar_t>() : nullptr;
+}
+
+// ATen's scalar types map to the kernels' own types: c10::Half/BFloat16 on the CPU, and the same layout-
+// compatible types on the CUDA side (the kernels convert through float).
+#define FD_DISPATCH_FLOATING_TYPES(dtype, name, ...) \
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, name, __VA_ARGS__)
+
+}  // namespace fused_dropout

@@ -1,0 +1,27 @@
+"""fused_dropout: fused dropout kernels for PyTorch with one bit-exact mask specification.
+
+    import fused_dropout
+    y = fused_dropout.bias_relu_dropout(x, bias, p=0.1)            # dropout(relu(x + bias))
+    y = fused_dropout.dropout_add(x, residual, p=0.1, bias=b)      # residual + dropout(x + b)
+    model = fused_dropout.replace_dropout(model)                   # nn.Dropout -> FusedDropout
+
+The mask is a pure function of (seed, offset, element index, p): every backend, device, dtype and launch
+geometry produces the same bits. See docs/mask_spec.md.
+"""
+from . import ops  # noqa: F401 - defines the ops before the kernels register
+from .backends import available_backends
+from .functional import bias_relu_dropout, dropout, dropout_add, dropout_mask
+from .modules import FusedBiasReLUDropout, FusedDropout, FusedDropoutAdd, replace_dropout
+
+__all__ = [
+    "FusedBiasReLUDropout",
+    "FusedDropout",
+    "FusedDropoutAdd",
+    "available_backends",
+    "bias_relu_dropout",
+    "dropout",
+    "dropout_add",
+    "dropout_mask",
+    "replace_dropout",
+]
+__version__ = "0.1.0"

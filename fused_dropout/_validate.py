@@ -1,0 +1,93 @@
+"""Argument checks of the public API. Every failure names the argument; nothing here touches a tensor's data."""
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+UINT64_LIMIT = 1 << 64
+INT64_MIN = -(1 << 63)
+OFFSET_LIMIT = 1 << 63  # the offset is stored as an int64 next to the seed
+
+
+def probability(p) -> float:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"p must be a real number in [0, 1], got {type(p).__name__}")
+    p = float(p)
+    if math.isnan(p) or p < 0.0 or p > 1.0:
+        raise ValueError(f"p must be in [0, 1], got {p}")
+    return p
+
+
+def floating_tensor(x, name: str = "x") -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {x.dtype}")
+    return x
+
+
+def companion(t, x: torch.Tensor, name: str, shape) -> torch.Tensor:
+    """A tensor that must match x's dtype and device and have `shape` (bias, residual)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype != x.dtype:
+        raise TypeError(f"{name} must have x's dtype {x.dtype}, got {t.dtype}")
+    if t.device != x.device:
+        raise RuntimeError(f"{name} must be on x's device {x.device}, got {t.device}")
+    if tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {list(shape)}, got {list(t.shape)}")
+    return t
+
+
+def bias_shape(x: torch.Tensor) -> tuple[int]:
+    """The bias runs along the last dimension; a 0-d x takes a bias of shape [1]."""
+    return (x.shape[-1] if x.dim() > 0 else 1,)
+
+
+def _integer(value, name: str) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+
+
+def seed_bits(seed) -> int | None:
+    """None, or the seed's unsigned 64-bit pattern stored as a signed int64 value."""
+    if seed is None:
+        return None
+    seed = _integer(seed, "seed")
+    if not INT64_MIN <= seed < UINT64_LIMIT:
+        raise ValueError(f"seed must fit in 64 bits (in [-2**63, 2**64)), got {seed}")
+    seed &= UINT64_LIMIT - 1
+    return seed - UINT64_LIMIT if seed >= OFFSET_LIMIT else seed
+
+
+def offset(value) -> int:
+    value = _integer(value, "offset")
+    if value < 0:
+        raise ValueError(f"offset must be >= 0, got {value}")
+    if value >= OFFSET_LIMIT:
+        raise ValueError(f"offset must be < 2**63, got {value}")
+    return value
+
+
+def generator(gen, device: torch.device):
+    if gen is None:
+        return None
+    if not isinstance(gen, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(gen).__name__}")
+    if gen.device.type != device.type:
+        raise RuntimeError(f"generator is on {gen.device} but x is on {device}")
+    return gen
+
+
+def flag(value, name: str) -> bool:
+    if not isinstance(value, (bool, int)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)

@@ -1,0 +1,89 @@
+"""The public functional API. Every function validates its arguments (naming the culprit), never mutates an
+input unless asked to (inplace=True), and routes the call to one backend family's registered op."""
+from __future__ import annotations
+
+import torch
+
+from . import _validate as check
+from . import backends, reference
+from ._rng import make_state, no_dropout_state
+
+
+def _state(x: torch.Tensor, seed, offset, generator) -> torch.Tensor:
+    seed_bits = check.seed_bits(seed)
+    offset = check.offset(offset)
+    generator = check.generator(generator, x.device)
+    return make_state(x.device, seed_bits, offset, generator)
+
+
+def _validate_randomness(x, seed, offset, generator) -> None:
+    """Checks the randomness arguments of a call that draws no randomness (eval mode, p = 0)."""
+    check.seed_bits(seed)
+    check.offset(offset)
+    check.generator(generator, x.device)
+
+
+def dropout(x, p=0.5, training=True, inplace=False, *, seed=None, offset=0, generator=None, backend=None):
+    """Dropout with the project's mask: element i is kept iff its Philox word is >= floor(p * 2^32).
+
+    Same contract as torch.nn.functional.dropout; `seed` fixes the mask, `offset` shifts the element index (for a
+    shard of a larger tensor), `generator` is drawn from when seed is None. The backward saves no mask.
+    """
+    check.floating_tensor(x, "x")
+    p = check.probability(p)
+    training = check.flag(training, "training")
+    inplace = check.flag(inplace, "inplace")
+    ops = backends.ops_for(backend, x.device)
+    if not training or p == 0.0:
+        _validate_randomness(x, seed, offset, generator)
+        return x
+    out = ops.dropout_fwd(x, _state(x, seed, offset, generator), p)
+    return x.copy_(out) if inplace else out
+
+
+def bias_relu_dropout(x, bias, p=0.5, training=True, *, seed=None, offset=0, generator=None, backend=None):
+    """dropout(relu(x + bias)) in one pass; bias has shape [x.shape[-1]] or is None.
+
+    The backward uses the saved output (y > 0 marks kept, active elements): no mask is stored.
+    """
+    check.floating_tensor(x, "x")
+    if bias is not None:
+        check.companion(bias, x, "bias", check.bias_shape(x))
+    p = check.probability(p)
+    training = check.flag(training, "training")
+    ops = backends.ops_for(backend, x.device)
+    if not training or p == 0.0:
+        _validate_randomness(x, seed, offset, generator)
+        return ops.bias_relu_dropout_fwd(x, bias, no_dropout_state(x.device), 0.0)
+    return ops.bias_relu_dropout_fwd(x, bias, _state(x, seed, offset, generator), p)
+
+
+def dropout_add(x, residual, p=0.5, training=True, *, bias=None, seed=None, offset=0, generator=None, backend=None):
+    """residual + dropout(x + bias) in one pass; residual has x's shape, bias [x.shape[-1]] or None."""
+    check.floating_tensor(x, "x")
+    check.companion(residual, x, "residual", x.shape)
+    if bias is not None:
+        check.companion(bias, x, "bias", check.bias_shape(x))
+    p = check.probability(p)
+    training = check.flag(training, "training")
+    ops = backends.ops_for(backend, x.device)
+    if not training or p == 0.0:
+        _validate_randomness(x, seed, offset, generator)
+        return ops.dropout_add_fwd(x, residual, bias, no_dropout_state(x.device), 0.0)
+    return ops.dropout_add_fwd(x, residual, bias, _state(x, seed, offset, generator), p)
+
+
+def dropout_mask(shape, p, seed, *, offset=0, device=None) -> torch.Tensor:
+    """The boolean keep-mask every op applies for this shape, p, seed and offset (computed by the reference)."""
+    p = check.probability(p)
+    if seed is None:
+        raise TypeError("seed must be an int: the mask of a drawn seed cannot be named in advance")
+    try:
+        shape = torch.Size(shape)
+    except TypeError:
+        raise TypeError(f"shape must be a sequence of ints, got {shape!r}") from None
+    if any(size < 0 for size in shape):
+        raise ValueError(f"shape must have non-negative sizes, got {list(shape)}")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    state = make_state(device, check.seed_bits(seed), check.offset(offset))
+    return reference.keep_mask(shape.numel(), state, p).reshape(shape)

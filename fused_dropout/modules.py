@@ -1,0 +1,76 @@
+"""nn.Module wrappers of the fused ops."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import functional as F
+
+
+class FusedDropout(nn.Dropout):
+    """Drop-in replacement for nn.Dropout (same arguments, attributes, repr and train/eval behaviour).
+
+    It is an nn.Dropout subclass, so code that looks for nn.Dropout still finds it. `backend` picks a backend
+    (None: the best one for the input's device).
+    """
+
+    def __init__(self, p: float = 0.5, inplace: bool = False, *, backend: str | None = None):
+        super().__init__(p, inplace)
+        self.backend = backend
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.dropout(input, self.p, self.training, self.inplace, backend=self.backend)
+
+
+class FusedBiasReLUDropout(nn.Module):
+    """dropout(relu(x + bias)) with a learnable bias of shape [num_features] (initialised to zeros)."""
+
+    def __init__(self, num_features: int, p: float = 0.5, *, device=None, dtype=None, backend: str | None = None):
+        super().__init__()
+        if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
+            raise ValueError(f"num_features must be a positive int, got {num_features!r}")
+        self.num_features = num_features
+        self.p = F.check.probability(p)
+        self.backend = backend
+        self.bias = nn.Parameter(torch.zeros(num_features, device=device, dtype=dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.bias_relu_dropout(x, self.bias, self.p, self.training, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return f"num_features={self.num_features}, p={self.p}"
+
+
+class FusedDropoutAdd(nn.Module):
+    """residual + dropout(x + bias), for residual connections; bias is an optional forward argument."""
+
+    def __init__(self, p: float = 0.5, *, backend: str | None = None):
+        super().__init__()
+        self.p = F.check.probability(p)
+        self.backend = backend
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        return F.dropout_add(x, residual, self.p, self.training, bias=bias, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def replace_dropout(module: nn.Module) -> nn.Module:
+    """Swaps every plain nn.Dropout inside `module` (or `module` itself) for a FusedDropout with the same p,
+    inplace flag and train/eval mode. Returns the module (a new one only when `module` itself was a Dropout)."""
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
+
+    def fused_from(dropout: nn.Dropout) -> FusedDropout:
+        fused = FusedDropout(dropout.p, dropout.inplace)
+        fused.train(dropout.training)
+        return fused
+
+    if type(module) is nn.Dropout:
+        return fused_from(module)
+    for parent in module.modules():
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Dropout:
+                setattr(parent, name, fused_from(child))
+    return module
