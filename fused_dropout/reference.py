@@ -75,7 +75,7 @@ def _forward(x, rng_state, p, *, bias=None, residual=None, relu=False):
     keep = keep_mask(x.numel(), rng_state, p).reshape(x.shape)
     v = x.to(acc)
     if bias is not None:
-        v = v + bias.to(acc)
+        v = v + bias.to(acc).reshape(x.shape[-1:])  # a 0-d x takes a bias of shape [1]
     if relu:
         v = torch.relu(v)
     out = torch.where(keep, v * scale_tensor(p, x.dtype, x.device), torch.zeros((), dtype=acc, device=x.device))
@@ -104,7 +104,10 @@ def _bias_grad(grad_in: torch.Tensor, bias_grad: bool) -> torch.Tensor:
     if not bias_grad:
         return grad_in.new_zeros((0,))
     acc = compute_dtype(grad_in.dtype)
-    return grad_in.to(acc).reshape(-1, _row_length(grad_in)).sum(0).to(grad_in.dtype)
+    row_len = _row_length(grad_in)
+    if row_len == 0:  # an empty last dimension has an empty bias
+        return grad_in.new_zeros((0,))
+    return grad_in.to(acc).reshape(-1, row_len).sum(0).to(grad_in.dtype)
 
 
 def _backward(grad, keep, p):

@@ -1,0 +1,94 @@
+"""torch.library.opcheck on every op of every family, and torch.compile(fullgraph=True) of each op and module."""
+import pytest
+import torch
+
+import fused_dropout as fd
+from conftest import CPU_BACKENDS, make_input
+from fused_dropout.backends import FAMILIES, _FAMILY_OF_BACKEND
+
+
+def op_samples(dtype=torch.float32):
+    x = make_input((6, 20), dtype, requires_grad=True)
+    bias = make_input((20,), dtype, seed=1, requires_grad=True)
+    residual = make_input((6, 20), dtype, seed=2, requires_grad=True)
+    state = torch.tensor([123456789, 5], dtype=torch.int64)
+    plain = x.detach()
+    return {
+        "dropout_fwd": [(x, state, 0.3), (x, state, 0.0), (x, state, 1.0)],
+        "bias_relu_dropout_fwd": [(x, bias, state, 0.3), (x, None, state, 0.3)],
+        "dropout_add_fwd": [(x, residual, bias, state, 0.3), (x, residual, None, state, 0.5)],
+        "dropout_bwd": [(plain, state, 0.3, True), (plain, state, 0.3, False)],
+        "bias_relu_dropout_bwd": [(plain, plain.relu(), 0.3, True), (plain, plain.relu(), 0.3, False)],
+    }
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_opcheck(backend, dtype):
+    ops = FAMILIES[_FAMILY_OF_BACKEND[backend]]
+    for name, samples in op_samples(dtype).items():
+        for args in samples:
+            torch.library.opcheck(getattr(ops, name), args)
+
+
+def run_all_ops(x, bias, residual, backend):
+    a = fd.dropout(x, 0.2, backend=backend)
+    b = fd.bias_relu_dropout(x, bias, 0.2, backend=backend)
+    c = fd.dropout_add(x, residual, 0.2, bias=bias, backend=backend)
+    return a, b, c
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_compile_fullgraph_forward_backward_and_fresh_masks(backend):
+    torch._dynamo.reset()
+    x = make_input((8, 32), requires_grad=True)
+    bias = make_input((32,), seed=1, requires_grad=True)
+    residual = make_input((8, 32), seed=2, requires_grad=True)
+    compiled = torch.compile(lambda *a: run_all_ops(*a, backend), fullgraph=True, backend="aot_eager")
+    outs1 = compiled(x, bias, residual)
+    sum(o.sum() for o in outs1).backward()
+    assert x.grad is not None and bias.grad is not None and residual.grad is not None
+    outs2 = compiled(x, bias, residual)
+    for a, b in zip(outs1, outs2):
+        assert not torch.equal(a, b)  # the mask changes every call
+    # Each output is a valid dropout of its input: kept entries scale exactly, the others are zero.
+    kept = outs1[0] != 0
+    assert torch.allclose(outs1[0][kept], x[kept] / 0.8)
+
+
+def test_compile_with_inductor_does_not_recompile_per_call():
+    torch._dynamo.reset()
+    counter = torch._dynamo.testing.CompileCounter()
+    x = make_input((8, 32), requires_grad=True)
+    bias = make_input((32,), seed=1, requires_grad=True)
+    fn = torch.compile(lambda t, b: fd.bias_relu_dropout(t, b, 0.5).sum(), fullgraph=True, backend=counter)
+    values = set()
+    for _ in range(4):
+        loss = fn(x, bias)
+        loss.backward()
+        values.add(loss.item())
+    assert counter.frame_count == 1
+    assert len(values) == 4
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_compile_fullgraph_modules(backend):
+    torch._dynamo.reset()
+    model = torch.nn.Sequential(
+        torch.nn.Linear(32, 32, bias=False),
+        fd.FusedBiasReLUDropout(32, 0.1, backend=backend),
+        fd.FusedDropout(0.1, backend=backend),
+    )
+    add = fd.FusedDropoutAdd(0.1, backend=backend)
+    x = make_input((4, 32), requires_grad=True)
+    compiled = torch.compile(lambda t: add(model(t), t), fullgraph=True, backend="aot_eager")
+    compiled(x).sum().backward()
+    assert model[1].bias.grad is not None and x.grad is not None
+
+
+def test_compile_with_inductor_matches_eager_for_a_fixed_seed():
+    torch._dynamo.reset()
+    x = make_input((16, 64))
+    bias = make_input((64,), seed=1)
+    fn = torch.compile(lambda t, b: fd.bias_relu_dropout(t, b, 0.3, seed=9), fullgraph=True)
+    assert torch.equal(fn(x, bias), fd.bias_relu_dropout(x, bias, 0.3, seed=9))
