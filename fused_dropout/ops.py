@@ -7,9 +7,10 @@ opcheck, torch.compile and checkpointing behave the same whatever the backend.
 """
 from __future__ import annotations
 
+import importlib
+
 import torch
 
-from . import reference
 from ._schema import FAMILY_PREFIXES, SCHEMAS
 
 NAMESPACE = "fused_dropout"
@@ -93,10 +94,19 @@ def _register_autograd(ops: OpFamily) -> None:
     )
 
 
-def _register_python_kernels(ops: OpFamily, module, dispatch_keys) -> None:
-    """Registers module.<op name> as the kernel of every op of the family for the given dispatch keys."""
+def _register_python_kernels(ops: OpFamily, module_name: str, dispatch_keys) -> None:
+    """Registers <module>.<op name> as the kernel of every op of the family for the given dispatch keys. The
+    module is imported on the first call, so importing fused_dropout never imports triton."""
+
+    def lazy(name):
+        def kernel(*args):
+            return getattr(importlib.import_module(module_name, __package__), name)(*args)
+
+        kernel.__name__ = name
+        return kernel
+
     for name in SCHEMAS:
-        kernel = getattr(module, name)
+        kernel = lazy(name)
         for key in dispatch_keys:
             _LIBRARY.impl(ops.prefix + name, kernel, key)
 
@@ -108,4 +118,6 @@ for _ops in FAMILIES.values():
         torch.library.register_fake(_ops.qualname(_name), _fake_backward if _name.endswith("_bwd") else _fake_forward)
     _register_autograd(_ops)
 
-_register_python_kernels(FAMILIES["torch"], reference, ("CompositeExplicitAutograd",))
+_register_python_kernels(FAMILIES["torch"], ".reference", ("CompositeExplicitAutograd",))
+# CPU only runs under TRITON_INTERPRET=1; the launcher says so otherwise.
+_register_python_kernels(FAMILIES["triton"], ".triton_backend.launch", ("CUDA", "CPU"))

@@ -45,6 +45,16 @@ def assert_close(actual, expected, dtype):
     torch.testing.assert_close(actual, expected, **TOLERANCES[dtype], equal_nan=True)
 
 
+def assert_column_sum_close(actual, terms):
+    """actual must be the column sums of `terms` ([rows, N], the stored per-element gradients) up to the error
+    bound of summing in the compute type in any order (rows * eps * sum|terms|) plus one rounding to the dtype."""
+    exact = terms.double().sum(0)
+    compute_eps = torch.finfo(torch.float64 if terms.dtype == torch.float64 else torch.float32).eps
+    bound = terms.shape[0] * compute_eps * terms.double().abs().sum(0) + torch.finfo(terms.dtype).eps * exact.abs()
+    error = (actual.double() - exact).abs()
+    assert bool((error <= bound + 1e-300).all()), f"max excess {(error - bound).max().item()}"
+
+
 @pytest.fixture(autouse=True)
 def _restore_cpu_isa_and_threads():
     threads = torch.get_num_threads()

@@ -1,0 +1,1 @@
+"""The Triton backend: kernels (kernels.py) and their launchers (launch.py). Imported on first use only."""

@@ -1,0 +1,123 @@
+"""Triton kernels of the three ops. One forward and one backward kernel, specialised by constexpr flags (bias,
+relu, residual; mask or saved output; bias gradient), plus the column reduction of the bias gradient.
+
+Tensors are seen as [rows, N] (N = bias length, or numel for ops without bias) and cut into [BR, BC] tiles.
+The mask of a tile row follows the spec: one tl.randint4x per four consecutive elements (see _tile_words).
+"""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _pick_word(r0, r1, r2, r3, index):
+    """r_index for each element; r* are [BR, BC // 4, 1] and index is [BR, 1, 4] (values 0..3)."""
+    return tl.where(index == 0, r0, tl.where(index == 1, r1, tl.where(index == 2, r2, r3)))
+
+
+@triton.jit
+def _tile_keep(seed, offset, row, col0, N, threshold, BR: tl.constexpr, BC: tl.constexpr):
+    """Keep decisions of the [BR, BC] tile whose rows are `row` ([BR] int64) and columns col0 .. col0 + BC.
+
+    Element (r, 4j + c) has global index g = base_r + 4j + c with base_r = offset + r * N + col0, so it uses word
+    (s + c) & 3 of Philox group (base_r >> 2) + j + ((s + c) >> 2), s = base_r & 3. Group j of each row is one
+    randint4x call; when some row starts off a group boundary (s != 0), the words that spill into the next group
+    come from a second call for group j + 1.
+    """
+    base = offset + row[:, None] * N + col0  # [BR, 1]
+    shift = (base & 3)[:, :, None]  # [BR, 1, 1]
+    group = (base >> 2) + tl.arange(0, BC // 4).to(tl.int64)[None, :]  # [BR, BC // 4]
+    r0, r1, r2, r3 = tl.randint4x(seed, group)
+    lane = shift + tl.arange(0, 4)[None, None, :]  # [BR, 1, 4]: s + c
+    words = _pick_word(r0[:, :, None], r1[:, :, None], r2[:, :, None], r3[:, :, None], lane & 3)
+    if ((offset & 3) != 0) | ((N & 3) != 0):  # uniform branch; aligned shapes never pay for the second call
+        n0, n1, n2, n3 = tl.randint4x(seed, group + 1)
+        spill = _pick_word(n0[:, :, None], n1[:, :, None], n2[:, :, None], n3[:, :, None], lane & 3)
+        words = tl.where(lane < 4, words, spill)
+    keep = words.to(tl.int64) >= threshold
+    return tl.reshape(keep, (BR, BC))
+
+
+@triton.jit
+def _round_to(v, dtype: tl.constexpr):
+    """v (compute type) rounded once to `dtype`, to nearest even. bfloat16 is rounded with integer arithmetic:
+    the result is the hardware's cvt.rn, and Triton's CPU interpreter (which truncates) computes it too."""
+    if dtype == tl.bfloat16:
+        bits = v.to(tl.uint32, bitcast=True)
+        rounded = bits + 0x7FFF + ((bits >> 16) & 1)
+        rounded = tl.where(v != v, bits | 0x400000, rounded)  # NaN stays a (quiet) NaN
+        return (rounded >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
+    return v.to(dtype)
+
+
+@triton.jit
+def _scale_value(scale_bits, ACC_F64: tl.constexpr):
+    """The scale in the compute type, from its bit pattern (a float argument would be rounded to float32)."""
+    if ACC_F64:
+        return scale_bits.to(tl.int64).to(tl.float64, bitcast=True)
+    return scale_bits.to(tl.int32).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _tile_coordinates(rows, N, BR: tl.constexpr, BC: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    column_blocks = tl.cdiv(N, BC)
+    row_block = pid // column_blocks
+    col0 = (pid % column_blocks) * BC
+    row = row_block * BR + tl.arange(0, BR).to(tl.int64)
+    col = col0 + tl.arange(0, BC).to(tl.int64)
+    in_bounds = (row[:, None] < rows) & (col[None, :] < N)
+    index = row[:, None] * N + col[None, :]  # int64: tensors over 2^31 elements are fine
+    return row_block, row, col0, col, in_bounds, index
+
+
+@triton.jit
+def forward_kernel(x_ptr, bias_ptr, residual_ptr, out_ptr, state_ptr, rows, N, threshold, scale_bits,
+                   HAS_BIAS: tl.constexpr, RELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACC_F64: tl.constexpr,
+                   BR: tl.constexpr, BC: tl.constexpr):
+    acc_t = tl.float64 if ACC_F64 else tl.float32
+    _, row, col0, col, in_bounds, index = _tile_coordinates(rows, N, BR, BC)
+    seed = tl.load(state_ptr)
+    offset = tl.load(state_ptr + 1)
+    keep = _tile_keep(seed, offset, row, col0, N, threshold, BR, BC)
+    v = tl.load(x_ptr + index, mask=in_bounds, other=0.0).to(acc_t)
+    if HAS_BIAS:
+        v = v + tl.load(bias_ptr + col, mask=col < N, other=0.0).to(acc_t)[None, :]
+    if RELU:
+        v = tl.where(v < 0, 0.0, v)  # NaN stays NaN, as torch.relu does
+    out = tl.where(keep, v * _scale_value(scale_bits, ACC_F64), 0.0)
+    if HAS_RESIDUAL:
+        out = tl.load(residual_ptr + index, mask=in_bounds, other=0.0).to(acc_t) + out
+    tl.store(out_ptr + index, _round_to(out, out_ptr.dtype.element_ty), mask=in_bounds)
+
+
+@triton.jit
+def backward_kernel(grad_ptr, y_ptr, state_ptr, grad_in_ptr, partial_ptr, rows, N, threshold, scale_bits,
+                    FROM_MASK: tl.constexpr, BIAS_GRAD: tl.constexpr, ACC_F64: tl.constexpr,
+                    BR: tl.constexpr, BC: tl.constexpr):
+    """grad_in = keep ? grad * scale : 0; with BIAS_GRAD, also this tile's column sums of grad_in (as stored)
+    into partial[row_block, col], reduced later in row-block order."""
+    acc_t = tl.float64 if ACC_F64 else tl.float32
+    row_block, row, col0, col, in_bounds, index = _tile_coordinates(rows, N, BR, BC)
+    if FROM_MASK:
+        seed = tl.load(state_ptr)
+        offset = tl.load(state_ptr + 1)
+        keep = _tile_keep(seed, offset, row, col0, N, threshold, BR, BC)
+    else:
+        keep = tl.load(y_ptr + index, mask=in_bounds, other=0.0).to(acc_t) > 0
+    grad = tl.load(grad_ptr + index, mask=in_bounds, other=0.0).to(acc_t)
+    grad_in = _round_to(tl.where(keep, grad * _scale_value(scale_bits, ACC_F64), 0.0), grad_in_ptr.dtype.element_ty)
+    tl.store(grad_in_ptr + index, grad_in, mask=in_bounds)
+    if BIAS_GRAD:
+        column_sum = tl.sum(tl.where(in_bounds, grad_in.to(acc_t), 0.0), axis=0)
+        tl.store(partial_ptr + row_block * N + col, column_sum, mask=col < N)
+
+
+@triton.jit
+def column_sum_kernel(partial_ptr, out_ptr, row_blocks, N, BC: tl.constexpr, ACC_F64: tl.constexpr):
+    """out[c] = sum of partial[b, c] over b = 0, 1, ... in that order: deterministic, no atomics."""
+    col = tl.program_id(0).to(tl.int64) * BC + tl.arange(0, BC).to(tl.int64)
+    in_bounds = col < N
+    total = tl.zeros((BC,), dtype=tl.float64 if ACC_F64 else tl.float32)
+    for block in range(0, row_blocks):
+        total += tl.load(partial_ptr + block * N + col, mask=in_bounds, other=0.0)
+    tl.store(out_ptr + col, _round_to(total, out_ptr.dtype.element_ty), mask=in_bounds)

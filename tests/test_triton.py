@@ -1,0 +1,130 @@
+"""The Triton backend: its Philox is tl.randint4x bit for bit, every tiling gives the spec's mask and values,
+the bias gradient reduces deterministically, bfloat16 rounds to nearest even. On the CPU these run through
+Triton's interpreter (TRITON_INTERPRET=1, set by scripts/run_tests.sh); with a GPU they run on it."""
+import os
+
+import pytest
+import torch
+
+import fused_dropout as fd
+from conftest import DTYPES, assert_column_sum_close, make_input
+from fused_dropout import backends, reference
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+pytestmark = pytest.mark.skipif(
+    not backends.TRITON_INSTALLED or (DEVICE == "cpu" and not backends.triton_interpreting()),
+    reason="triton needs a GPU or TRITON_INTERPRET=1",
+)
+
+if backends.TRITON_INSTALLED:
+    import triton
+    import triton.language as tl
+
+    from fused_dropout.triton_backend import kernels, launch
+
+    @triton.jit
+    def _randint4x_kernel(out_ptr, seed, first_group, BLOCK: tl.constexpr):
+        group = first_group + tl.arange(0, BLOCK).to(tl.int64)
+        r0, r1, r2, r3 = tl.randint4x(seed, group)
+        lane = tl.arange(0, BLOCK) * 4
+        tl.store(out_ptr + lane, r0.to(tl.int64, bitcast=False))
+        tl.store(out_ptr + lane + 1, r1.to(tl.int64))
+        tl.store(out_ptr + lane + 2, r2.to(tl.int64))
+        tl.store(out_ptr + lane + 3, r3.to(tl.int64))
+
+    @triton.jit
+    def _round_kernel(x_ptr, out_ptr, BLOCK: tl.constexpr):
+        i = tl.arange(0, BLOCK)
+        tl.store(out_ptr + i, kernels._round_to(tl.load(x_ptr + i), tl.bfloat16))
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**32 + 3, 2**63 - 5])
+@pytest.mark.parametrize("first_group", [0, 2**32 - 2, 2**45 + 9])
+def test_reference_philox_is_triton_randint4x(seed, first_group):
+    out = torch.empty(64, dtype=torch.int64, device=DEVICE)
+    _randint4x_kernel[(1,)](out, seed, first_group, BLOCK=16)
+    group = first_group + torch.arange(16, dtype=torch.int64)
+    zero = torch.zeros_like(group)
+    seed_t = torch.tensor(seed, dtype=torch.int64)
+    words = reference.philox4x32_10(group & 0xFFFFFFFF, group >> 32, zero, zero, seed_t & 0xFFFFFFFF, seed_t >> 32)
+    assert out.cpu().reshape(16, 4).tolist() == torch.stack(words, 1).tolist()
+
+
+# Bias lengths around the tile edges: 1 and 3 (several rows per tile, rows straddling Philox groups),
+# 4 and 64 (aligned), 4099 (a row split over column tiles, with a tail), and many rows (several row blocks).
+SHAPES = [(50, 1), (37, 3), (9, 4), (70, 64), (3, 4099), (2100, 5)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("offset", [0, 1, 2, 3, 2**32 + 1])
+def test_every_tiling_follows_the_spec(shape, offset):
+    x = make_input(shape, device=DEVICE).abs() + 1
+    bias = make_input(shape[-1:], seed=1, device=DEVICE).abs()
+    keep = fd.dropout_mask(shape, 0.45, 2**40 + 1, offset=offset, device=DEVICE)
+    out = fd.bias_relu_dropout(x, bias, 0.45, seed=2**40 + 1, offset=offset, backend="triton")
+    assert torch.equal(out != 0, keep)
+    ref = fd.bias_relu_dropout(x, bias, 0.45, seed=2**40 + 1, offset=offset, backend="torch")
+    assert torch.equal(out, ref)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bias_gradient_over_row_blocks(shape, dtype):
+    x = make_input(shape, dtype, device=DEVICE, requires_grad=True)
+    bias = make_input(shape[-1:], dtype, seed=1, device=DEVICE, requires_grad=True)
+    grad = make_input(shape, dtype, seed=2, device=DEVICE)
+    results = {}
+    for backend in ("triton", "torch"):
+        y = fd.dropout_add(x, x.detach(), 0.3, bias=bias, seed=5, backend=backend)
+        results[backend] = torch.autograd.grad(y, (x, bias), grad)
+    assert torch.equal(results["triton"][0], results["torch"][0])
+    assert_column_sum_close(results["triton"][1], results["triton"][0].reshape(-1, shape[-1]))
+    # Deterministic: the same bits on every call.
+    again = torch.autograd.grad(fd.dropout_add(x, x.detach(), 0.3, bias=bias, seed=5, backend="triton"), bias, grad)
+    assert torch.equal(again[0], results["triton"][1])
+
+
+def test_bfloat16_rounds_to_nearest_even():
+    # Exact ties between two bfloat16 values go to the even one; just above a tie goes up; inf and NaN survive.
+    one = 1.0
+    ulp = 2.0**-7
+    values = torch.tensor([one + ulp / 2, one + 3 * ulp / 2, one + ulp / 2 + 2**-20, -(one + ulp / 2),
+                           float("inf"), float("-inf"), float("nan"), 3.4e38, 1e-40, 0.0, -0.0, 2.5,
+                           1.00390625, 65504.0, 1e-8, -7.123], dtype=torch.float32, device=DEVICE)
+    out = torch.empty(16, dtype=torch.bfloat16, device=DEVICE)
+    _round_kernel[(1,)](values, out, BLOCK=16)
+    expected = values.to(torch.bfloat16)  # torch rounds to nearest even
+    assert torch.equal(out.view(torch.int16)[:6], expected.view(torch.int16)[:6])
+    assert bool(out[6].isnan())
+    assert torch.equal(out.view(torch.int16)[7:], expected.view(torch.int16)[7:])
+
+
+def test_tile_heuristic_is_bounded_and_power_of_two():
+    seen = set()
+    for row_len in [1, 3, 4, 100, 768, 1024, 4096, 8192, 50000]:
+        for size in (2, 4, 8):
+            br, bc, warps = launch._tile(row_len, True, size)
+            assert br & (br - 1) == 0 and bc & (bc - 1) == 0 and bc >= 4
+            assert br * bc <= launch._ELEMENTS_PER_PROGRAM[size] or br == 1
+            seen.add((br, bc, warps))
+    assert len(seen) < 40  # new sizes map to a small set of compiled variants
+
+
+@pytest.mark.skipif(DEVICE == "cuda", reason="checks the CPU refusal")
+def test_cpu_tensors_need_the_interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+        launch.dropout_fwd(torch.ones(4), torch.zeros(2, dtype=torch.int64), 0.5)
+
+
+def test_p_zero_and_one_and_empty():
+    x = make_input((5, 7), device=DEVICE)
+    assert torch.equal(fd.bias_relu_dropout(x, None, 1.0, seed=1, backend="triton"), torch.zeros_like(x))
+    assert torch.equal(fd.bias_relu_dropout(x, None, 0.0, backend="triton"), torch.relu(x))
+    empty = torch.empty(0, 7, device=DEVICE)
+    assert fd.dropout_add(empty, empty, 0.5, bias=torch.ones(7, device=DEVICE), backend="triton").shape == (0, 7)
+
+
+def test_interpreter_flag_is_what_the_suite_expects():
+    if DEVICE == "cpu":
+        assert os.environ.get("TRITON_INTERPRET") == "1"
