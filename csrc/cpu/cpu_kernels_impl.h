@@ -122,10 +122,14 @@ void backward(const BackwardArgs<scalar_t>& a) {
 
   const int64_t row_len = a.row_len;
   const int64_t rows = a.numel / row_len;
+  // Row blocks: at most 64, and at least ~32K elements each so the partial sums stay small. Both bounds depend
+  // on the shape only.
   constexpr int64_t kMaxRowBlocks = 64;
+  constexpr int64_t kMinBlockElements = 32768;
   constexpr int64_t kColumnChunk = 8192;
-  const int64_t row_blocks = std::max<int64_t>(1, std::min(rows, kMaxRowBlocks));
-  const int64_t rows_per_block = (rows + row_blocks - 1) / std::max<int64_t>(row_blocks, 1);
+  const int64_t rows_per_block =
+      std::max<int64_t>({int64_t(1), (rows + kMaxRowBlocks - 1) / kMaxRowBlocks, kMinBlockElements / row_len});
+  const int64_t row_blocks = (rows + rows_per_block - 1) / rows_per_block;
   const int64_t column_chunks = (row_len + kColumnChunk - 1) / kColumnChunk;
   std::vector<acc_t> partial(static_cast<size_t>(row_blocks * row_len), acc_t(0));
 
@@ -150,11 +154,20 @@ void backward(const BackwardArgs<scalar_t>& a) {
     }
   });
 
-  at::parallel_for(0, row_len, 1024, [&](int64_t c_begin, int64_t c_end) {
-    for (int64_t c = c_begin; c < c_end; ++c) {
-      acc_t total = acc_t(0);
-      for (int64_t block = 0; block < row_blocks; ++block) total += partial[block * row_len + c];
-      a.grad_bias[c] = static_cast<scalar_t>(total);
+  // Blocks are added in block order for every column; walking each block's row of partials keeps the loads
+  // contiguous (and vectorised).
+  constexpr int64_t kReduceChunk = 1024;
+  at::parallel_for(0, (row_len + kReduceChunk - 1) / kReduceChunk, 1, [&](int64_t chunk_begin, int64_t chunk_end) {
+    acc_t total[kReduceChunk];
+    for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
+      const int64_t c0 = chunk * kReduceChunk;
+      const int64_t n = std::min(kReduceChunk, row_len - c0);
+      for (int64_t k = 0; k < n; ++k) total[k] = acc_t(0);
+      for (int64_t block = 0; block < row_blocks; ++block) {
+        const acc_t* __restrict__ sums = partial.data() + block * row_len + c0;
+        for (int64_t k = 0; k < n; ++k) total[k] += sums[k];
+      }
+      for (int64_t k = 0; k < n; ++k) a.grad_bias[c0 + k] = static_cast<scalar_t>(total[k]);
     }
   });
 }

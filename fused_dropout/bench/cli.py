@@ -1,0 +1,176 @@
+"""`python -m fused_dropout.bench`: the fused ops against nn.Dropout / the eager compositions, torch.compile of
+them and x.clone(), on whatever device is present. Prints a summary table and writes CSV, plots and markdown."""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import torch
+
+import fused_dropout as fd
+
+from . import cases, report
+from .timing import time_ms
+
+DTYPE_NAMES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+HIDDEN_SIZES = (768, 1024, 2048, 4096, 8192)
+SIZE_SWEEP_HIDDEN = 4096
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m fused_dropout.bench", description=__doc__)
+    parser.add_argument("--ops", nargs="+", choices=cases.OPS, default=list(cases.OPS))
+    parser.add_argument("--modes", nargs="+", choices=cases.MODES, default=None)
+    parser.add_argument("--dtypes", nargs="+", choices=sorted(DTYPE_NAMES), default=None,
+                        help="default: float32 bfloat16 float16 on a GPU, float32 bfloat16 on the CPU")
+    parser.add_argument("--providers", nargs="+", default=None,
+                        help="fused backends (cpu, cuda, triton, torch) and eager, compile, clone; "
+                             "default: every available fused backend but torch, and eager, compile, clone")
+    parser.add_argument("--sizes", nargs="+", type=int, default=None, metavar="LOG2",
+                        help="log2 element counts of the size sweep (default 16..26)")
+    parser.add_argument("--hidden", nargs="*", type=int, default=None,
+                        help=f"hidden sizes of the hidden sweep (default {' '.join(map(str, HIDDEN_SIZES))}); "
+                             "give none to skip it")
+    parser.add_argument("--hidden-numel-log2", type=int, default=None,
+                        help="elements of the hidden sweep (default 2^24 on a GPU, 2^22 on the CPU)")
+    parser.add_argument("--quick", action="store_true", help="a small sweep that ends in under a minute on a CPU")
+    parser.add_argument("--out", default=None, help="results folder (default benchmarks/results/<device>)")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser.parse_args(argv)
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            model = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model} ({torch.get_num_threads()} threads)"
+
+
+def commit_id() -> str:
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=here, capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def default_results_dir(device: torch.device) -> str:
+    slug = "cpu" if device.type == "cpu" else torch.cuda.get_device_name(device).lower().replace(" ", "-")
+    return os.path.join("benchmarks", "results", slug)
+
+
+def build_plan(args, device: torch.device):
+    """(modes, dtypes, providers, [(sweep, x, shape)])."""
+    gpu = device.type == "cuda"
+    modes = args.modes or (["fwd", "fwd+bwd"] if args.quick else list(cases.MODES))
+    dtypes = args.dtypes or (["float32"] if args.quick else
+                             ["float32", "bfloat16", "float16"] if gpu else ["float32", "bfloat16"])
+    fused = [b for b in fd.available_backends() if b != "torch" and fd.backends._runs_on(b, device.type)]
+    providers = args.providers or fused + ["eager", "compile", "clone"]
+    unknown = set(providers) - set(fd.backends.KNOWN_BACKENDS) - {"eager", "compile", "clone"}
+    if unknown:
+        sys.exit(f"unknown providers: {sorted(unknown)}")
+    sizes = args.sizes or ([16, 18] if args.quick else list(range(16, 27)) if gpu else list(range(16, 27, 2)))
+    points = []
+    for log2 in sizes:
+        numel = 1 << log2
+        hidden = min(SIZE_SWEEP_HIDDEN, numel)
+        points.append(("size", numel, (numel // hidden, hidden)))
+    hidden_sizes = args.hidden if args.hidden is not None else ([] if args.quick else list(HIDDEN_SIZES))
+    hidden_numel = 1 << (args.hidden_numel_log2 or (24 if gpu else 22))
+    points += [("hidden", h, (max(1, hidden_numel // h), h)) for h in hidden_sizes]
+    return modes, dtypes, providers, points
+
+
+def provider_fn(op: str, provider: str):
+    if provider == "eager":
+        return cases.eager_fn(op)
+    if provider == "compile":
+        return cases.compiled_fn(op)
+    if provider == "clone":
+        return cases.clone_fn(op)
+    return cases.fused_fn(op, provider)
+
+
+def mode_fn(fn, inputs: cases.Inputs, mode: str):
+    targets = inputs.grad_targets()
+    if mode == "fwd":
+        return lambda: fn(inputs)
+    out = fn(inputs)
+    grad = torch.randn_like(out)
+    if mode == "bwd":
+        return lambda: torch.autograd.grad(out, targets, grad, retain_graph=True)
+    return lambda: torch.autograd.grad(fn(inputs), targets, grad)
+
+
+def run(args) -> list[report.Row]:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    modes, dtypes, providers, points = build_plan(args, device)
+    device_name, commit = device_description(device), commit_id()
+    compiled_cache = {}
+    rows: list[report.Row] = []
+    tasks = [(op, dtype, point) for dtype in dtypes for op in args.ops for point in points]
+    try:
+        from tqdm import tqdm
+        progress = tqdm(tasks, disable=args.no_progress, desc="benchmark", unit="case")
+    except ImportError:
+        progress = tasks
+    for op, dtype_name, (sweep, x, shape) in progress:
+        dtype = DTYPE_NAMES[dtype_name]
+        inputs = cases.make_inputs(op, shape, dtype, device)
+        numel, element_size = inputs.x.numel(), inputs.x.element_size()
+
+        def add(provider, mode, metric, unit, y50, y20, y80):
+            rows.append(report.Row(op, provider, mode, metric, unit, x, y50, y20, y80, dtype_name, device_name,
+                                   commit, sweep, "x".join(map(str, shape))))
+
+        times = {}
+        for provider in providers:
+            if provider == "compile":
+                fn = compiled_cache.setdefault(op, cases.compiled_fn(op))
+            else:
+                fn = provider_fn(op, provider)
+            for mode in (["fwd"] if provider == "clone" else modes):
+                t50, t20, t80 = time_ms(mode_fn(fn, inputs, mode), device, quick=args.quick)
+                times[(provider, mode)] = (t50, t20, t80)
+                add(provider, mode, "time", "ms", t50, t20, t80)
+                moved = cases.bytes_moved(op, mode, provider, numel, shape[-1], element_size)
+                # Bandwidth is inversely proportional to time: the 20th percentile of time gives the 80th of GB/s.
+                add(provider, mode, "bandwidth", "GB/s", moved / t50 / 1e6, moved / t80 / 1e6, moved / t20 / 1e6)
+            if sweep == "size" and x == points[0][1] and provider not in ("compile", "clone"):
+                # Memory kept for the backward does not depend on the size: measured once, at the first size.
+                add(provider, "fwd+bwd", "saved_bytes_per_element", "B", *(3 * [cases.saved_bytes_per_element(fn, inputs)]))
+        clone = times.get(("clone", "fwd"))
+        for (provider, mode), (t50, t20, t80) in times.items():
+            if provider == "clone":
+                continue
+            moved = cases.bytes_moved(op, mode, provider, numel, shape[-1], element_size)
+            if clone is not None:
+                clone_bw = cases.bytes_moved(op, "fwd", "clone", numel, shape[-1], element_size) / clone[0]
+                add(provider, mode, "clone_fraction", "ratio", moved / t50 / clone_bw, moved / t80 / clone_bw,
+                    moved / t20 / clone_bw)
+            eager = times.get(("eager", mode))
+            if eager is not None:
+                add(provider, mode, "speedup_vs_eager", "x", eager[0] / t50, eager[0] / t80, eager[0] / t20)
+    return rows
+
+
+def main(argv=None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    started = time.time()
+    rows = run(args)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    paths = report.write_all(rows, args.out or default_results_dir(device))
+    with open(paths["summary"]) as handle:
+        print(handle.read())
+    print(f"wrote {', '.join(paths.values())} in {time.time() - started:.0f} s")

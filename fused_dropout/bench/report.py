@@ -1,0 +1,137 @@
+"""Writing results: CSV rows, PNG plots and the markdown summary the README shows."""
+from __future__ import annotations
+
+import csv
+import os
+from collections import defaultdict
+from dataclasses import asdict, dataclass, fields
+
+CSV_COLUMNS = ("op", "provider", "mode", "metric", "unit", "x", "y50", "y20", "y80", "dtype", "device", "commit",
+               "sweep", "shape")
+
+
+@dataclass
+class Row:
+    op: str
+    provider: str
+    mode: str
+    metric: str
+    unit: str
+    x: int
+    y50: float
+    y20: float
+    y80: float
+    dtype: str
+    device: str
+    commit: str
+    sweep: str
+    shape: str
+
+
+assert tuple(f.name for f in fields(Row)) == CSV_COLUMNS
+
+
+def write_csv(rows: list[Row], path: str) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(asdict(row))
+
+
+def read_csv(path: str) -> list[Row]:
+    with open(path, newline="") as handle:
+        return [Row(**{**r, "x": int(r["x"]), "y50": float(r["y50"]), "y20": float(r["y20"]),
+                       "y80": float(r["y80"])}) for r in csv.DictReader(handle)]
+
+
+def plot(rows: list[Row], metric: str, ylabel: str, path: str, log_y: bool = False) -> None:
+    """One subplot per (op, mode) of the size sweep: metric against elements, a line per provider and dtype."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    selected = [r for r in rows if r.metric == metric and r.sweep == "size"]
+    panels = sorted({(r.op, r.mode) for r in selected})
+    if not panels:
+        return
+    columns = min(3, len(panels))
+    grid_rows = (len(panels) + columns - 1) // columns
+    figure, axes = plt.subplots(grid_rows, columns, figsize=(5.5 * columns, 3.8 * grid_rows), squeeze=False)
+    for axis, (op, mode) in zip(axes.flat, panels):
+        lines = defaultdict(list)
+        for r in selected:
+            if (r.op, r.mode) == (op, mode):
+                lines[(r.provider, r.dtype)].append(r)
+        for (provider, dtype), points in sorted(lines.items()):
+            points.sort(key=lambda r: r.x)
+            axis.plot([p.x for p in points], [p.y50 for p in points], marker="o", markersize=3,
+                      label=f"{provider} {dtype}")
+        axis.set_xscale("log", base=2)
+        if log_y:
+            axis.set_yscale("log")
+        axis.set_title(f"{op} {mode}")
+        axis.set_xlabel("elements")
+        axis.set_ylabel(ylabel)
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=6)
+    for axis in list(axes.flat)[len(panels):]:
+        axis.set_visible(False)
+    device = selected[0].device
+    figure.suptitle(f"{ylabel} on {device}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def summary_markdown(rows: list[Row]) -> str:
+    """A table at the largest size of the size sweep: time, bandwidth, fraction of clone, speedup, memory."""
+    size_rows = [r for r in rows if r.sweep == "size"]
+    if not size_rows:
+        return ""
+    largest = max(r.x for r in size_rows)
+    by_key = defaultdict(dict)
+    for r in size_rows:
+        if r.x == largest:
+            by_key[(r.op, r.mode, r.dtype, r.provider)][r.metric] = r
+    saved = {(r.op, r.dtype, r.provider): r.y50 for r in rows if r.metric == "saved_bytes_per_element"}
+    device, commit, shape = size_rows[0].device, size_rows[0].commit, next(r.shape for r in size_rows
+                                                                          if r.x == largest)
+    lines = [
+        f"Device: {device}; commit {commit}; shape {shape} ({largest} elements); p = 0.1; median of repeated runs.",
+        "",
+        "| op | mode | dtype | provider | time ms (p20-p80) | GB/s | of clone | vs eager | saved B/elt |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (op, mode, dtype, provider), metrics in sorted(by_key.items()):
+        def cell(metric, fmt):
+            row = metrics.get(metric)
+            return "-" if row is None or row.y50 != row.y50 else fmt(row)
+
+        memory = saved.get((op, dtype, provider))
+        lines.append(" | ".join([
+            f"| {op}", mode, dtype, provider,
+            cell("time", lambda r: f"{r.y50:.3f} ({r.y20:.3f}-{r.y80:.3f})"),
+            cell("bandwidth", lambda r: f"{r.y50:.1f}"),
+            cell("clone_fraction", lambda r: f"{r.y50:.0%}"),
+            cell("speedup_vs_eager", lambda r: f"{r.y50:.2f}x"),
+            "-" if memory is None else f"{memory:.2f} |",
+        ]).rstrip(" |") + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_all(rows: list[Row], directory: str) -> dict[str, str]:
+    os.makedirs(directory, exist_ok=True)
+    paths = {
+        "csv": os.path.join(directory, "results.csv"),
+        "bandwidth": os.path.join(directory, "bandwidth.png"),
+        "speedup": os.path.join(directory, "speedup.png"),
+        "summary": os.path.join(directory, "summary.md"),
+    }
+    write_csv(rows, paths["csv"])
+    plot(rows, "bandwidth", "effective GB/s", paths["bandwidth"])
+    plot(rows, "speedup_vs_eager", "speedup vs eager", paths["speedup"], log_y=True)
+    with open(paths["summary"], "w") as handle:
+        handle.write(summary_markdown(rows))
+    return paths

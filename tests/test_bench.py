@@ -1,0 +1,58 @@
+"""Smoke test of the benchmark (the README's main job): a --quick tiny sweep writes CSV, plots and summary."""
+import csv
+
+import pytest
+import torch
+
+from fused_dropout.bench import cases, cli, report
+
+
+@pytest.fixture(autouse=True)
+def no_triton_interpreter(monkeypatch):
+    # The benchmark times real kernels; the interpreter would time numpy.
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+
+
+def test_quick_tiny_sweep_writes_csv_plots_and_summary(tmp_path):
+    cli.main(["--quick", "--sizes", "12", "13", "--ops", "dropout", "bias_relu_dropout", "--hidden", "512",
+              "--hidden-numel-log2", "13", "--providers", "cpu", "eager", "compile", "clone", "--no-progress",
+              "--out", str(tmp_path)])
+    with open(tmp_path / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0].keys()) == report.CSV_COLUMNS
+    providers = {r["provider"] for r in rows}
+    assert providers == {"cpu", "eager", "compile", "clone"}
+    assert {r["sweep"] for r in rows} == {"size", "hidden"}
+    assert {r["metric"] for r in rows} >= {"time", "bandwidth", "clone_fraction", "speedup_vs_eager",
+                                          "saved_bytes_per_element"}
+    for r in rows:
+        if r["metric"] == "time":
+            assert 0 < float(r["y20"]) <= float(r["y50"]) <= float(r["y80"])
+    saved = {(r["op"], r["provider"]): float(r["y50"]) for r in rows if r["metric"] == "saved_bytes_per_element"}
+    assert saved[("dropout", "cpu")] < 0.01  # 16 bytes of RNG state over 4096 elements
+    assert saved[("dropout", "eager")] >= 1.0  # nn.Dropout keeps a mask
+    for name in ("bandwidth.png", "speedup.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 1000
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| dropout | fwd | float32 | cpu |" in summary
+
+
+def test_byte_accounting():
+    # dropout forward: read x and write y, 4 bytes each in float32; nn.Dropout also writes a 1-byte mask.
+    assert cases.bytes_moved("dropout", "fwd", "cpu", 1000, 1000, 4) == 8000
+    assert cases.bytes_moved("dropout", "fwd", "eager", 1000, 1000, 4) == 9000
+    # bias_relu_dropout forward+backward in bfloat16: 2s + 3s per element plus the bias read and its gradient.
+    assert cases.bytes_moved("bias_relu_dropout", "fwd+bwd", "cuda", 1000, 10, 2) == 5 * 2 * 1000 + 2 * 10 * 2
+    assert cases.bytes_moved("dropout_add", "bwd", "triton", 100, 10, 4) == 2 * 4 * 100 + 10 * 4
+    assert cases.bytes_moved("dropout", "fwd", "clone", 100, 100, 2) == 400
+
+
+def test_plan_defaults():
+    args = cli.parse_args([])
+    modes, dtypes, providers, points = cli.build_plan(args, torch.device("cpu"))
+    assert modes == ["fwd", "bwd", "fwd+bwd"] and dtypes == ["float32", "bfloat16"]
+    assert {"cpu", "eager", "compile", "clone"} <= set(providers) and "torch" not in providers
+    sizes = [x for sweep, x, _ in points if sweep == "size"]
+    assert sizes[0] == 2**16 and sizes[-1] == 2**26
+    assert [x for sweep, x, _ in points if sweep == "hidden"] == [768, 1024, 2048, 4096, 8192]
