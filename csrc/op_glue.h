@@ -50,11 +50,6 @@ inline at::Tensor empty_output(const at::Tensor& x) {
   return at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
 }
 
-template <typename scalar_t>
-const scalar_t* optional_data(const std::optional<at::Tensor>& t) {
-  return t.has_value() ? t->data_ptr<scalar_t>() : nullptr;
-}
-
 // ATen's scalar types map to the kernels' own types: c10::Half/BFloat16 on the CPU, and the same layout-
 // compatible types on the CUDA side (the kernels convert through float).
 #define FD_DISPATCH_FLOATING_TYPES(dtype, name, ...) \

@@ -1,0 +1,50 @@
+// The CUDA kernels' host entry points: plain pointers, enums and a stream, so the torch glue (cuda_ops.cpp)
+// needs no CUDA element types and the kernel sources need no torch headers.
+#pragma once
+
+#include <cuda_runtime_api.h>
+#include <stdint.h>
+
+namespace fused_dropout {
+namespace cuda {
+
+enum class DType { kFloat16, kBFloat16, kFloat32, kFloat64 };
+enum class ForwardOp { kDropout, kBiasReluDropout, kDropoutAdd };
+
+struct ForwardLaunch {
+  DType dtype;
+  ForwardOp op;
+  const void* x;
+  const void* bias;      // nullptr: no bias
+  const void* residual;  // kDropoutAdd only
+  void* out;
+  int64_t numel;
+  int64_t row_len;
+  const int64_t* rng_state;  // device pointer [seed, offset]
+  uint64_t threshold;
+  double scale;
+};
+
+struct BackwardLaunch {
+  DType dtype;
+  bool keep_from_mask;    // true: the mask of rng_state; false: y > 0
+  const void* grad;
+  const void* y;
+  void* grad_in;
+  void* grad_bias;        // nullptr: no bias gradient
+  void* workspace;        // backward_workspace_bytes() bytes when grad_bias is set
+  int64_t numel;
+  int64_t row_len;
+  const int64_t* rng_state;
+  uint64_t threshold;
+  double scale;
+};
+
+// Bytes of device workspace a backward launch with a bias gradient needs (the per-row-block partial sums).
+size_t backward_workspace_bytes(DType dtype, int64_t numel, int64_t row_len);
+
+cudaError_t launch_forward(const ForwardLaunch& launch, cudaStream_t stream);
+cudaError_t launch_backward(const BackwardLaunch& launch, cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace fused_dropout
