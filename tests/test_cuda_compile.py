@@ -23,7 +23,7 @@ def test_there_are_cuda_sources():
 @pytest.mark.parametrize("source", SOURCES, ids=os.path.basename)
 def test_compiles_for_sm80_and_sm90(source, tmp_path):
     result = subprocess.run(
-        [NVCC, "-std=c++17", "-O3", "--use_fast_math", "-Werror", "all-warnings", "-Xptxas", "-v",
+        [NVCC, "-std=c++17", "-O3", "-Werror", "all-warnings", "-Xptxas", "-v",
          "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90",
          f"-I{os.path.join(ROOT, 'csrc')}", "-c", source, "-o", str(tmp_path / "out.o")],
         capture_output=True, text=True,

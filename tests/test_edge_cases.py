@@ -136,3 +136,13 @@ def test_nan_incoming_gradient_is_zero_where_dropped(backend):
     keep = fd.dropout_mask(x.shape, 0.5, 1)
     assert torch.equal(g[~keep], torch.zeros_like(g[~keep]))
     assert bool(g[keep].isnan().all())
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_denormals_are_not_flushed(backend):
+    # A kept denormal must come out as the exactly rounded product, not as zero (no flush-to-zero anywhere).
+    x = torch.full((64,), 1e-40, dtype=torch.float32)
+    keep = fd.dropout_mask(x.shape, 0.5, 12)
+    out = fd.dropout(x, 0.5, seed=12, backend=backend)
+    assert torch.equal(out[keep], x[keep] * torch.tensor(2.0))
+    assert bool((out[keep] != 0).all())
