@@ -14,7 +14,7 @@ def no_triton_interpreter(monkeypatch):
 
 
 def test_quick_tiny_sweep_writes_csv_plots_and_summary(tmp_path):
-    cli.main(["--quick", "--sizes", "12", "13", "--ops", "dropout", "bias_relu_dropout", "--hidden", "512",
+    cli.main(["--quick", "--modes", "fwd", "bwd", "fwd+bwd", "--sizes", "12", "13", "--ops", "dropout", "bias_relu_dropout", "--hidden", "512",
               "--hidden-numel-log2", "13", "--providers", "cpu", "eager", "compile", "clone", "--no-progress",
               "--out", str(tmp_path)])
     with open(tmp_path / "results.csv") as handle:
@@ -23,6 +23,7 @@ def test_quick_tiny_sweep_writes_csv_plots_and_summary(tmp_path):
     providers = {r["provider"] for r in rows}
     assert providers == {"cpu", "eager", "compile", "clone"}
     assert {r["sweep"] for r in rows} == {"size", "hidden"}
+    assert {r["mode"] for r in rows if r["provider"] == "compile"} == {"fwd", "bwd", "fwd+bwd"}
     assert {r["metric"] for r in rows} >= {"time", "bandwidth", "clone_fraction", "speedup_vs_eager",
                                           "saved_bytes_per_element"}
     for r in rows:

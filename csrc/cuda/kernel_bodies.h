@@ -149,19 +149,39 @@ struct ThreadCoord {
 
 // ---- forward, and the backward without bias gradient: a grid-stride loop over chunks ---------------------
 
+// What every body reads once: the RNG state (from device memory; absent when the keep decision comes from y),
+// the keep rule and the scale in the compute type.
+template <typename acc_t>
+struct DropoutParams {
+  uint64_t seed;
+  uint64_t offset;
+  KeepRule rule;
+  acc_t scale;
+  FD_HOST_DEVICE DropoutParams(const int64_t* rng_state, uint64_t threshold, double scale_value)
+      : seed(rng_state != nullptr ? static_cast<uint64_t>(rng_state[0]) : 0),
+        offset(rng_state != nullptr ? static_cast<uint64_t>(rng_state[1]) : 0),
+        rule(threshold),
+        scale(static_cast<acc_t>(scale_value)) {}
+};
+
+// Calls fn(first, count) for this thread's chunks of N elements: chunk c covers [c * N, min((c + 1) * N, numel)).
+template <int N, typename Fn>
+FD_HOST_DEVICE void grid_stride_chunks(int64_t numel, const ThreadCoord& t, Fn&& fn) {
+  const int64_t chunks = (numel + N - 1) / N;
+  for (int64_t chunk = t.block * t.block_dim + t.thread; chunk < chunks; chunk += t.grid_dim * t.block_dim) {
+    const int64_t first = chunk * N;
+    fn(first, static_cast<int>(numel - first < N ? numel - first : N));
+  }
+}
+
 template <typename scalar_t, typename Element, bool kVec>
 FD_HOST_DEVICE void forward_thread(const ForwardArgs<scalar_t>& a, const ThreadCoord& t) {
   using acc_t = typename ComputeType<scalar_t>::type;
   constexpr int N = kChunk<scalar_t>;
-  const uint64_t seed = static_cast<uint64_t>(a.rng_state[0]);
-  const uint64_t offset = static_cast<uint64_t>(a.rng_state[1]);
-  const KeepRule rule(a.threshold);
-  const acc_t scale = static_cast<acc_t>(a.scale);
-  const int64_t chunks = (a.numel + N - 1) / N;
-  for (int64_t chunk = t.block * t.block_dim + t.thread; chunk < chunks; chunk += t.grid_dim * t.block_dim) {
-    const int64_t first = chunk * N;
-    const int count = static_cast<int>(a.numel - first < N ? a.numel - first : N);
-    const uint32_t keep = chunk_keep_bits<N>(seed, offset, static_cast<uint64_t>(first), count, rule);
+  const DropoutParams<acc_t> params(a.rng_state, a.threshold, a.scale);
+  grid_stride_chunks<N>(a.numel, t, [&](int64_t first, int count) {
+    const uint32_t keep =
+        chunk_keep_bits<N>(params.seed, params.offset, static_cast<uint64_t>(first), count, params.rule);
     acc_t x[N], residual[N];
     load_chunk<N, kVec>(a.x + first, count, x);
     if (Element::kHasResidual) load_chunk<N, kVec>(a.residual + first, count, residual);
@@ -175,22 +195,22 @@ FD_HOST_DEVICE void forward_thread(const ForwardArgs<scalar_t>& a, const ThreadC
         col = col + 1 == a.row_len ? 0 : col + 1;
       }
       const acc_t r = Element::kHasResidual ? residual[e] : acc_t(0);
-      out[e] = from_compute<scalar_t>(Element::apply(x[e], bias, r, ((keep >> e) & 1u) != 0, scale));
+      out[e] = from_compute<scalar_t>(Element::apply(x[e], bias, r, ((keep >> e) & 1u) != 0, params.scale));
     }
     store_chunk<N, kVec>(a.out + first, count, out);
-  }
+  });
 }
 
-// grad_in for one chunk; also returns the rounded values (for the bias-gradient sums).
+// grad_in for one chunk, stored and also returned (the bias-gradient sums use the rounded values).
 template <typename scalar_t, BackwardKeep kKeep, bool kVec>
-FD_HOST_DEVICE void backward_chunk(const BackwardArgs<scalar_t>& a, uint64_t seed, uint64_t offset, KeepRule rule,
-                                   typename ComputeType<scalar_t>::type scale, int64_t first, int count,
-                                   scalar_t (&grad_in)[kChunk<scalar_t>]) {
+FD_HOST_DEVICE void backward_chunk(const BackwardArgs<scalar_t>& a,
+                                   const DropoutParams<typename ComputeType<scalar_t>::type>& params,
+                                   int64_t first, int count, scalar_t (&grad_in)[kChunk<scalar_t>]) {
   using acc_t = typename ComputeType<scalar_t>::type;
   constexpr int N = kChunk<scalar_t>;
   uint32_t keep = 0;
   if (kKeep == BackwardKeep::kMask) {
-    keep = chunk_keep_bits<N>(seed, offset, static_cast<uint64_t>(first), count, rule);
+    keep = chunk_keep_bits<N>(params.seed, params.offset, static_cast<uint64_t>(first), count, params.rule);
   } else {
     acc_t y[N];
     load_chunk<N, kVec>(a.y + first, count, y);
@@ -200,26 +220,20 @@ FD_HOST_DEVICE void backward_chunk(const BackwardArgs<scalar_t>& a, uint64_t see
   acc_t grad[N];
   load_chunk<N, kVec>(a.grad + first, count, grad);
   FD_UNROLL
-  for (int e = 0; e < N; ++e) grad_in[e] = from_compute<scalar_t>(backward_element(grad[e], ((keep >> e) & 1u) != 0, scale));
+  for (int e = 0; e < N; ++e) {
+    grad_in[e] = from_compute<scalar_t>(backward_element(grad[e], ((keep >> e) & 1u) != 0, params.scale));
+  }
   store_chunk<N, kVec>(a.grad_in + first, count, grad_in);
 }
 
 template <typename scalar_t, BackwardKeep kKeep, bool kVec>
 FD_HOST_DEVICE void backward_thread(const BackwardArgs<scalar_t>& a, const ThreadCoord& t) {
   using acc_t = typename ComputeType<scalar_t>::type;
-  constexpr int N = kChunk<scalar_t>;
-  const bool from_mask = kKeep == BackwardKeep::kMask;
-  const uint64_t seed = from_mask ? static_cast<uint64_t>(a.rng_state[0]) : 0;
-  const uint64_t offset = from_mask ? static_cast<uint64_t>(a.rng_state[1]) : 0;
-  const KeepRule rule(a.threshold);
-  const acc_t scale = static_cast<acc_t>(a.scale);
-  const int64_t chunks = (a.numel + N - 1) / N;
-  for (int64_t chunk = t.block * t.block_dim + t.thread; chunk < chunks; chunk += t.grid_dim * t.block_dim) {
-    const int64_t first = chunk * N;
-    const int count = static_cast<int>(a.numel - first < N ? a.numel - first : N);
-    scalar_t grad_in[N];
-    backward_chunk<scalar_t, kKeep, kVec>(a, seed, offset, rule, scale, first, count, grad_in);
-  }
+  const DropoutParams<acc_t> params(kKeep == BackwardKeep::kMask ? a.rng_state : nullptr, a.threshold, a.scale);
+  grid_stride_chunks<kChunk<scalar_t>>(a.numel, t, [&](int64_t first, int count) {
+    scalar_t grad_in[kChunk<scalar_t>];
+    backward_chunk<scalar_t, kKeep, kVec>(a, params, first, count, grad_in);
+  });
 }
 
 // ---- backward with the bias gradient: [rows, row_len] in tiles of (row block) x (block_dim * chunk columns) --
@@ -257,11 +271,7 @@ FD_HOST_DEVICE void backward_bias_tile_thread(const BackwardArgs<scalar_t>& a, c
   const int64_t col0 = (t.block * t.block_dim + t.thread) * N;
   if (col0 >= a.row_len) return;
   const int count = static_cast<int>(a.row_len - col0 < N ? a.row_len - col0 : N);
-  const bool from_mask = kKeep == BackwardKeep::kMask;
-  const uint64_t seed = from_mask ? static_cast<uint64_t>(a.rng_state[0]) : 0;
-  const uint64_t offset = from_mask ? static_cast<uint64_t>(a.rng_state[1]) : 0;
-  const KeepRule rule(a.threshold);
-  const acc_t scale = static_cast<acc_t>(a.scale);
+  const DropoutParams<acc_t> params(kKeep == BackwardKeep::kMask ? a.rng_state : nullptr, a.threshold, a.scale);
   const int64_t r0 = t.block_y * plan.rows_per_block;
   const int64_t r1 = r0 + plan.rows_per_block < plan.rows ? r0 + plan.rows_per_block : plan.rows;
   acc_t sums[N];
@@ -269,7 +279,7 @@ FD_HOST_DEVICE void backward_bias_tile_thread(const BackwardArgs<scalar_t>& a, c
   for (int e = 0; e < N; ++e) sums[e] = acc_t(0);
   for (int64_t r = r0; r < r1; ++r) {
     scalar_t grad_in[N];
-    backward_chunk<scalar_t, kKeep, kVec>(a, seed, offset, rule, scale, r * a.row_len + col0, count, grad_in);
+    backward_chunk<scalar_t, kKeep, kVec>(a, params, r * a.row_len + col0, count, grad_in);
     FD_UNROLL
     for (int e = 0; e < N; ++e) sums[e] += e < count ? to_compute(grad_in[e]) : acc_t(0);
   }

@@ -66,6 +66,11 @@ def fused_fn(op: str, backend: str) -> Callable[[Inputs], torch.Tensor]:
 
 
 def compiled_fn(op: str) -> Callable[[Inputs], torch.Tensor]:
+    # The "bwd" mode replays one backward graph (retain_graph=True), which compiled backwards with donated
+    # buffers refuse; donation only saves memory, so it is turned off for the benchmark.
+    import torch._functorch.config
+
+    torch._functorch.config.donated_buffer = False
     # dynamic=True: one compile per op and dtype, not one per size of the sweep.
     compiled = torch.compile(lambda x, bias, residual: eager_fn(op)(Inputs(x, bias, residual)), dynamic=True)
     return lambda i: compiled(i.x, i.bias, i.residual)

@@ -40,6 +40,8 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true", help="a small sweep that ends in under a minute on a CPU")
     parser.add_argument("--out", default=None, help="results folder (default benchmarks/results/<device>)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--from-csv", metavar="DIR", default=None,
+                        help="measure nothing: redraw the plots and summary of DIR/results.csv")
     return parser.parse_args(argv)
 
 
@@ -168,6 +170,11 @@ def run(args) -> list[report.Row]:
 def main(argv=None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     started = time.time()
+    if args.from_csv:
+        paths = report.write_all(report.read_csv(os.path.join(args.from_csv, "results.csv")), args.from_csv,
+                                 write_rows=False)
+        print(open(paths["summary"]).read())
+        return
     rows = run(args)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     paths = report.write_all(rows, args.out or default_results_dir(device))

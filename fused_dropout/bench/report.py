@@ -86,42 +86,48 @@ def plot(rows: list[Row], metric: str, ylabel: str, path: str, log_y: bool = Fal
 
 
 def summary_markdown(rows: list[Row]) -> str:
-    """A table at the largest size of the size sweep: time, bandwidth, fraction of clone, speedup, memory."""
+    """Tables at 2^22 elements (when swept) and at the largest size of the size sweep: time, bandwidth,
+    fraction of clone, speedup and the memory kept for the backward."""
     size_rows = [r for r in rows if r.sweep == "size"]
     if not size_rows:
         return ""
-    largest = max(r.x for r in size_rows)
-    by_key = defaultdict(dict)
-    for r in size_rows:
-        if r.x == largest:
-            by_key[(r.op, r.mode, r.dtype, r.provider)][r.metric] = r
+    sizes = sorted({r.x for r in size_rows})
+    shown = [x for x in (1 << 22,) if x in sizes and x != sizes[-1]] + [sizes[-1]]
     saved = {(r.op, r.dtype, r.provider): r.y50 for r in rows if r.metric == "saved_bytes_per_element"}
-    device, commit, shape = size_rows[0].device, size_rows[0].commit, next(r.shape for r in size_rows
-                                                                          if r.x == largest)
-    lines = [
-        f"Device: {device}; commit {commit}; shape {shape} ({largest} elements); p = 0.1; median of repeated runs.",
-        "",
-        "| op | mode | dtype | provider | time ms (p20-p80) | GB/s | of clone | vs eager | saved B/elt |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for (op, mode, dtype, provider), metrics in sorted(by_key.items()):
-        def cell(metric, fmt):
-            row = metrics.get(metric)
-            return "-" if row is None or row.y50 != row.y50 else fmt(row)
+    device, commit = size_rows[0].device, size_rows[0].commit
+    lines = [f"Device: {device}; commit {commit}; p = 0.1; time is the median (20th-80th percentile).", ""]
+    for size in shown:
+        by_key = defaultdict(dict)
+        for r in size_rows:
+            if r.x == size:
+                by_key[(r.op, r.mode, r.dtype, r.provider)][r.metric] = r
+        shape = next(r.shape for r in size_rows if r.x == size)
+        lines += [
+            f"**{size} elements ({shape})**",
+            "",
+            "| op | mode | dtype | provider | time ms (p20-p80) | GB/s | of clone | vs eager | saved B/elt |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for (op, mode, dtype, provider), metrics in sorted(by_key.items()):
+            def cell(metric, fmt):
+                row = metrics.get(metric)
+                return "-" if row is None or row.y50 != row.y50 else fmt(row)
 
-        memory = saved.get((op, dtype, provider))
-        lines.append(" | ".join([
-            f"| {op}", mode, dtype, provider,
-            cell("time", lambda r: f"{r.y50:.3f} ({r.y20:.3f}-{r.y80:.3f})"),
-            cell("bandwidth", lambda r: f"{r.y50:.1f}"),
-            cell("clone_fraction", lambda r: f"{r.y50:.0%}"),
-            cell("speedup_vs_eager", lambda r: f"{r.y50:.2f}x"),
-            "-" if memory is None else f"{memory:.2f} |",
-        ]).rstrip(" |") + " |")
-    return "\n".join(lines) + "\n"
+            memory = saved.get((op, dtype, provider))
+            lines.append("| " + " | ".join([
+                op, mode, dtype, provider,
+                cell("time", lambda r: f"{r.y50:.3f} ({r.y20:.3f}-{r.y80:.3f})"),
+                cell("bandwidth", lambda r: f"{r.y50:.1f}"),
+                cell("clone_fraction", lambda r: f"{r.y50:.0%}"),
+                cell("speedup_vs_eager", lambda r: f"{r.y50:.2f}x"),
+                "-" if memory is None else f"{memory:.2f}",
+            ]) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
-def write_all(rows: list[Row], directory: str) -> dict[str, str]:
+def write_all(rows: list[Row], directory: str, write_rows: bool = True) -> dict[str, str]:
+    """Writes the CSV (unless re-rendering from it), the two plots and the markdown summary."""
     os.makedirs(directory, exist_ok=True)
     paths = {
         "csv": os.path.join(directory, "results.csv"),
@@ -129,8 +135,9 @@ def write_all(rows: list[Row], directory: str) -> dict[str, str]:
         "speedup": os.path.join(directory, "speedup.png"),
         "summary": os.path.join(directory, "summary.md"),
     }
-    write_csv(rows, paths["csv"])
-    plot(rows, "bandwidth", "effective GB/s", paths["bandwidth"])
+    if write_rows:
+        write_csv(rows, paths["csv"])
+    plot(rows, "bandwidth", "effective GB/s", paths["bandwidth"], log_y=True)
     plot(rows, "speedup_vs_eager", "speedup vs eager", paths["speedup"], log_y=True)
     with open(paths["summary"], "w") as handle:
         handle.write(summary_markdown(rows))
