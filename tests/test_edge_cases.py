@@ -146,3 +146,27 @@ def test_denormals_are_not_flushed(backend):
     out = fd.dropout(x, 0.5, seed=12, backend=backend)
     assert torch.equal(out[keep], x[keep] * torch.tensor(2.0))
     assert bool((out[keep] != 0).all())
+
+
+def _available_memory_bytes():
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+@pytest.mark.skipif(_available_memory_bytes() < 14 * 2**30, reason="needs ~10 GiB of free memory")
+def test_huge_tensor_over_two_to_the_31_elements_on_cpu():
+    # 64-bit indexing: elements past 2^31 get the spec's mask (checked against slices of dropout_mask).
+    numel = 2**31 + 1000
+    x = torch.ones(numel, dtype=torch.float16)
+    y = fd.dropout(x, 0.5, seed=77, backend="cpu")
+    for start in (0, 2**31 - 500, numel - 700):
+        expected = fd.dropout_mask((600,), 0.5, 77, offset=start)
+        assert torch.equal(y[start:start + 600] != 0, expected), start
+        assert torch.equal(y[start:start + 600][expected], torch.full((int(expected.sum()),), 2.0,
+                                                                      dtype=torch.float16))
