@@ -37,6 +37,20 @@ def test_compiles_for_sm80_and_sm90(source, tmp_path):
     assert spills and max(spills) <= 8, result.stderr[-4000:]
 
 
+@pytest.mark.skipif(shutil.which("g++") is None or not os.path.exists(os.path.join(CUDA_HOME, "include")),
+                    reason="needs g++ and the CUDA headers")
+def test_cuda_glue_compiles_against_torch_headers(tmp_path):
+    """cuda_ops.cpp (the torch glue) with the real torch and CUDA runtime headers; only the two torch CUDA headers
+    a CPU build of torch lacks are replaced by stubs declaring what the glue uses. Syntax and types only."""
+    from torch.utils.cpp_extension import include_paths
+
+    stubs = os.path.join(ROOT, "tests", "cuda_glue_stubs")
+    includes = [f"-I{stubs}"] + [f"-I{p}" for p in include_paths()] + [f"-I{os.path.join(CUDA_HOME, 'include')}"]
+    result = subprocess.run(["g++", "-std=c++20", "-fsyntax-only", "-DFD_WITH_CUDA", *includes,
+                             os.path.join(ROOT, "csrc", "cuda", "cuda_ops.cpp")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
 def test_kernel_sources_include_no_torch_headers():
     for path in SOURCES + glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.h")) + [
             os.path.join(ROOT, "csrc", "philox.h"), os.path.join(ROOT, "csrc", "dropout_math.h"),
