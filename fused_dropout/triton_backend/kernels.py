@@ -15,13 +15,14 @@ def _pick_word(r0, r1, r2, r3, index):
 
 
 @triton.jit
-def _tile_keep(seed, offset, row, col0, N, threshold, BR: tl.constexpr, BC: tl.constexpr):
+def _tile_keep(seed, offset, row, col0, rows, N, threshold, BR: tl.constexpr, BC: tl.constexpr):
     """Keep decisions of the [BR, BC] tile whose rows are `row` ([BR] int64) and columns col0 .. col0 + BC.
 
     Element (r, 4j + c) has global index g = base_r + 4j + c with base_r = offset + r * N + col0, so it uses word
     (s + c) & 3 of Philox group (base_r >> 2) + j + ((s + c) >> 2), s = base_r & 3. Group j of each row is one
     randint4x call; when some row starts off a group boundary (s != 0), the words that spill into the next group
-    come from a second call for group j + 1.
+    come from a second call for group j + 1. Rows start on group boundaries when offset and N are multiples of 4
+    (N does not matter for a single row, as in the ops without bias).
     """
     base = offset + row[:, None] * N + col0  # [BR, 1]
     shift = (base & 3)[:, :, None]  # [BR, 1, 1]
@@ -29,7 +30,7 @@ def _tile_keep(seed, offset, row, col0, N, threshold, BR: tl.constexpr, BC: tl.c
     r0, r1, r2, r3 = tl.randint4x(seed, group)
     lane = shift + tl.arange(0, 4)[None, None, :]  # [BR, 1, 4]: s + c
     words = _pick_word(r0[:, :, None], r1[:, :, None], r2[:, :, None], r3[:, :, None], lane & 3)
-    if ((offset & 3) != 0) | ((N & 3) != 0):  # uniform branch; aligned shapes never pay for the second call
+    if ((offset & 3) != 0) | (((N & 3) != 0) & (rows > 1)):  # uniform: aligned shapes skip the second call
         n0, n1, n2, n3 = tl.randint4x(seed, group + 1)
         spill = _pick_word(n0[:, :, None], n1[:, :, None], n2[:, :, None], n3[:, :, None], lane & 3)
         words = tl.where(lane < 4, words, spill)
@@ -78,7 +79,7 @@ def forward_kernel(x_ptr, bias_ptr, residual_ptr, out_ptr, state_ptr, rows, N, t
     _, row, col0, col, in_bounds, index = _tile_coordinates(rows, N, BR, BC)
     seed = tl.load(state_ptr)
     offset = tl.load(state_ptr + 1)
-    keep = _tile_keep(seed, offset, row, col0, N, threshold, BR, BC)
+    keep = _tile_keep(seed, offset, row, col0, rows, N, threshold, BR, BC)
     v = tl.load(x_ptr + index, mask=in_bounds, other=0.0).to(acc_t)
     if HAS_BIAS:
         v = v + tl.load(bias_ptr + col, mask=col < N, other=0.0).to(acc_t)[None, :]
@@ -101,7 +102,7 @@ def backward_kernel(grad_ptr, y_ptr, state_ptr, grad_in_ptr, partial_ptr, rows, 
     if FROM_MASK:
         seed = tl.load(state_ptr)
         offset = tl.load(state_ptr + 1)
-        keep = _tile_keep(seed, offset, row, col0, N, threshold, BR, BC)
+        keep = _tile_keep(seed, offset, row, col0, rows, N, threshold, BR, BC)
     else:
         keep = tl.load(y_ptr + index, mask=in_bounds, other=0.0).to(acc_t) > 0
     grad = tl.load(grad_ptr + index, mask=in_bounds, other=0.0).to(acc_t)
