@@ -10,7 +10,9 @@ if ! "$PYTHON" -c "import torch" 2>/dev/null; then
   "$PYTHON" -m pip install -q torch==2.13.0
 fi
 # Each name is installed only when missing, so a machine without a registry can still run this.
-for module_package in triton:triton pytest:pytest expecttest:expecttest matplotlib:matplotlib tqdm:tqdm \
+# triton is pinned to the version whose interpreter the CI tests were written against (a GPU machine keeps the
+# triton its torch ships with).
+for module_package in triton:triton==3.9.0 pytest:pytest expecttest:expecttest matplotlib:matplotlib tqdm:tqdm \
                       numpy:numpy ninja:ninja setuptools:setuptools; do
   module=${module_package%%:*}
   package=${module_package##*:}
