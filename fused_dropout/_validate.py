@@ -7,6 +7,8 @@ import operator
 
 import torch
 
+from .reference import row_length
+
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 UINT64_LIMIT = 1 << 64
 INT64_MIN = -(1 << 63)
@@ -45,7 +47,7 @@ def companion(t, x: torch.Tensor, name: str, shape) -> torch.Tensor:
 
 def bias_shape(x: torch.Tensor) -> tuple[int]:
     """The bias runs along the last dimension; a 0-d x takes a bias of shape [1]."""
-    return (x.shape[-1] if x.dim() > 0 else 1,)
+    return (row_length(x),)
 
 
 def _integer(value, name: str) -> int:

@@ -12,6 +12,7 @@ import importlib
 import torch
 
 from ._schema import FAMILY_PREFIXES, SCHEMAS
+from .reference import row_length
 
 NAMESPACE = "fused_dropout"
 _LIBRARY = torch.library.Library(NAMESPACE, "DEF")  # noqa: TOR901 - the library lives as long as the module
@@ -43,7 +44,7 @@ def _fake_forward(x, *args):
 
 
 def _fake_backward(grad, keep_source, p, bias_grad):
-    bias_len = (grad.shape[-1] if grad.dim() > 0 else 1) if bias_grad else 0
+    bias_len = row_length(grad) if bias_grad else 0
     return torch.empty(grad.shape, dtype=grad.dtype, device=grad.device), grad.new_empty((bias_len,))
 
 
@@ -98,9 +99,13 @@ def _register_python_kernels(ops: OpFamily, module_name: str, dispatch_keys) -> 
     """Registers <module>.<op name> as the kernel of every op of the family for the given dispatch keys. The
     module is imported on the first call, so importing fused_dropout never imports triton."""
 
+    loaded = []  # the module, once imported: op calls are a hot path
+
     def lazy(name):
         def kernel(*args):
-            return getattr(importlib.import_module(module_name, __package__), name)(*args)
+            if not loaded:
+                loaded.append(importlib.import_module(module_name, __package__))
+            return getattr(loaded[0], name)(*args)
 
         kernel.__name__ = name
         return kernel

@@ -46,10 +46,14 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def dropout_scale(p: float) -> float:
+    """scale = 1 / (1 - p) in float64 (0 when p = 1: nothing is kept, so it is never applied)."""
+    return 1.0 / (1.0 - p) if p < 1.0 else 0.0
+
+
 def scale_tensor(p: float, dtype: torch.dtype, device) -> torch.Tensor:
-    """scale = 1 / (1 - p) computed in float64, rounded once to the compute type (0 when p = 1)."""
-    scale = 1.0 / (1.0 - p) if p < 1.0 else 0.0
-    return torch.tensor(scale, dtype=compute_dtype(dtype), device=device)
+    """The scale rounded once to the compute type."""
+    return torch.tensor(dropout_scale(p), dtype=compute_dtype(dtype), device=device)
 
 
 def keep_mask(numel: int, rng_state: torch.Tensor, p: float) -> torch.Tensor:
@@ -96,7 +100,8 @@ def dropout_add_fwd(x, residual, bias, rng_state, p):
     return _forward(x, rng_state, p, bias=bias, residual=residual)
 
 
-def _row_length(t: torch.Tensor) -> int:
+def row_length(t: torch.Tensor) -> int:
+    """The bias length of t: its last dimension, 1 for a 0-d tensor."""
     return t.shape[-1] if t.dim() > 0 else 1
 
 
@@ -104,7 +109,7 @@ def _bias_grad(grad_in: torch.Tensor, bias_grad: bool) -> torch.Tensor:
     if not bias_grad:
         return grad_in.new_zeros((0,))
     acc = compute_dtype(grad_in.dtype)
-    row_len = _row_length(grad_in)
+    row_len = row_length(grad_in)
     if row_len == 0:  # an empty last dimension has an empty bias
         return grad_in.new_zeros((0,))
     return grad_in.to(acc).reshape(-1, row_len).sum(0).to(grad_in.dtype)

@@ -144,21 +144,20 @@ def run(args) -> list[report.Row]:
                 fn = provider_fn(op, provider)
             for mode in (["fwd"] if provider == "clone" else modes):
                 t50, t20, t80 = time_ms(mode_fn(fn, inputs, mode), device, quick=args.quick)
-                times[(provider, mode)] = (t50, t20, t80)
-                add(provider, mode, "time", "ms", t50, t20, t80)
                 moved = cases.bytes_moved(op, mode, provider, numel, shape[-1], element_size)
+                times[(provider, mode)] = (t50, t20, t80, moved)
+                add(provider, mode, "time", "ms", t50, t20, t80)
                 # Bandwidth is inversely proportional to time: the 20th percentile of time gives the 80th of GB/s.
                 add(provider, mode, "bandwidth", "GB/s", moved / t50 / 1e6, moved / t80 / 1e6, moved / t20 / 1e6)
             if sweep == "size" and x == points[0][1] and provider not in ("compile", "clone"):
                 # Memory kept for the backward does not depend on the size: measured once, at the first size.
                 add(provider, "fwd+bwd", "saved_bytes_per_element", "B", *(3 * [cases.saved_bytes_per_element(fn, inputs)]))
         clone = times.get(("clone", "fwd"))
-        for (provider, mode), (t50, t20, t80) in times.items():
+        clone_bw = clone[3] / clone[0] if clone is not None else None
+        for (provider, mode), (t50, t20, t80, moved) in times.items():
             if provider == "clone":
                 continue
-            moved = cases.bytes_moved(op, mode, provider, numel, shape[-1], element_size)
-            if clone is not None:
-                clone_bw = cases.bytes_moved(op, "fwd", "clone", numel, shape[-1], element_size) / clone[0]
+            if clone_bw is not None:
                 add(provider, mode, "clone_fraction", "ratio", moved / t50 / clone_bw, moved / t80 / clone_bw,
                     moved / t20 / clone_bw)
             eager = times.get(("eager", mode))

@@ -2,13 +2,13 @@
 fused_dropout.reference). On the CPU they run only under TRITON_INTERPRET=1 (how CI tests them)."""
 from __future__ import annotations
 
-import os
 import struct
 
 import torch
 import triton
 
 from .. import reference
+from ..backends import triton_interpreting
 from . import kernels
 
 # Elements per program, by element size: enough bytes in flight per program to stream at full bandwidth while
@@ -29,7 +29,7 @@ def _tile(row_len: int, has_columns: bool, element_size: int) -> tuple[int, int,
 
 def _scale_bits(p: float, dtype: torch.dtype) -> int:
     """The bit pattern of scale = 1 / (1 - p) rounded once to the compute type (0 when p = 1)."""
-    scale = 1.0 / (1.0 - p) if p < 1.0 else 0.0
+    scale = reference.dropout_scale(p)
     if dtype == torch.float64:
         return struct.unpack("<q", struct.pack("<d", scale))[0]
     return struct.unpack("<i", struct.pack("<f", scale))[0]
@@ -38,20 +38,16 @@ def _scale_bits(p: float, dtype: torch.dtype) -> int:
 def _check_device(t: torch.Tensor) -> None:
     if t.device.type == "cuda":
         return
-    if t.device.type == "cpu" and os.environ.get("TRITON_INTERPRET", "0") == "1":
+    if t.device.type == "cpu" and triton_interpreting():
         return
     raise RuntimeError(
         f"the triton backend runs CUDA tensors (or CPU tensors under TRITON_INTERPRET=1), got {t.device}"
     )
 
 
-def _row_length(t: torch.Tensor) -> int:
-    return t.shape[-1] if t.dim() > 0 else 1
-
-
 def _launch_options() -> dict:
     # FMA contraction off: the same roundings as the spec and the other backends, so values agree bit for bit.
-    return {} if os.environ.get("TRITON_INTERPRET", "0") == "1" else {"enable_fp_fusion": False}
+    return {} if triton_interpreting() else {"enable_fp_fusion": False}
 
 
 def _forward(x, rng_state, p, *, bias=None, residual=None, relu=False):
@@ -61,7 +57,7 @@ def _forward(x, rng_state, p, *, bias=None, residual=None, relu=False):
     if x.numel() == 0:
         return out
     has_columns = bias is not None
-    row_len = _row_length(x) if has_columns else x.numel()
+    row_len = reference.row_length(x) if has_columns else x.numel()
     rows = x.numel() // row_len
     br, bc, num_warps = _tile(row_len, has_columns, x.element_size())
     grid = (triton.cdiv(rows, br) * triton.cdiv(row_len, bc),)
@@ -78,7 +74,7 @@ def _backward(grad, keep_source, p, bias_grad, *, from_mask):
     _check_device(grad)
     grad = grad.contiguous()
     grad_in = torch.empty(grad.shape, dtype=grad.dtype, device=grad.device)
-    row_len = _row_length(grad)
+    row_len = reference.row_length(grad)
     grad_bias = torch.zeros((row_len if bias_grad else 0,), dtype=grad.dtype, device=grad.device)
     if grad.numel() == 0:
         return grad_in, grad_bias
