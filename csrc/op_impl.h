@@ -91,8 +91,8 @@ struct FusedOps {
     m.impl("dropout_fwd", &dropout_fwd);
     m.impl("bias_relu_dropout_fwd", &bias_relu_dropout_fwd);
     m.impl("dropout_add_fwd", &dropout_add_fwd);
-    m.impl("dropout_bwd", &dropout_bwd);
-    m.impl("bias_relu_dropout_bwd", &bias_relu_dropout_bwd);
+    m.impl("mask_bwd", &dropout_bwd);
+    m.impl("relu_output_bwd", &bias_relu_dropout_bwd);
   }
 };
 

@@ -7,7 +7,7 @@ import operator
 
 import torch
 
-from .reference import row_length
+from .spec import row_len_of
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 UINT64_LIMIT = 1 << 64
@@ -47,7 +47,7 @@ def companion(t, x: torch.Tensor, name: str, shape) -> torch.Tensor:
 
 def bias_shape(x: torch.Tensor) -> tuple[int]:
     """The bias runs along the last dimension; a 0-d x takes a bias of shape [1]."""
-    return (row_length(x),)
+    return (row_len_of(x),)
 
 
 def _integer(value, name: str) -> int:

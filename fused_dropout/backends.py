@@ -5,6 +5,9 @@
 "triton" the Triton kernels                                  CUDA tensors; CPU tensors under TRITON_INTERPRET=1
 "torch"  the pure-PyTorch reference (fused_dropout.reference) any device
 
+When the native extension fused_dropout._C fails to import, "cpu" and "cuda" are not available: importing
+fused_dropout warns once with the import error, and CPU tensors run on "torch" (hundreds of times slower).
+
 backend=None or "auto" takes FUSED_DROPOUT_BACKEND when it is set, else the first available backend for the
 tensor's device in the order cuda, triton, torch (CUDA) or cpu, torch (CPU).
 """
@@ -15,6 +18,7 @@ import os
 
 import torch
 
+from . import _native
 from .ops import FAMILIES, OpFamily
 
 KNOWN_BACKENDS = ("cpu", "cuda", "triton", "torch")
@@ -22,14 +26,9 @@ ENV_VAR = "FUSED_DROPOUT_BACKEND"
 _PREFERENCE = {"cuda": ("cuda", "triton", "torch"), "cpu": ("cpu", "torch")}
 _FAMILY_OF_BACKEND = {"cpu": "native", "cuda": "native", "triton": "triton", "torch": "torch"}
 
-try:
-    from . import _C  # noqa: F401 - importing registers the native kernels
-
-    NATIVE_CPU = True
-    NATIVE_CUDA = bool(_C.has_cuda_kernels())
-except ImportError as error:  # a source checkout that was never built still has the torch backend
-    NATIVE_CPU = NATIVE_CUDA = False
-    NATIVE_IMPORT_ERROR = error
+_C = _native._C
+NATIVE_CPU = _native.LOADED
+NATIVE_CUDA = _native.HAS_CUDA_KERNELS
 
 TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
 
@@ -53,7 +52,10 @@ def _backend_devices(name: str) -> tuple[str, ...]:
 
 
 def available_backends() -> list[str]:
-    """The backends usable in this process, fastest first."""
+    """The backends usable in this process, fastest first.
+
+    "cpu" (and "cuda") are missing when the native extension failed to import; fused_dropout then warned once
+    at import, with the import error (fused_dropout._native.IMPORT_ERROR), and CPU tensors run on "torch"."""
     return [name for name in ("cuda", "triton", "cpu", "torch") if _backend_devices(name)]
 
 

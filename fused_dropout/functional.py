@@ -1,12 +1,13 @@
 """The public functional API. Every function validates its arguments (naming the culprit), never mutates an
-input unless asked to (inplace=True), and routes the call to one backend family's registered op."""
+input unless asked to (inplace=True), and routes the call to one backend family's op for its op-table row."""
 from __future__ import annotations
 
 import torch
 
 from . import _validate as check
-from . import backends, reference
+from . import backends, spec
 from ._rng import make_state, no_dropout_state
+from .op_table import OPS_BY_NAME, FusedOp
 
 
 def _state(x: torch.Tensor, seed, offset, generator) -> torch.Tensor:
@@ -23,21 +24,42 @@ def _validate_randomness(x, seed, offset, generator) -> None:
     check.generator(generator, x.device)
 
 
+def _validated(op: FusedOp, x, residual, bias, p, training):
+    """The checked (x, residual, bias, p, training) of a call of `op`."""
+    check.floating_tensor(x, "x")
+    if op.residual:
+        check.companion(residual, x, "residual", x.shape)
+    if bias is not None:
+        check.companion(bias, x, "bias", check.bias_shape(x))
+    return check.probability(p), check.flag(training, "training")
+
+
+def apply(op: FusedOp, x, residual, bias, p, training, seed, offset, generator, backend) -> torch.Tensor:
+    """Runs `op` (a row of the op table) on validated arguments. With training=False or p = 0 nothing is
+    dropped and no randomness is drawn: the op runs with p = 0 (activation(x + bias) + residual in one pass)."""
+    ops = backends.ops_for(backend, x.device)
+    if not training or p == 0.0:
+        _validate_randomness(x, seed, offset, generator)
+        state, p = no_dropout_state(x.device), 0.0
+    else:
+        state = _state(x, seed, offset, generator)
+    return ops.forward[op.name](*op.pack(x, residual, bias, state, p))
+
+
 def dropout(x, p=0.5, training=True, inplace=False, *, seed=None, offset=0, generator=None, backend=None):
     """Dropout with the project's mask: element i is kept iff its Philox word is >= floor(p * 2^32).
 
     Same contract as torch.nn.functional.dropout; `seed` fixes the mask, `offset` shifts the element index (for a
     shard of a larger tensor), `generator` is drawn from when seed is None. The backward saves no mask.
     """
-    check.floating_tensor(x, "x")
-    p = check.probability(p)
-    training = check.flag(training, "training")
+    op = OPS_BY_NAME["dropout"]
+    p, training = _validated(op, x, None, None, p, training)
     inplace = check.flag(inplace, "inplace")
-    ops = backends.ops_for(backend, x.device)
     if not training or p == 0.0:
+        backends.resolve(backend, x.device)  # a bad backend argument is an error in every mode
         _validate_randomness(x, seed, offset, generator)
         return x
-    out = ops.dropout_fwd(x, _state(x, seed, offset, generator), p)
+    out = apply(op, x, None, None, p, training, seed, offset, generator, backend)
     return x.copy_(out) if inplace else out
 
 
@@ -46,31 +68,16 @@ def bias_relu_dropout(x, bias, p=0.5, training=True, *, seed=None, offset=0, gen
 
     The backward uses the saved output (y > 0 marks kept, active elements): no mask is stored.
     """
-    check.floating_tensor(x, "x")
-    if bias is not None:
-        check.companion(bias, x, "bias", check.bias_shape(x))
-    p = check.probability(p)
-    training = check.flag(training, "training")
-    ops = backends.ops_for(backend, x.device)
-    if not training or p == 0.0:
-        _validate_randomness(x, seed, offset, generator)
-        return ops.bias_relu_dropout_fwd(x, bias, no_dropout_state(x.device), 0.0)
-    return ops.bias_relu_dropout_fwd(x, bias, _state(x, seed, offset, generator), p)
+    op = OPS_BY_NAME["bias_relu_dropout"]
+    p, training = _validated(op, x, None, bias, p, training)
+    return apply(op, x, None, bias, p, training, seed, offset, generator, backend)
 
 
 def dropout_add(x, residual, p=0.5, training=True, *, bias=None, seed=None, offset=0, generator=None, backend=None):
     """residual + dropout(x + bias) in one pass; residual has x's shape, bias [x.shape[-1]] or None."""
-    check.floating_tensor(x, "x")
-    check.companion(residual, x, "residual", x.shape)
-    if bias is not None:
-        check.companion(bias, x, "bias", check.bias_shape(x))
-    p = check.probability(p)
-    training = check.flag(training, "training")
-    ops = backends.ops_for(backend, x.device)
-    if not training or p == 0.0:
-        _validate_randomness(x, seed, offset, generator)
-        return ops.dropout_add_fwd(x, residual, bias, no_dropout_state(x.device), 0.0)
-    return ops.dropout_add_fwd(x, residual, bias, _state(x, seed, offset, generator), p)
+    op = OPS_BY_NAME["dropout_add"]
+    p, training = _validated(op, x, residual, bias, p, training)
+    return apply(op, x, residual, bias, p, training, seed, offset, generator, backend)
 
 
 def dropout_mask(shape, p, seed, *, offset=0, device=None) -> torch.Tensor:
@@ -86,4 +93,4 @@ def dropout_mask(shape, p, seed, *, offset=0, device=None) -> torch.Tensor:
         raise ValueError(f"shape must have non-negative sizes, got {list(shape)}")
     device = torch.device(device) if device is not None else torch.device("cpu")
     state = make_state(device, check.seed_bits(seed), check.offset(offset))
-    return reference.keep_mask(shape.numel(), state, p).reshape(shape)
+    return spec.keep_mask(shape.numel(), state, p).reshape(shape)

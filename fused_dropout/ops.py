@@ -1,9 +1,11 @@
-"""Defines the fused_dropout ops for every backend family: schemas, fake kernels and autograd.
+"""Registers every op of the op table (op_table.py) for every backend family: schemas, kernels, fake kernels
+and autograd, all generated from the table.
 
-The native family ("fused_dropout::dropout_fwd", ...) gets its CPU and CUDA kernels from the C++ extension;
-the "torch" family runs fused_dropout.reference on any device; the "triton" family runs the Triton kernels. All
-three share the schemas of _schema.py, one fake kernel per schema and one autograd formula per op, so that
-opcheck, torch.compile and checkpointing behave the same whatever the backend.
+Families: "native" (fused_dropout::<op>: the C++ CPU and CUDA kernels of the extension), "triton"
+(fused_dropout::triton_<op>) and "torch" (fused_dropout::torch_<op>, the reference, any device). Each family has
+one forward op per table row (<name>_fwd) and one backward op per backward kind (<kind>_bwd). They share one
+fake kernel per op, one autograd formula per op, and one argument check per op (_op_checks.py), so opcheck,
+torch.compile and checkpointing behave the same whatever the backend.
 """
 from __future__ import annotations
 
@@ -11,26 +13,32 @@ import importlib
 
 import torch
 
-from ._schema import FAMILY_PREFIXES, SCHEMAS
-from .reference import row_length
+from . import _native
+from ._op_checks import check_backward, check_forward
+from .op_table import BACKWARDS, OPS, Backward, FusedOp
+from .spec import row_len_of
 
 NAMESPACE = "fused_dropout"
-_LIBRARY = torch.library.Library(NAMESPACE, "DEF")  # noqa: TOR901 - the library lives as long as the module
+FAMILY_PREFIXES = {"native": "", "triton": "triton_", "torch": "torch_"}
+_LIBRARY = torch.library.Library(NAMESPACE, "FRAGMENT")  # noqa: TOR901 - lives as long as the module
 
-for _prefix in FAMILY_PREFIXES.values():
-    for _name, _schema in SCHEMAS.items():
-        _LIBRARY.define(_prefix + _name + _schema)
+
+def _all_schemas():
+    return [(op.op_name, op.schema) for op in OPS] + [(b.op_name, b.schema) for b in BACKWARDS.values()]
 
 
 class OpFamily:
-    """The five ops of one backend family, as callables."""
+    """The ops of one backend family: `forward[op name]`, `backward[kind]`, and each op as an attribute named
+    like its schema (`dropout_fwd`, `mask_bwd`, ...)."""
 
     def __init__(self, family: str):
         self.family = family
         self.prefix = FAMILY_PREFIXES[family]
         namespace = getattr(torch.ops, NAMESPACE)
-        for name in SCHEMAS:
+        for name, _ in _all_schemas():
             setattr(self, name, getattr(namespace, self.prefix + name).default)
+        self.forward = {op.name: getattr(self, op.op_name) for op in OPS}
+        self.backward = {kind: getattr(self, b.op_name) for kind, b in BACKWARDS.items()}
 
     def qualname(self, name: str) -> str:
         return f"{NAMESPACE}::{self.prefix}{name}"
@@ -39,89 +47,124 @@ class OpFamily:
 # ---- fake kernels: outputs are contiguous tensors of the input's shape, as every real kernel returns --------
 
 
-def _fake_forward(x, *args):
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+def _fake_forward(op: FusedOp):
+    def fake(*args):
+        named = op.unpack(args)
+        check_forward(op, named)
+        return torch.empty(named.x.shape, dtype=named.x.dtype, device=named.x.device)
+
+    return fake
 
 
-def _fake_backward(grad, keep_source, p, bias_grad):
-    bias_len = row_length(grad) if bias_grad else 0
-    return torch.empty(grad.shape, dtype=grad.dtype, device=grad.device), grad.new_empty((bias_len,))
+def _fake_backward(backward: Backward):
+    def fake(grad, saved, p, bias_grad):
+        check_backward(backward, grad, saved, p)
+        bias_len = row_len_of(grad) if bias_grad else 0
+        return torch.empty(grad.shape, dtype=grad.dtype, device=grad.device), grad.new_empty((bias_len,))
+
+    return fake
 
 
-# ---- autograd: the same formulas for every family -----------------------------------------------------------
+# ---- autograd: one formula per op, the same for every family --------------------------------------------
 
 
-def _register_autograd(ops: OpFamily) -> None:
-    def dropout_setup(ctx, inputs, output):
-        _, rng_state, p = inputs
-        ctx.save_for_backward(rng_state)  # 16 bytes: the mask is recomputed, never stored
+def _register_forward_autograd(ops: OpFamily, op: FusedOp) -> None:
+    backward_op = ops.backward[op.backward]
+    saves_rng_state = op.backward_op.saved == "rng_state"
+    order = op.pack("x", "residual", "bias", "rng_state", "p")
+
+    def setup_context(ctx, inputs, output):
+        args = op.unpack(inputs)
+        # The mask is never stored: either the 16-byte RNG state (the backward recomputes the mask) or the
+        # output y, which the next layer holds anyway (y > 0 exactly where kept and ReLU active).
+        ctx.save_for_backward(args.rng_state if saves_rng_state else output)
+        ctx.p = args.p
+        ctx.has_bias = args.bias is not None
+
+    def backward(ctx, grad):
+        (saved,) = ctx.saved_tensors
+        want_bias = ctx.has_bias and ctx.needs_input_grad[order.index("bias")]
+        grad_x, grad_bias = backward_op(grad, saved, ctx.p, want_bias)
+        grads = {"x": grad_x, "residual": grad, "bias": grad_bias if want_bias else None}
+        return tuple(grads.get(name) for name in order)
+
+    torch.library.register_autograd(ops.qualname(op.op_name), backward, setup_context=setup_context)
+
+
+def _register_backward_autograd(ops: OpFamily, kind: str) -> None:
+    """The backward ops are linear in grad: (grad_x, grad_bias) = (D grad, column sums of D grad) with D
+    diagonal (keep * scale), so their own backward is D applied to gg_x plus gg_bias broadcast along the rows.
+    The saved tensor (mask state or y) gets no gradient: the keep decision is piecewise constant in it."""
+    backward_op = ops.backward[kind]
+
+    def setup_context(ctx, inputs, output):
+        _, saved, p, bias_grad = inputs
+        ctx.save_for_backward(saved)
         ctx.p = p
+        ctx.bias_grad = bias_grad
 
-    def dropout_backward(ctx, grad):
-        (rng_state,) = ctx.saved_tensors
-        # The backward is dropout itself with the same mask, so double backward works too.
-        return ops.dropout_fwd(grad, rng_state, ctx.p), None, None
+    def backward(ctx, gg_x, gg_bias):
+        (saved,) = ctx.saved_tensors
+        if ctx.bias_grad:
+            gg_x = (gg_x + gg_bias).reshape(gg_x.shape)  # a 0-d grad has a bias gradient of shape [1]
+        return backward_op(gg_x, saved, ctx.p, False)[0], None, None, None
 
-    def bias_relu_setup(ctx, inputs, output):
-        _, bias, _, p = inputs
-        ctx.save_for_backward(output)  # y > 0 exactly where the element was kept and relu was active
-        ctx.p = p
-        ctx.has_bias = bias is not None
+    torch.library.register_autograd(ops.qualname(BACKWARDS[kind].op_name), backward, setup_context=setup_context)
 
-    def bias_relu_backward(ctx, grad):
-        (y,) = ctx.saved_tensors
-        want_bias = ctx.has_bias and ctx.needs_input_grad[1]
-        grad_x, grad_bias = ops.bias_relu_dropout_bwd(grad, y, ctx.p, want_bias)
-        return grad_x, (grad_bias if want_bias else None), None, None
 
-    def dropout_add_setup(ctx, inputs, output):
-        _, _, bias, rng_state, p = inputs
-        ctx.save_for_backward(rng_state)
-        ctx.p = p
-        ctx.has_bias = bias is not None
-
-    def dropout_add_backward(ctx, grad):
-        (rng_state,) = ctx.saved_tensors
-        want_bias = ctx.has_bias and ctx.needs_input_grad[2]
-        grad_x, grad_bias = ops.dropout_bwd(grad, rng_state, ctx.p, want_bias)
-        return grad_x, grad, (grad_bias if want_bias else None), None, None
-
-    torch.library.register_autograd(ops.qualname("dropout_fwd"), dropout_backward, setup_context=dropout_setup)
-    torch.library.register_autograd(
-        ops.qualname("bias_relu_dropout_fwd"), bias_relu_backward, setup_context=bias_relu_setup
-    )
-    torch.library.register_autograd(
-        ops.qualname("dropout_add_fwd"), dropout_add_backward, setup_context=dropout_add_setup
-    )
+# ---- kernels of the Python families ---------------------------------------------------------------------
 
 
 def _register_python_kernels(ops: OpFamily, module_name: str, dispatch_keys) -> None:
-    """Registers <module>.<op name> as the kernel of every op of the family for the given dispatch keys. The
-    module is imported on the first call, so importing fused_dropout never imports triton."""
-
+    """Registers module.forward(op, ...) and module.backward(kind, ...) as the family's kernels for the given
+    dispatch keys, behind the shared argument checks. The module is imported on the first call, so importing
+    fused_dropout never imports triton."""
     loaded = []  # the module, once imported: op calls are a hot path
 
-    def lazy(name):
-        def kernel(*args):
-            if not loaded:
-                loaded.append(importlib.import_module(module_name, __package__))
-            return getattr(loaded[0], name)(*args)
+    def module():
+        if not loaded:
+            loaded.append(importlib.import_module(module_name, __package__))
+        return loaded[0]
 
-        kernel.__name__ = name
+    def forward_kernel(op: FusedOp):
+        def kernel(*args):
+            named = op.unpack(args)
+            check_forward(op, named)
+            return module().forward(op, *named)
+
         return kernel
 
-    for name in SCHEMAS:
-        kernel = lazy(name)
+    def backward_kernel(backward: Backward):
+        def kernel(grad, saved, p, bias_grad):
+            check_backward(backward, grad, saved, p)
+            return module().backward(backward.kind, grad, saved, p, bias_grad)
+
+        return kernel
+
+    kernels = [(op.op_name, forward_kernel(op)) for op in OPS]
+    kernels += [(b.op_name, backward_kernel(b)) for b in BACKWARDS.values()]
+    for name, kernel in kernels:
         for key in dispatch_keys:
             _LIBRARY.impl(ops.prefix + name, kernel, key)
 
 
-FAMILIES = {family: OpFamily(family) for family in FAMILY_PREFIXES}
+def _define_family(family: str) -> OpFamily:
+    prefix = FAMILY_PREFIXES[family]
+    for name, schema in _all_schemas():
+        _LIBRARY.define(prefix + name + schema)
+    ops = OpFamily(family)
+    for op in OPS:
+        torch.library.register_fake(ops.qualname(op.op_name), _fake_forward(op))
+        _register_forward_autograd(ops, op)
+    for kind, backward in BACKWARDS.items():
+        torch.library.register_fake(ops.qualname(backward.op_name), _fake_backward(backward))
+        _register_backward_autograd(ops, kind)
+    return ops
 
-for _ops in FAMILIES.values():
-    for _name in SCHEMAS:
-        torch.library.register_fake(_ops.qualname(_name), _fake_backward if _name.endswith("_bwd") else _fake_forward)
-    _register_autograd(_ops)
+
+FAMILIES = {"torch": _define_family("torch"), "triton": _define_family("triton")}
+if _native.LOADED:
+    FAMILIES["native"] = _define_family("native")
 
 _register_python_kernels(FAMILIES["torch"], ".reference", ("CompositeExplicitAutograd",))
 # CPU only runs under TRITON_INTERPRET=1; the launcher says so otherwise.

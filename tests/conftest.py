@@ -8,6 +8,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 
 import fused_dropout  # noqa: E402
+import fused_dropout.op_table  # noqa: E402
 from fused_dropout import backends  # noqa: E402
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
@@ -73,3 +74,26 @@ def _avx2_available():
 
 
 __all__ = ["fused_dropout"]
+
+
+# ---- the op table, for tests that run every op ----------------------------------------------------------
+
+OPS = list(fused_dropout.op_table.OPS)
+OP_NAMES = [op.name for op in OPS]
+# (op, with_bias): every op, and for ops that take an optional bias, both with and without it.
+OP_VARIANTS = [pytest.param(op, with_bias, id=f"{op.name}-{'bias' if with_bias else 'nobias'}")
+               for op in OPS for with_bias in ([True, False] if op.bias else [False])]
+
+
+def op_inputs(op, shape, dtype=torch.float32, seed=0, requires_grad=False, with_bias=True):
+    """(x, residual, bias) for `op`: None for the parts the op does not take (bias also when with_bias=False)."""
+    x = make_input(shape, dtype, seed=seed, requires_grad=requires_grad)
+    residual = make_input(shape, dtype, seed=seed + 1, requires_grad=requires_grad) if op.residual else None
+    bias_shape = (shape[-1] if len(shape) else 1,)
+    bias = make_input(bias_shape, dtype, seed=seed + 2, requires_grad=requires_grad) if op.bias and with_bias else None
+    return x, residual, bias
+
+
+def call_op(op, x, residual, bias, p, **kwargs):
+    """The op through its public function (fused_dropout.<op.name>), whatever its signature."""
+    return op.call(x, residual, bias, p, **kwargs)

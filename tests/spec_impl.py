@@ -16,12 +16,16 @@ def philox4x32_10(counter, key):
     return c0, c1, c2, c3
 
 
-def keep(i, seed, offset, p):
+def word(i, seed, offset):
+    """The Philox word that decides element i."""
     s = seed % (1 << 64)
     g = offset + i
     q, w = g >> 2, g & 3
-    words = philox4x32_10((q & M32, q >> 32, 0, 0), (s & M32, s >> 32))
-    return words[w] >= int(p * 2**32)
+    return philox4x32_10((q & M32, q >> 32, 0, 0), (s & M32, s >> 32))[w]
+
+
+def keep(i, seed, offset, p):
+    return word(i, seed, offset) >= int(p * 2**32)
 
 
 def mask(numel, seed, offset, p):

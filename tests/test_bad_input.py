@@ -1,5 +1,8 @@
 """Bad input: a clear error naming the argument, raised before anything runs, and no input tensor changed."""
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -171,17 +174,71 @@ def test_bad_dropout_mask_arguments():
         fd.dropout_mask((4,), 2.0, 1)
 
 
-def test_direct_op_calls_are_checked_too():
-    """Callers that bypass the Python API still get an error, not a bad read."""
-    ops = fd.backends.FAMILIES["native"]
+FAMILIES_HERE = sorted({fd.backends._FAMILY_OF_BACKEND[b] for b in CPU_BACKENDS})
+
+
+@pytest.mark.parametrize("family", FAMILIES_HERE)
+def test_direct_op_calls_are_checked_too(family):
+    """Callers that bypass the Python API get the same errors from every family, not a bad read."""
+    ops = fd.backends.FAMILIES[family]
     x = make_input((4, 6))
+    state = torch.tensor([1, 0])
+    copy = x.clone()
     with pytest.raises(RuntimeError, match="rng_state"):
         ops.dropout_fwd(x, torch.tensor([1]), 0.5)
-    with pytest.raises(RuntimeError, match="p must be in"):
-        ops.dropout_fwd(x, torch.tensor([1, 0]), 1.5)
+    for p in (1.5, -0.5, 2.0, math.nan):
+        with pytest.raises(RuntimeError, match="p must be in"):
+            ops.dropout_fwd(x, state, p)
+        with pytest.raises(RuntimeError, match="p must be in"):
+            ops.mask_bwd(x, state, p, False)
     with pytest.raises(RuntimeError, match="bias must have shape"):
-        ops.bias_relu_dropout_fwd(x, make_input((5,)), torch.tensor([1, 0]), 0.5)
+        ops.bias_relu_dropout_fwd(x, make_input((5,)), state, 0.5)
     with pytest.raises(RuntimeError, match="residual must have shape"):
-        ops.dropout_add_fwd(x, make_input((4, 5)), None, torch.tensor([1, 0]), 0.5)
-    with pytest.raises(RuntimeError, match="x must be"):
-        ops.dropout_fwd(torch.ones(3, dtype=torch.int32), torch.tensor([1, 0]), 0.5)
+        ops.dropout_add_fwd(x, make_input((4, 5)), None, state, 0.5)
+    with pytest.raises(RuntimeError, match="residual must have dtype"):
+        ops.dropout_add_fwd(x, x.double(), None, state, 0.5)
+    for dtype in (torch.int32, torch.int64, torch.bool):
+        with pytest.raises(RuntimeError, match="x must be"):
+            ops.dropout_fwd(torch.ones(3, dtype=dtype), state, 0.5)
+        with pytest.raises(RuntimeError, match="grad must be"):
+            ops.mask_bwd(torch.ones(3, dtype=dtype), state, 0.5, False)
+    with pytest.raises(RuntimeError, match="y must have shape"):
+        ops.relu_output_bwd(x, make_input((4, 5)), 0.5, True)
+    assert torch.equal(x, copy)
+
+
+@pytest.mark.parametrize("family", FAMILIES_HERE)
+def test_a_companion_on_another_device_is_refused_not_read(family):
+    """A meta residual or bias with a CPU x used to reach the meta kernel and return uninitialised memory."""
+    ops = fd.backends.FAMILIES[family]
+    x = make_input((4, 6))
+    state = torch.tensor([1, 0])
+    with pytest.raises(RuntimeError, match="residual must be on cpu"):
+        ops.dropout_add_fwd(x, torch.empty((4, 6), device="meta"), None, state, 0.5)
+    with pytest.raises(RuntimeError, match="bias must be on cpu"):
+        ops.bias_relu_dropout_fwd(x, torch.empty((6,), device="meta"), state, 0.5)
+    with pytest.raises(RuntimeError, match="rng_state must be on cpu"):
+        ops.dropout_fwd(x, torch.empty((2,), dtype=torch.int64, device="meta"), 0.5)
+
+
+def test_a_broken_native_build_warns_once_and_names_the_error():
+    """Blocking the import of fused_dropout._C must warn (with the import error) and leave cpu unavailable."""
+    code = (
+        "import sys, warnings\n"
+        "sys.modules['fused_dropout._C'] = None\n"  # makes `from . import _C` raise ImportError
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import fused_dropout as fd\n"
+        "    import fused_dropout.backends\n"
+        "    fd.dropout(__import__('torch').ones(8), 0.5)\n"
+        "messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]\n"
+        "print(len([m for m in messages if 'fused_dropout._C failed to import' in m]))\n"
+        "print('import of fused_dropout._C halted' in messages[0])\n"
+        "print(fd.available_backends())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TRITON_INTERPRET": "0"})
+    assert result.returncode == 0, result.stderr
+    count, names_error, available = result.stdout.split("\n")[:3]
+    assert count == "1" and names_error == "True"
+    assert available == "['torch']"

@@ -3,23 +3,31 @@ import pytest
 import torch
 
 import fused_dropout as fd
-from conftest import CPU_BACKENDS, make_input
+from conftest import CPU_BACKENDS, OPS, make_input, op_inputs
 from fused_dropout.backends import FAMILIES, _FAMILY_OF_BACKEND
+from fused_dropout.op_table import BACKWARDS
 
 
 def op_samples(dtype=torch.float32):
-    x = make_input((6, 20), dtype, requires_grad=True)
-    bias = make_input((20,), dtype, seed=1, requires_grad=True)
-    residual = make_input((6, 20), dtype, seed=2, requires_grad=True)
+    """{op schema name: [argument tuples]} for every forward op of the table (with and without bias, p in
+    {0.3, 0, 1}) and every backward op (with and without the bias gradient)."""
     state = torch.tensor([123456789, 5], dtype=torch.int64)
-    plain = x.detach()
-    return {
-        "dropout_fwd": [(x, state, 0.3), (x, state, 0.0), (x, state, 1.0)],
-        "bias_relu_dropout_fwd": [(x, bias, state, 0.3), (x, None, state, 0.3)],
-        "dropout_add_fwd": [(x, residual, bias, state, 0.3), (x, residual, None, state, 0.5)],
-        "dropout_bwd": [(plain, state, 0.3, True), (plain, state, 0.3, False)],
-        "bias_relu_dropout_bwd": [(plain, plain.relu(), 0.3, True), (plain, plain.relu(), 0.3, False)],
-    }
+    samples = {}
+    for op in OPS:
+        samples[op.op_name] = []
+        for with_bias in ([True, False] if op.bias else [False]):
+            x, residual, bias = op_inputs(op, (6, 20), dtype, requires_grad=True, with_bias=with_bias)
+            samples[op.op_name] += [op.pack(x, residual, bias, state, p) for p in (0.3, 0.0, 1.0)]
+    plain = make_input((6, 20), dtype)
+    saved = {"rng_state": state, "y": plain.relu()}
+    for backward in BACKWARDS.values():
+        samples[backward.op_name] = [(plain, saved[backward.saved], 0.3, bias_grad) for bias_grad in (True, False)]
+    return samples
+
+
+def test_samples_cover_every_op_of_a_family():
+    names = {name for name in vars(FAMILIES["torch"]) if name.endswith(("_fwd", "_bwd"))}
+    assert names == set(op_samples())
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
@@ -58,7 +66,7 @@ def test_compile_fullgraph_forward_backward_and_fresh_masks(backend):
 
 def test_compile_with_inductor_does_not_recompile_per_call():
     torch._dynamo.reset()
-    counter = torch._dynamo.testing.CompileCounter()
+    counter = torch._dynamo.testing.CompileCounterWithBackend("inductor")
     x = make_input((8, 32), requires_grad=True)
     bias = make_input((32,), seed=1, requires_grad=True)
     fn = torch.compile(lambda t, b: fd.bias_relu_dropout(t, b, 0.5).sum(), fullgraph=True, backend=counter)

@@ -11,7 +11,7 @@ import torch
 
 import fused_dropout as fd
 from conftest import assert_column_sum_close, make_input
-from fused_dropout import reference
+from fused_dropout import spec as reference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CUDA_INCLUDE = os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "include")
@@ -121,8 +121,8 @@ def test_backward_bodies_follow_the_spec(emulator, tmp_path, shape, dtype):
     numel, row_len = grad.numel(), shape[-1]
     ops = fd.backends.FAMILIES["native"]
     state = torch.tensor([seed, offset], dtype=torch.int64)
-    for op, expected_fn in (("mask", lambda b: ops.dropout_bwd(grad, state, p, b)),
-                            ("positive_output", lambda b: ops.bias_relu_dropout_bwd(grad, y.detach(), p, b))):
+    for op, expected_fn in (("mask", lambda b: ops.mask_bwd(grad, state, p, b)),
+                            ("positive_output", lambda b: ops.relu_output_bwd(grad, y.detach(), p, b))):
         for bias_grad in (False, True):
             for block, grid in ((FLAT_THREADS, real_grid(numel, FLAT_THREADS)), (32, 3)):
                 if bias_grad and block == FLAT_THREADS:

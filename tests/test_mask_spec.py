@@ -6,9 +6,10 @@ import pytest
 import torch
 
 import fused_dropout as fd
-from conftest import CPU_BACKENDS, DTYPES, make_input
+from conftest import CPU_BACKENDS, DTYPES, OP_NAMES, OPS, call_op, make_input, op_inputs
 from fused_dropout import backends
 from spec_impl import mask as spec_mask
+from spec_impl import word as spec_word
 
 SEEDS = [0, 1, 12345, 2**32 - 1, 2**32 + 5, 2**63 + 11, 2**64 - 1, -1, -(2**63)]
 OFFSETS = [0, 1, 2, 3, 5, 2**32 - 3, 2**34 + 1, 2**63 - 1000]
@@ -151,3 +152,24 @@ def test_explicit_generator_is_used_and_default_generator_untouched():
     b = fd.dropout(x, 0.5, generator=torch.Generator().manual_seed(9))
     assert torch.equal(a, b)
     assert torch.equal(torch.get_rng_state(), before)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("op", OPS, ids=OP_NAMES)
+def test_keep_rule_boundary_is_word_at_least_threshold(backend, op):
+    """keep <=> word >= floor(p * 2^32): with p = w / 2^32 an element whose word is w is kept, with
+    p = (w + 1) / 2^32 it is dropped, in the forward and in the backward (w / 2^32 is exact in float64)."""
+    seed, offset, numel = 2**40 + 3, 5, 24
+    for i in (0, 7, 22):  # words 1, 0 and 3 of their Philox groups
+        w = spec_word(i, seed, offset)
+        assert 0 < w < 2**32 - 1
+        for p, kept in ((w / 2**32, True), ((w + 1) / 2**32, False)):
+            x, residual, bias = op_inputs(op, (numel,), requires_grad=True, with_bias=False)
+            with torch.no_grad():
+                x.abs_().add_(1)  # positive, so ReLU is active and a kept element is never 0
+            out = call_op(op, x, residual, bias, p, seed=seed, offset=offset, backend=backend)
+            dropped_value = residual if residual is not None else torch.zeros_like(out)
+            assert bool(out[i] != dropped_value[i]) == kept, (i, p)
+            assert (out != dropped_value).tolist() == spec_mask(numel, seed, offset, p), p
+            (grad_x,) = torch.autograd.grad(out.sum(), x)
+            assert bool(grad_x[i] != 0) == kept, (i, p)

@@ -1,8 +1,8 @@
-"""Philox4x32-10 known answers, for the independent implementation and the package's reference."""
+"""Philox4x32-10 known answers, for the independent implementation and the package's spec module."""
 import pytest
 import torch
 
-from fused_dropout import reference
+from fused_dropout import spec
 from spec_impl import philox4x32_10
 
 # Random123's known-answer vectors for philox4x32_10 (counter, key) -> output.
@@ -22,13 +22,13 @@ def test_independent_implementation_known_answers(counter, key, expected):
 @pytest.mark.parametrize("counter, key, expected", KNOWN_ANSWERS)
 def test_reference_known_answers(counter, key, expected):
     as_tensor = [torch.tensor([v], dtype=torch.int64) for v in (*counter, *key)]
-    words = reference.philox4x32_10(*as_tensor)
+    words = spec.philox4x32_10(*as_tensor)
     assert tuple(int(w) for w in words) == expected
 
 
 def test_reference_matches_independent_implementation_on_random_counters():
     generator = torch.Generator().manual_seed(7)
     values = torch.randint(0, 2**32, (64, 6), generator=generator, dtype=torch.int64)
-    words = torch.stack(reference.philox4x32_10(*values.unbind(1)), dim=1)
+    words = torch.stack(spec.philox4x32_10(*values.unbind(1)), dim=1)
     for row, out in zip(values.tolist(), words.tolist()):
         assert tuple(out) == philox4x32_10(tuple(row[:4]), tuple(row[4:]))

@@ -1,6 +1,7 @@
-"""What is benchmarked: the three ops, their providers, and the bytes each op must move.
+"""What is benchmarked: every op of the op table, its providers, and the bytes each op must move.
 
-Bytes per element (s = element size; N = bias length, counted once per call, not per element):
+Bytes per element (s = element size; N = bias length, counted once per call, not per element), from
+FusedOp.bytes_moved:
 
     op                   forward              backward                          forward+backward
     dropout              2s  (x, y)           2s  (grad, grad_x)                4s
@@ -18,11 +19,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
-import fused_dropout as fd
+from fused_dropout.op_table import OPS_BY_NAME
 
-OPS = ("dropout", "bias_relu_dropout", "dropout_add")
+OPS = tuple(OPS_BY_NAME)
 MODES = ("fwd", "bwd", "fwd+bwd")
 P = 0.1
 
@@ -38,31 +38,28 @@ class Inputs:
 
 
 def make_inputs(op: str, shape: tuple[int, int], dtype: torch.dtype, device: torch.device) -> Inputs:
+    """x, and a bias and a residual where the op takes them (ops with an optional bias get one)."""
+    spec = OPS_BY_NAME[op]
     generator = torch.Generator(device=device).manual_seed(0)
-    x = torch.randn(shape, dtype=dtype, device=device, generator=generator).requires_grad_()
-    bias = residual = None
-    if op != "dropout":
-        bias = torch.randn(shape[-1], dtype=dtype, device=device, generator=generator).requires_grad_()
-    if op == "dropout_add":
-        residual = torch.randn(shape, dtype=dtype, device=device, generator=generator).requires_grad_()
+
+    def randn(*size):
+        return torch.randn(size, dtype=dtype, device=device, generator=generator).requires_grad_()
+
+    x = randn(*shape)
+    bias = randn(shape[-1]) if spec.bias else None
+    residual = randn(*shape) if spec.residual else None
     return Inputs(x, bias, residual)
 
 
 def eager_fn(op: str) -> Callable[[Inputs], torch.Tensor]:
     """The unfused composition a user would write (nn.Dropout semantics)."""
-    if op == "dropout":
-        return lambda i: F.dropout(i.x, P)
-    if op == "bias_relu_dropout":
-        return lambda i: F.dropout(F.relu(i.x + i.bias), P)
-    return lambda i: i.residual + F.dropout(i.x + i.bias, P)
+    spec = OPS_BY_NAME[op]
+    return lambda i: spec.eager(i.x, i.residual, i.bias, P)
 
 
 def fused_fn(op: str, backend: str) -> Callable[[Inputs], torch.Tensor]:
-    if op == "dropout":
-        return lambda i: fd.dropout(i.x, P, backend=backend)
-    if op == "bias_relu_dropout":
-        return lambda i: fd.bias_relu_dropout(i.x, i.bias, P, backend=backend)
-    return lambda i: fd.dropout_add(i.x, i.residual, P, bias=i.bias, backend=backend)
+    spec = OPS_BY_NAME[op]
+    return lambda i: spec.call(i.x, i.residual, i.bias, P, backend=backend)
 
 
 def compiled_fn(op: str) -> Callable[[Inputs], torch.Tensor]:
@@ -85,22 +82,12 @@ def stores_mask(provider: str) -> bool:
 
 
 def bytes_moved(op: str, mode: str, provider: str, numel: int, row_len: int, element_size: int) -> float:
-    """Bytes the op must move for one call in this mode (see the module docstring)."""
-    s = element_size
+    """Bytes the op must move for one call in this mode (see the module docstring), plus the mask a
+    mask-storing provider writes (fwd) and reads (bwd)."""
     if provider == "clone":
-        return 2 * s * numel
-    per_element = {
-        "dropout": {"fwd": 2 * s, "bwd": 2 * s},
-        "bias_relu_dropout": {"fwd": 2 * s, "bwd": 3 * s},
-        "dropout_add": {"fwd": 3 * s, "bwd": 2 * s},
-    }[op]
-    per_call = {"fwd": 0, "bwd": 0} if op == "dropout" else {"fwd": row_len * s, "bwd": row_len * s}
-    mask = 1 if stores_mask(provider) else 0
-    total = 0.0
-    for part in ("fwd", "bwd"):
-        if mode in (part, "fwd+bwd"):
-            total += (per_element[part] + mask) * numel + per_call[part]
-    return total
+        return 2 * element_size * numel
+    mask = numel * ({"fwd": 1, "bwd": 1, "fwd+bwd": 2}[mode] if stores_mask(provider) else 0)
+    return OPS_BY_NAME[op].bytes_moved(mode, numel, row_len, element_size) + mask
 
 
 def saved_bytes_per_element(fn: Callable[[Inputs], torch.Tensor], inputs: Inputs) -> float:

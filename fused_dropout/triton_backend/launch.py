@@ -7,7 +7,7 @@ import struct
 import torch
 import triton
 
-from .. import reference
+from .. import spec
 from ..backends import triton_interpreting
 from . import kernels
 
@@ -29,7 +29,7 @@ def _tile(row_len: int, has_columns: bool, element_size: int) -> tuple[int, int,
 
 def _scale_bits(p: float, dtype: torch.dtype) -> int:
     """The bit pattern of scale = 1 / (1 - p) rounded once to the compute type (0 when p = 1)."""
-    scale = reference.dropout_scale(p)
+    scale = spec.dropout_scale(p)
     if dtype == torch.float64:
         return struct.unpack("<q", struct.pack("<d", scale))[0]
     return struct.unpack("<i", struct.pack("<f", scale))[0]
@@ -57,13 +57,13 @@ def _forward(x, rng_state, p, *, bias=None, residual=None, relu=False):
     if x.numel() == 0:
         return out
     has_columns = bias is not None
-    row_len = reference.row_length(x) if has_columns else x.numel()
+    row_len = spec.row_len_of(x) if has_columns else x.numel()
     rows = x.numel() // row_len
     br, bc, num_warps = _tile(row_len, has_columns, x.element_size())
     grid = (triton.cdiv(rows, br) * triton.cdiv(row_len, bc),)
     kernels.forward_kernel[grid](
         x, bias.contiguous() if bias is not None else x, residual.contiguous() if residual is not None else x,
-        out, rng_state, rows, row_len, reference.keep_threshold(p), _scale_bits(p, x.dtype),
+        out, rng_state, rows, row_len, spec.keep_threshold(p), _scale_bits(p, x.dtype),
         HAS_BIAS=has_columns, RELU=relu, HAS_RESIDUAL=residual is not None, ACC_F64=x.dtype == torch.float64,
         BR=br, BC=bc, num_warps=num_warps, **_launch_options(),
     )
@@ -74,7 +74,7 @@ def _backward(grad, keep_source, p, bias_grad, *, from_mask):
     _check_device(grad)
     grad = grad.contiguous()
     grad_in = torch.empty(grad.shape, dtype=grad.dtype, device=grad.device)
-    row_len = reference.row_length(grad)
+    row_len = spec.row_len_of(grad)
     grad_bias = torch.zeros((row_len if bias_grad else 0,), dtype=grad.dtype, device=grad.device)
     if grad.numel() == 0:
         return grad_in, grad_bias
@@ -82,12 +82,12 @@ def _backward(grad, keep_source, p, bias_grad, *, from_mask):
     rows = grad.numel() // view_len
     br, bc, num_warps = _tile(view_len, bias_grad, grad.element_size())
     row_blocks = triton.cdiv(rows, br)
-    acc_dtype = reference.compute_dtype(grad.dtype)
+    acc_dtype = spec.compute_dtype(grad.dtype)
     partial = torch.empty((row_blocks, view_len) if bias_grad else (1,), dtype=acc_dtype, device=grad.device)
     y = grad if from_mask else keep_source.contiguous()
     state = keep_source if from_mask else grad  # unused pointers still need a tensor
     kernels.backward_kernel[(row_blocks * triton.cdiv(view_len, bc),)](
-        grad, y, state, grad_in, partial, rows, view_len, reference.keep_threshold(p), _scale_bits(p, grad.dtype),
+        grad, y, state, grad_in, partial, rows, view_len, spec.keep_threshold(p), _scale_bits(p, grad.dtype),
         FROM_MASK=from_mask, BIAS_GRAD=bias_grad, ACC_F64=grad.dtype == torch.float64,
         BR=br, BC=bc, num_warps=num_warps, **_launch_options(),
     )
@@ -99,21 +99,9 @@ def _backward(grad, keep_source, p, bias_grad, *, from_mask):
     return grad_in, grad_bias
 
 
-def dropout_fwd(x, rng_state, p):
-    return _forward(x, rng_state, p)
+def forward(op, x, residual, bias, rng_state, p):
+    return _forward(x, rng_state, p, bias=bias, residual=residual, relu=op.activation == "relu")
 
 
-def bias_relu_dropout_fwd(x, bias, rng_state, p):
-    return _forward(x, rng_state, p, bias=bias, relu=True)
-
-
-def dropout_add_fwd(x, residual, bias, rng_state, p):
-    return _forward(x, rng_state, p, bias=bias, residual=residual)
-
-
-def dropout_bwd(grad, rng_state, p, bias_grad):
-    return _backward(grad, rng_state, p, bias_grad, from_mask=True)
-
-
-def bias_relu_dropout_bwd(grad, y, p, bias_grad):
-    return _backward(grad, y, p, bias_grad, from_mask=False)
+def backward(kind, grad, saved, p, bias_grad):
+    return _backward(grad, saved, p, bias_grad, from_mask=kind == "mask")

@@ -1,0 +1,140 @@
+"""The table of fused ops: every op is declared once here, and every Python layer is driven from the
+declaration: the schemas and their registration for each backend family (ops.py), fake kernels and autograd,
+the reference and Triton kernels, the functional API's argument handling, the benchmark's cases and byte
+accounting, and the tests' parametrisation. The C++ side has its own one-line-per-op list (csrc/op_list.h).
+
+An op is `residual + dropout(activation(x + bias))`, each part optional:
+  - `bias`: the op takes an optional bias of shape [x.shape[-1]] (the schema's `Tensor? bias`);
+  - `residual`: the op takes a residual of x's shape, added after dropout;
+  - `activation`: a name in fused_dropout.activations.ACTIVATIONS;
+  - `backward`: where the backward's keep decision comes from (a key of BACKWARDS).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from .activations import ACTIVATIONS
+
+
+@dataclass(frozen=True)
+class Backward:
+    """A backward op: grad_in = keep ? grad * scale : 0 (and the column sums of grad_in when bias_grad).
+
+    The op is linear in grad, so its own backward is itself (applied to the incoming second-order gradient)."""
+
+    kind: str
+    saved: str  # the schema name of what the forward saves for it
+    reads_saved_per_element: bool  # whether the saved tensor is per element (counts towards bytes moved)
+    doc: str
+
+    @property
+    def op_name(self) -> str:
+        return f"{self.kind}_bwd"
+
+    @property
+    def schema(self) -> str:
+        return f"(Tensor grad, Tensor {self.saved}, float p, bool bias_grad) -> (Tensor, Tensor)"
+
+
+BACKWARDS = {
+    "mask": Backward("mask", "rng_state", False, "keep from the mask of rng_state, recomputed (16 bytes saved)"),
+    "relu_output": Backward("relu_output", "y", True, "keep where the saved output y > 0 (kept and ReLU active)"),
+}
+
+
+class ForwardArgs(NamedTuple):
+    x: torch.Tensor
+    residual: torch.Tensor | None
+    bias: torch.Tensor | None
+    rng_state: torch.Tensor
+    p: float
+
+
+@dataclass(frozen=True)
+class FusedOp:
+    name: str
+    activation: str
+    bias: bool
+    residual: bool
+    backward: str
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"op {self.name}: unknown activation {self.activation!r}")
+        if self.backward not in BACKWARDS:
+            raise ValueError(f"op {self.name}: unknown backward {self.backward!r}")
+        if self.backward == "relu_output" and (self.activation != "relu" or self.residual):
+            raise ValueError(f"op {self.name}: y > 0 marks the kept elements only for ReLU without a residual")
+
+    # ---- schema and argument order ------------------------------------------------------------------------
+
+    @property
+    def op_name(self) -> str:
+        return f"{self.name}_fwd"
+
+    @property
+    def schema(self) -> str:
+        residual = ", Tensor residual" if self.residual else ""
+        bias = ", Tensor? bias" if self.bias else ""
+        return f"(Tensor x{residual}{bias}, Tensor rng_state, float p) -> Tensor"
+
+    def pack(self, x, residual, bias, rng_state, p) -> tuple:
+        """The op's positional arguments in schema order."""
+        return (x,) + ((residual,) if self.residual else ()) + ((bias,) if self.bias else ()) + (rng_state, p)
+
+    def unpack(self, args) -> ForwardArgs:
+        """The inverse of pack: named arguments (None for the parts the op does not take)."""
+        args = list(args)
+        x = args.pop(0)
+        residual = args.pop(0) if self.residual else None
+        bias = args.pop(0) if self.bias else None
+        rng_state, p = args
+        return ForwardArgs(x, residual, bias, rng_state, p)
+
+    def input_grad_index(self, part: str) -> int:
+        """Position of x / residual / bias among the op's inputs (for ctx.needs_input_grad)."""
+        return self.pack("x", "residual", "bias", "rng_state", "p").index(part)
+
+    @property
+    def backward_op(self) -> Backward:
+        return BACKWARDS[self.backward]
+
+    def call(self, x, residual, bias, p, **kwargs) -> torch.Tensor:
+        """The op through its public function fused_dropout.<name>, whose signature follows the flags:
+        (x, p), (x, bias, p) or (x, residual, p, bias=bias), then the keyword arguments."""
+        from . import functional  # functional imports this module
+
+        fn = getattr(functional, self.name)
+        if self.residual:
+            return fn(x, residual, p, bias=bias, **kwargs)
+        return fn(x, bias, p, **kwargs) if self.bias else fn(x, p, **kwargs)
+
+    # ---- benchmark accounting ---------------------------------------------------------------------------
+
+    def bytes_moved(self, mode: str, numel: int, row_len: int, element_size: int) -> int:
+        """Bytes one call must move (fwd: x, residual, bias read, out written; bwd: grad and the saved
+        per-element tensor read, grad_x written, bias gradient written). The residual's gradient is grad itself."""
+        s = element_size
+        per_call = row_len * s if self.bias else 0
+        forward = (2 + self.residual) * s * numel + per_call
+        backward = (2 + self.backward_op.reads_saved_per_element) * s * numel + per_call
+        return {"fwd": forward, "bwd": backward, "fwd+bwd": forward + backward}[mode]
+
+    # ---- the unfused composition a user would write ------------------------------------------------------
+
+    def eager(self, x, residual, bias, p: float, training: bool = True) -> torch.Tensor:
+        """residual + F.dropout(activation(x + bias)) with torch ops (nn.Dropout's mask and semantics)."""
+        v = x if bias is None else x + bias
+        v = torch.nn.functional.dropout(ACTIVATIONS[self.activation].forward(v), p, training)
+        return v if residual is None else residual + v
+
+
+OPS = (
+    FusedOp("dropout", activation="identity", bias=False, residual=False, backward="mask"),
+    FusedOp("bias_relu_dropout", activation="relu", bias=True, residual=False, backward="relu_output"),
+    FusedOp("dropout_add", activation="identity", bias=True, residual=True, backward="mask"),
+)
+OPS_BY_NAME = {op.name: op for op in OPS}
