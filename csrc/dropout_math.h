@@ -17,10 +17,8 @@ inline uint64_t keep_threshold(double p) { return static_cast<uint64_t>(floor(p 
 // is kept, so the scale is never applied; 0 keeps it finite.
 inline double dropout_scale(double p) { return p < 1.0 ? 1.0 / (1.0 - p) : 0.0; }
 
-FD_HOST_DEVICE bool keep_word(uint32_t word, uint64_t threshold) { return static_cast<uint64_t>(word) >= threshold; }
-
-// The same rule as keep_word with a 32-bit compare, which vectorises far better than a 64-bit one: T < 2^32 is
-// compared directly, and T = 2^32 (p = 1) keeps nothing.
+// keep(i) <=> r_w >= T, with a 32-bit compare, which vectorises far better than a 64-bit one: T < 2^32 is
+// compared directly, and T = 2^32 (p = 1) keeps nothing. This is the one keep rule of every C++ kernel.
 struct KeepRule {
   uint32_t threshold;
   bool keep_any;
@@ -29,13 +27,21 @@ struct KeepRule {
   FD_HOST_DEVICE bool operator()(uint32_t word) const { return keep_any & (word >= threshold); }
 };
 
-// Element i of a call with offset o uses word (o + i) & 3 of the Philox group (o + i) >> 2.
-FD_HOST_DEVICE uint64_t mask_group(uint64_t offset, uint64_t i) { return (offset + i) >> 2; }
-FD_HOST_DEVICE uint32_t mask_word_index(uint64_t offset, uint64_t i) { return static_cast<uint32_t>((offset + i) & 3u); }
+// The mask index rule, the one place the C++ kernels derive it: element i of a call with offset o uses word
+// (o + i) & 3 of Philox group (o + i) >> 2.
+struct MaskPosition {
+  uint64_t group;
+  int word;  // 0..3
+};
+FD_HOST_DEVICE MaskPosition mask_position(uint64_t offset, uint64_t i) {
+  const uint64_t global = offset + i;
+  return {global >> 2, static_cast<int>(global & 3u)};
+}
 
-FD_HOST_DEVICE bool keep_element(uint64_t seed, uint64_t offset, uint64_t threshold, uint64_t i) {
-  const Philox4 words = philox_group(seed, mask_group(offset, i));
-  return keep_word(words.r[mask_word_index(offset, i)], threshold);
+// Philox groups covering `count` consecutive elements whose first element uses word `first_word` of its group.
+template <typename Int>
+FD_HOST_DEVICE Int groups_covering(Int first_word, Int count) {
+  return (first_word + count + 3) >> 2;
 }
 
 // The compute type: float32 for float16/bfloat16/float32 tensors, float64 for float64 tensors.

@@ -15,10 +15,10 @@ constexpr int64_t kGrain = 32768;        // elements per parallel task; never af
 // Writes the Philox words covering elements [first, first + n) and returns `shift` such that element first + k
 // uses words[shift + k].
 inline int64_t fill_mask_words(uint64_t seed, uint64_t offset, int64_t first, int64_t n, uint32_t* words) {
-  const uint64_t global = offset + static_cast<uint64_t>(first);
-  const uint64_t group0 = global >> 2;
-  const int64_t shift = static_cast<int64_t>(global & 3u);
-  const int64_t groups = (shift + n + 3) >> 2;
+  const MaskPosition start = mask_position(offset, static_cast<uint64_t>(first));
+  const uint64_t group0 = start.group;
+  const int64_t shift = start.word;
+  const int64_t groups = groups_covering(shift, n);
   for (int64_t step = 0; step < groups; step += kGroupsPerStep) {
     uint32_t* out = words + 4 * step;
 #if defined(FD_CPU_PHILOX_AVX2)

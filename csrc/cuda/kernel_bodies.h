@@ -75,15 +75,15 @@ inline bool use_vector_path(const BackwardArgs<scalar_t>& a) {
 
 // ---- the mask of one chunk ------------------------------------------------------------------------------
 
-// Keep bits of elements first .. first + count - 1 (count <= kMax): bit e is element first + e. Element i uses
-// word (offset + i) & 3 of Philox group (offset + i) >> 2; the chunk's elements are covered by kMax / 4 groups
-// when offset + first is a multiple of 4, one more otherwise. One Philox call per covering group.
+// Keep bits of elements first .. first + count - 1 (count <= kMax): bit e is element first + e. The chunk's
+// elements (placed by mask_position) are covered by kMax / 4 groups when their first element uses word 0, one
+// more otherwise. One Philox call per covering group.
 template <int kMax>
 FD_HOST_DEVICE uint32_t chunk_keep_bits(uint64_t seed, uint64_t offset, uint64_t first, int count, KeepRule rule) {
-  const uint64_t global = offset + first;
-  const uint64_t group0 = global >> 2;
-  const int shift = static_cast<int>(global & 3u);
-  const int groups = (shift + count + 3) >> 2;
+  const MaskPosition start = mask_position(offset, first);
+  const uint64_t group0 = start.group;
+  const int shift = start.word;
+  const int groups = groups_covering(shift, count);
   uint32_t bits = 0;
   FD_UNROLL
   for (int g = 0; g < kMax / 4 + 1; ++g) {
