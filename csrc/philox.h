@@ -7,11 +7,7 @@
 
 #include <stdint.h>
 
-#if defined(__CUDACC__)
-#define FD_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define FD_HOST_DEVICE inline __attribute__((always_inline))
-#endif
+#include "host_device.h"
 
 namespace fused_dropout {
 
