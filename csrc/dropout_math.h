@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "op_traits.h"
 #include "philox.h"
 
 namespace fused_dropout {
@@ -85,42 +86,33 @@ FD_HOST_DEVICE double fd_add(double a, double b) {
 #endif
 }
 
-// Forward element function of the three ops:
-//   dropout:            keep ? x * scale : 0
-//   bias_relu_dropout:  keep ? relu(x + b) * scale : 0
-//   dropout_add:        residual + (keep ? (x + b) * scale : 0)
-// A dropped element contributes exactly 0, whatever x is (inf and NaN included).
-template <bool kBias, bool kRelu, bool kResidual>
+// Forward element function of every op of op_list.h: out = [residual +] (keep ? act(x [+ b]) * scale : 0).
+// A dropped element contributes exactly 0, whatever x is (inf and NaN included). The element type carries its op
+// (kOp), so no code maps an element type back to an op.
+template <ForwardOp kOpValue, bool kBias>
 struct ForwardElement {
+  using Traits = ForwardOpTraits<kOpValue>;
+  static_assert(Traits::kOptionalBias || !kBias, "this op takes no bias");
+  static constexpr ForwardOp kOp = kOpValue;
   static constexpr bool kHasBias = kBias;
-  static constexpr bool kHasResidual = kResidual;
+  static constexpr bool kHasResidual = Traits::kResidual;
 
   template <typename acc_t>
   FD_HOST_DEVICE static acc_t apply(acc_t x, acc_t bias, acc_t residual, bool keep, acc_t scale) {
-    acc_t v = kBias ? fd_add(x, bias) : x;
-    if (kRelu) v = v < acc_t(0) ? acc_t(0) : v;  // NaN stays NaN, as torch.relu does
+    const acc_t v = Traits::Activation::forward(kBias ? fd_add(x, bias) : x);
     // Multiply first, select after: a branch-free select is what lets the compilers vectorise the loop.
     const acc_t scaled = fd_mul(v, scale);
     const acc_t dropped = keep ? scaled : acc_t(0);
-    return kResidual ? fd_add(residual, dropped) : dropped;
+    return kHasResidual ? fd_add(residual, dropped) : dropped;
   }
 };
 
-template <bool kBias>
-using BiasReluDropoutElement = ForwardElement<kBias, true, false>;
-template <bool kBias>
-using DropoutAddElement = ForwardElement<kBias, false, true>;
-using DropoutElement = ForwardElement<false, false, false>;
-
-// Backward element function: grad_in = keep ? grad * scale : 0. For dropout and dropout_add `keep` is the mask;
-// for bias_relu_dropout it is y > 0 on the saved output (kept and relu active).
+// Backward element function: grad_in = keep ? grad * scale : 0. For mask_bwd `keep` is the mask; for
+// relu_output_bwd it is y > 0 on the saved output (kept and relu active).
 template <typename acc_t>
 FD_HOST_DEVICE acc_t backward_element(acc_t grad, bool keep, acc_t scale) {
   const acc_t scaled = fd_mul(grad, scale);
   return keep ? scaled : acc_t(0);
 }
-
-// Where the backward takes its keep decision from.
-enum class BackwardKeep { kMask, kPositiveOutput };
 
 }  // namespace fused_dropout
