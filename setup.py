@@ -47,7 +47,7 @@ def make_extension():
     # No fast-math: contraction off keeps results identical across backends; no trapping/errno lets the compiler
     # vectorise the branch-free selects without changing any result.
     cxx_flags = ["-O3", "-std=c++20", "-fopenmp", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno"]
-    cpu_sources = sources("csrc/module.cpp") + sources("csrc/cpu/*.cpp")
+    cpu_sources = sources("csrc/*.cpp") + sources("csrc/cpu/*.cpp")
     if not build_cuda:
         print(f"fused_dropout: building the CPU kernels only ({reason})", flush=True)
         return CppExtension(

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "op_traits.h"
 #include "philox.h"
 
 namespace fused_dropout {
@@ -17,10 +18,8 @@ inline uint64_t keep_threshold(double p) { return static_cast<uint64_t>(floor(p 
 // is kept, so the scale is never applied; 0 keeps it finite.
 inline double dropout_scale(double p) { return p < 1.0 ? 1.0 / (1.0 - p) : 0.0; }
 
-FD_HOST_DEVICE bool keep_word(uint32_t word, uint64_t threshold) { return static_cast<uint64_t>(word) >= threshold; }
-
-// The same rule as keep_word with a 32-bit compare, which vectorises far better than a 64-bit one: T < 2^32 is
-// compared directly, and T = 2^32 (p = 1) keeps nothing.
+// keep(i) <=> r_w >= T, with a 32-bit compare, which vectorises far better than a 64-bit one: T < 2^32 is
+// compared directly, and T = 2^32 (p = 1) keeps nothing. This is the one keep rule of every C++ kernel.
 struct KeepRule {
   uint32_t threshold;
   bool keep_any;
@@ -29,13 +28,21 @@ struct KeepRule {
   FD_HOST_DEVICE bool operator()(uint32_t word) const { return keep_any & (word >= threshold); }
 };
 
-// Element i of a call with offset o uses word (o + i) & 3 of the Philox group (o + i) >> 2.
-FD_HOST_DEVICE uint64_t mask_group(uint64_t offset, uint64_t i) { return (offset + i) >> 2; }
-FD_HOST_DEVICE uint32_t mask_word_index(uint64_t offset, uint64_t i) { return static_cast<uint32_t>((offset + i) & 3u); }
+// The mask index rule, the one place the C++ kernels derive it: element i of a call with offset o uses word
+// (o + i) & 3 of Philox group (o + i) >> 2.
+struct MaskPosition {
+  uint64_t group;
+  int word;  // 0..3
+};
+FD_HOST_DEVICE MaskPosition mask_position(uint64_t offset, uint64_t i) {
+  const uint64_t global = offset + i;
+  return {global >> 2, static_cast<int>(global & 3u)};
+}
 
-FD_HOST_DEVICE bool keep_element(uint64_t seed, uint64_t offset, uint64_t threshold, uint64_t i) {
-  const Philox4 words = philox_group(seed, mask_group(offset, i));
-  return keep_word(words.r[mask_word_index(offset, i)], threshold);
+// Philox groups covering `count` consecutive elements whose first element uses word `first_word` of its group.
+template <typename Int>
+FD_HOST_DEVICE Int groups_covering(Int first_word, Int count) {
+  return (first_word + count + 3) >> 2;
 }
 
 // The compute type: float32 for float16/bfloat16/float32 tensors, float64 for float64 tensors.
@@ -79,42 +86,33 @@ FD_HOST_DEVICE double fd_add(double a, double b) {
 #endif
 }
 
-// Forward element function of the three ops:
-//   dropout:            keep ? x * scale : 0
-//   bias_relu_dropout:  keep ? relu(x + b) * scale : 0
-//   dropout_add:        residual + (keep ? (x + b) * scale : 0)
-// A dropped element contributes exactly 0, whatever x is (inf and NaN included).
-template <bool kBias, bool kRelu, bool kResidual>
+// Forward element function of every op of op_list.h: out = [residual +] (keep ? act(x [+ b]) * scale : 0).
+// A dropped element contributes exactly 0, whatever x is (inf and NaN included). The element type carries its op
+// (kOp), so no code maps an element type back to an op.
+template <ForwardOp kOpValue, bool kBias>
 struct ForwardElement {
+  using Traits = ForwardOpTraits<kOpValue>;
+  static_assert(Traits::kOptionalBias || !kBias, "this op takes no bias");
+  static constexpr ForwardOp kOp = kOpValue;
   static constexpr bool kHasBias = kBias;
-  static constexpr bool kHasResidual = kResidual;
+  static constexpr bool kHasResidual = Traits::kResidual;
 
   template <typename acc_t>
   FD_HOST_DEVICE static acc_t apply(acc_t x, acc_t bias, acc_t residual, bool keep, acc_t scale) {
-    acc_t v = kBias ? fd_add(x, bias) : x;
-    if (kRelu) v = v < acc_t(0) ? acc_t(0) : v;  // NaN stays NaN, as torch.relu does
+    const acc_t v = Traits::Activation::forward(kBias ? fd_add(x, bias) : x);
     // Multiply first, select after: a branch-free select is what lets the compilers vectorise the loop.
     const acc_t scaled = fd_mul(v, scale);
     const acc_t dropped = keep ? scaled : acc_t(0);
-    return kResidual ? fd_add(residual, dropped) : dropped;
+    return kHasResidual ? fd_add(residual, dropped) : dropped;
   }
 };
 
-template <bool kBias>
-using BiasReluDropoutElement = ForwardElement<kBias, true, false>;
-template <bool kBias>
-using DropoutAddElement = ForwardElement<kBias, false, true>;
-using DropoutElement = ForwardElement<false, false, false>;
-
-// Backward element function: grad_in = keep ? grad * scale : 0. For dropout and dropout_add `keep` is the mask;
-// for bias_relu_dropout it is y > 0 on the saved output (kept and relu active).
+// Backward element function: grad_in = keep ? grad * scale : 0. For mask_bwd `keep` is the mask; for
+// relu_output_bwd it is y > 0 on the saved output (kept and relu active).
 template <typename acc_t>
 FD_HOST_DEVICE acc_t backward_element(acc_t grad, bool keep, acc_t scale) {
   const acc_t scaled = fd_mul(grad, scale);
   return keep ? scaled : acc_t(0);
 }
-
-// Where the backward takes its keep decision from.
-enum class BackwardKeep { kMask, kPositiveOutput };
 
 }  // namespace fused_dropout

@@ -22,12 +22,12 @@ struct ForwardArgs {
 template <typename scalar_t>
 struct BackwardArgs {
   const scalar_t* grad;       // contiguous incoming gradient
-  const scalar_t* y;          // saved forward output (bias_relu_dropout), else nullptr
+  const scalar_t* y;          // saved forward output (relu_output_bwd), else nullptr
   scalar_t* grad_in;          // contiguous gradient of the op's input
   scalar_t* grad_bias;        // [row_len] or nullptr when no bias gradient is wanted
   int64_t numel;
   int64_t row_len;
-  const int64_t* rng_state;   // used when the keep decision comes from the mask
+  const int64_t* rng_state;   // used when the keep decision comes from the mask (mask_bwd)
   uint64_t threshold;
   double scale;
 };

@@ -7,11 +7,7 @@
 
 #include <stdint.h>
 
-#if defined(__CUDACC__)
-#define FD_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define FD_HOST_DEVICE inline __attribute__((always_inline))
-#endif
+#include "host_device.h"
 
 namespace fused_dropout {
 
@@ -50,7 +46,7 @@ FD_HOST_DEVICE Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint
   return Philox4{{c0, c1, c2, c3}};
 }
 
-// The four random words for Philox group `group` (= (offset + i) >> 2) under a 64-bit seed.
+// The four random words for Philox group `group` (see mask_position in dropout_math.h) under a 64-bit seed.
 FD_HOST_DEVICE Philox4 philox_group(uint64_t seed, uint64_t group) {
   return philox4x32_10(static_cast<uint32_t>(group), static_cast<uint32_t>(group >> 32), 0u, 0u,
                        static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));

@@ -1,7 +1,8 @@
 """Registers every op of the op table (op_table.py) for every backend family: schemas, kernels, fake kernels
 and autograd, all generated from the table.
 
-Families: "native" (fused_dropout::<op>: the C++ CPU and CUDA kernels of the extension), "triton"
+Families: "native" (fused_dropout::<op>: the C++ CPU and CUDA kernels of the extension, whose schemas the
+extension defines from its own op list, csrc/op_list.h; tests/test_op_table.py holds the two lists equal), "triton"
 (fused_dropout::triton_<op>) and "torch" (fused_dropout::torch_<op>, the reference, any device). Each family has
 one forward op per table row (<name>_fwd) and one backward op per backward kind (<kind>_bwd). They share one
 fake kernel per op, one autograd formula per op, and one argument check per op (_op_checks.py), so opcheck,
@@ -20,6 +21,7 @@ from .spec import row_len_of
 
 NAMESPACE = "fused_dropout"
 FAMILY_PREFIXES = {"native": "", "triton": "triton_", "torch": "torch_"}
+# The extension owns the namespace (TORCH_LIBRARY); Python adds to it.
 _LIBRARY = torch.library.Library(NAMESPACE, "FRAGMENT")  # noqa: TOR901 - lives as long as the module
 
 
@@ -148,10 +150,11 @@ def _register_python_kernels(ops: OpFamily, module_name: str, dispatch_keys) -> 
             _LIBRARY.impl(ops.prefix + name, kernel, key)
 
 
-def _define_family(family: str) -> OpFamily:
-    prefix = FAMILY_PREFIXES[family]
-    for name, schema in _all_schemas():
-        _LIBRARY.define(prefix + name + schema)
+def _register_family(family: str, define_schemas: bool) -> OpFamily:
+    """Fake kernels and autograd for one family; its schemas too unless the C++ library defines them."""
+    if define_schemas:
+        for name, schema in _all_schemas():
+            _LIBRARY.define(FAMILY_PREFIXES[family] + name + schema)
     ops = OpFamily(family)
     for op in OPS:
         torch.library.register_fake(ops.qualname(op.op_name), _fake_forward(op))
@@ -162,9 +165,9 @@ def _define_family(family: str) -> OpFamily:
     return ops
 
 
-FAMILIES = {"torch": _define_family("torch"), "triton": _define_family("triton")}
-if _native.LOADED:
-    FAMILIES["native"] = _define_family("native")
+FAMILIES = {"torch": _register_family("torch", True), "triton": _register_family("triton", True)}
+if _native.LOADED:  # the extension's TORCH_LIBRARY block (csrc/op_schemas.cpp) defined the native schemas
+    FAMILIES["native"] = _register_family("native", False)
 
 _register_python_kernels(FAMILIES["torch"], ".reference", ("CompositeExplicitAutograd",))
 # CPU only runs under TRITON_INTERPRET=1; the launcher says so otherwise.

@@ -52,9 +52,10 @@ def test_cuda_glue_compiles_against_torch_headers(tmp_path):
 
 
 def test_kernel_sources_include_no_torch_headers():
+    kernel_headers = ["host_device.h", "philox.h", "activations.h", "op_list.h", "op_traits.h", "op_dispatch.h",
+                      "dropout_math.h", "kernel_args.h"]
     for path in SOURCES + glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.h")) + [
-            os.path.join(ROOT, "csrc", "philox.h"), os.path.join(ROOT, "csrc", "dropout_math.h"),
-            os.path.join(ROOT, "csrc", "kernel_args.h")]:
+            os.path.join(ROOT, "csrc", name) for name in kernel_headers]:
         for line in open(path):
             if line.startswith("#include"):
                 assert "ATen" not in line and "torch/" not in line and "c10/" not in line, (path, line)

@@ -1,17 +1,21 @@
 """Proof of the CUDA kernels without a GPU: tests/cuda_emulator runs their per-thread bodies (the code the
-__global__ kernels call) over every block and thread of real launch geometries on the CPU, with the launcher's
-own choices (vector or scalar path, bias-gradient tiling). Outputs must match the spec bit for bit, and every
-output element must be written (the emulator poisons its outputs with NaN)."""
+__global__ kernels call) over every block and thread on the CPU, through the launcher's own host logic
+(csrc/cuda/launch_plan.h: op and dtype dispatch, vector or scalar path, grid geometry, bias-gradient tiling).
+Outputs must match the pure-PyTorch reference family bit for bit, and every output element must be written (the
+emulator poisons its outputs with NaN). The ops come from the emulator's copy of csrc/op_list.h, the launch
+geometry from the launcher's own functions: nothing here re-types them."""
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 
 import pytest
 import torch
 
-import fused_dropout as fd
+import fused_dropout as fd  # noqa: F401 - defines the torch_ reference ops the expectations come from
 from conftest import assert_column_sum_close, make_input
-from fused_dropout import spec as reference
+from fused_dropout import spec
+from spec_impl import M32, philox4x32_10
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CUDA_INCLUDE = os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "include")
@@ -22,11 +26,25 @@ pytestmark = pytest.mark.skipif(
     reason="needs a host C++ compiler and the CUDA headers",
 )
 
-H100_SMS, BLOCKS_PER_SM, FLAT_THREADS, TILE_THREADS = 132, 8, 256, 128
+H100_SMS = 132  # the launcher sizes its grids from the device's multiprocessor count; emulate an H100
 INT_VIEW = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32,
             torch.float64: torch.int64}
 DTYPE_NAME = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32",
               torch.float64: "float64"}
+
+
+@dataclass(frozen=True)
+class ForwardOp:
+    name: str
+    optional_bias: bool
+    residual: bool
+    backward: str
+
+
+@dataclass(frozen=True)
+class BackwardOp:
+    name: str
+    saved: str  # "rng_state" or "y"
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +53,28 @@ def emulator(tmp_path_factory):
     subprocess.run([COMPILER, "-O2", "-std=c++17", "-ffp-contract=off", f"-I{ROOT}/csrc", f"-I{CUDA_INCLUDE}",
                     os.path.join(ROOT, "tests", "cuda_emulator", "emulator.cpp"), "-o", binary], check=True)
     return binary
+
+
+@pytest.fixture(scope="module")
+def op_list(emulator):
+    """(forward ops, backward ops) of csrc/op_list.h, as the emulator was compiled with them."""
+    lines = subprocess.run([emulator, "--list"], capture_output=True, text=True, check=True).stdout.splitlines()
+    forward, backward = [], []
+    for line in lines:
+        kind, name, *pairs = line.split()
+        fields = dict(zip(pairs[::2], pairs[1::2]))
+        if kind == "forward":
+            forward.append(ForwardOp(name, fields["optional_bias"] == "1", fields["residual"] == "1",
+                                     fields["backward"]))
+        else:
+            backward.append(BackwardOp(name, fields["saved"]))
+    assert forward and backward, lines
+    return forward, backward
+
+
+def reference_op(name):
+    """The pure-PyTorch reference of a native op: written independently of the C++ code."""
+    return getattr(torch.ops.fused_dropout, "torch_" + name).default
 
 
 def write(directory, name, tensor):
@@ -48,98 +88,126 @@ def read(directory, name, dtype, shape):
     return torch.frombuffer(data, dtype=INT_VIEW[dtype]).view(dtype).reshape(shape).clone()
 
 
-def run(emulator, directory, **spec):
+def run(emulator, directory, check=True, **spec):
+    """Runs one launch; returns the emulator's report ({"vector_path": 0 or 1, ...})."""
     with open(os.path.join(directory, "spec.txt"), "w") as handle:
         for key, value in spec.items():
             handle.write(f"{key} {value}\n")
-    result = subprocess.run([emulator, str(directory)], capture_output=True, text=True, check=True)
-    return int(result.stdout.split()[-1])  # 1 when the vector path ran
-
-
-def real_grid(work_items, threads):
-    return max(1, min((work_items + threads - 1) // threads, H100_SMS * BLOCKS_PER_SM))
+    result = subprocess.run([emulator, str(directory)], capture_output=True, text=True)
+    if not check:
+        return result
+    assert result.returncode == 0, result.stderr
+    report = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    return {"vector_path": int(report["vector_path"]), "grid": report["grid"]}
 
 
 SHAPES = [(1,), (7,), (3, 8), (5, 9), (33, 129), (64, 1024), (3, 4099), (700, 24)]
 DTYPES = list(DTYPE_NAME)
-# (block, grid): the launcher's geometry on an H100, and a tiny grid that makes every thread loop (grid stride).
-GEOMETRIES = ["launcher", "grid_stride"]
+# The launcher's geometry on an H100, and tiny blocks and grids that make every thread loop (grid stride).
+GEOMETRIES = {"launcher": {"geometry": "launcher", "sms": H100_SMS}, "grid_stride": {"geometry": "grid_stride"}}
 
 
-def geometry(kind, numel, dtype):
-    chunk = 4 if dtype == torch.float64 else 8
-    if kind == "launcher":
-        return FLAT_THREADS, real_grid((numel + chunk - 1) // chunk, FLAT_THREADS)
-    return 32, 3
+def forward_cases(forward_ops):
+    """Every forward op, with and without bias when it takes one."""
+    return [(op, has_bias) for op in forward_ops for has_bias in ((False, True) if op.optional_bias else (False,))]
 
 
-@pytest.mark.parametrize("geometry_kind", GEOMETRIES)
+def test_cases_cover_every_op_with_and_without_bias(op_list):
+    forward_ops, backward_ops = op_list
+    cases = forward_cases(forward_ops)
+    assert {op.name for op, _ in cases} == {op.name for op in forward_ops}
+    assert {(op.name, True) for op in forward_ops if op.optional_bias} <= {(op.name, b) for op, b in cases}
+    assert {op.backward for op in forward_ops} <= {op.name for op in backward_ops}
+
+
+@pytest.mark.parametrize("geometry_kind", list(GEOMETRIES))
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_forward_bodies_follow_the_spec(emulator, tmp_path, shape, dtype, geometry_kind):
+def test_forward_bodies_follow_the_spec(emulator, op_list, tmp_path, shape, dtype, geometry_kind):
     index = SHAPES.index(shape) + DTYPES.index(dtype)
     offset = [0, 1, 2, 3, 2**32 + 1][index % 5]
     misalign = index % 2  # odd cases start one element past a 16-byte boundary: the scalar path
     seed, p = 2**63 + 12345 + index, 0.35
     x, residual = make_input(shape, dtype, seed=index), make_input(shape, dtype, seed=index + 100)
     bias = make_input(shape[-1:], dtype, seed=index + 200)
+    state = torch.tensor([seed - 2**64, offset], dtype=torch.int64)  # the seed's bits as an int64
     numel, row_len = x.numel(), shape[-1]
-    block, grid = geometry(geometry_kind, numel, dtype)
     for name, tensor in (("x", x), ("residual", residual), ("bias", bias)):
         write(tmp_path, name, tensor)
-    cases = [("dropout", False, lambda: fd.dropout(x, p, seed=seed, offset=offset, backend="cpu")),
-             ("bias_relu_dropout", True, lambda: fd.bias_relu_dropout(x, bias, p, seed=seed, offset=offset,
-                                                                      backend="cpu")),
-             ("bias_relu_dropout", False, lambda: fd.bias_relu_dropout(x, None, p, seed=seed, offset=offset,
-                                                                       backend="cpu")),
-             ("dropout_add", True, lambda: fd.dropout_add(x, residual, p, bias=bias, seed=seed, offset=offset,
-                                                          backend="cpu")),
-             ("dropout_add", False, lambda: fd.dropout_add(x, residual, p, seed=seed, offset=offset, backend="cpu"))]
-    for op, has_bias, expected in cases:
-        vector_path = run(emulator, tmp_path, kind="forward", op=op, dtype=DTYPE_NAME[dtype], numel=numel,
-                          row_len=row_len, has_bias=int(has_bias), seed=seed, offset=offset,
-                          threshold=reference.keep_threshold(p), scale=repr(1 / (1 - p)), block=block, grid=grid,
-                          misalign=misalign)
-        assert vector_path == (1 if misalign == 0 else 0)
+    for op, has_bias in forward_cases(op_list[0]):
+        args = [x] + ([residual] if op.residual else []) + ([bias if has_bias else None] if op.optional_bias else [])
+        expected = reference_op(op.name + "_fwd")(*args, state, p)
+        report = run(emulator, tmp_path, kind="forward", op=op.name, dtype=DTYPE_NAME[dtype], numel=numel,
+                     row_len=row_len, has_bias=int(has_bias), has_residual=int(op.residual), seed=seed,
+                     offset=offset, threshold=spec.keep_threshold(p), scale=repr(1 / (1 - p)),
+                     misalign=misalign, **GEOMETRIES[geometry_kind])
+        assert report["vector_path"] == (1 if misalign == 0 else 0)
         out = read(tmp_path, "out", dtype, shape)
-        assert torch.equal(out, expected()), (op, has_bias)
+        assert torch.equal(out, expected), (op, has_bias)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_backward_bodies_follow_the_spec(emulator, tmp_path, shape, dtype):
+def test_backward_bodies_follow_the_spec(emulator, op_list, tmp_path, shape, dtype):
     index = SHAPES.index(shape) * 3 + DTYPES.index(dtype)
     offset = [0, 3, 2**33 + 2][index % 3]
     misalign = index % 2
     seed, p = 77 + index, 0.4
     grad = make_input(shape, dtype, seed=index)
-    x = make_input(shape, dtype, seed=index + 1, requires_grad=True)
-    bias = make_input(shape[-1:], dtype, seed=index + 2, requires_grad=True)
-    y = fd.bias_relu_dropout(x, bias, p, seed=seed, offset=offset, backend="cpu")
-    write(tmp_path, "grad", grad)
-    write(tmp_path, "y", y.detach())
-    numel, row_len = grad.numel(), shape[-1]
-    ops = fd.backends.FAMILIES["native"]
     state = torch.tensor([seed, offset], dtype=torch.int64)
-    for op, expected_fn in (("mask", lambda b: ops.mask_bwd(grad, state, p, b)),
-                            ("positive_output", lambda b: ops.relu_output_bwd(grad, y.detach(), p, b))):
+    # A saved output y: zeros where dropped, negative and positive values elsewhere (relu cut nothing here).
+    y = reference_op("dropout_fwd")(make_input(shape, dtype, seed=index + 1), state, p)
+    saved_inputs = {"rng_state": state, "y": y}
+    write(tmp_path, "grad", grad)
+    write(tmp_path, "y", y)
+    numel, row_len = grad.numel(), shape[-1]
+    for op in op_list[1]:
         for bias_grad in (False, True):
-            for block, grid in ((FLAT_THREADS, real_grid(numel, FLAT_THREADS)), (32, 3)):
-                if bias_grad and block == FLAT_THREADS:
-                    block = TILE_THREADS  # the tiled kernel's block size
-                vector_path = run(emulator, tmp_path, kind="backward", op=op, dtype=DTYPE_NAME[dtype], numel=numel,
-                                  row_len=row_len, has_bias=0, bias_grad=int(bias_grad), seed=seed, offset=offset,
-                                  threshold=reference.keep_threshold(p), scale=repr(1 / (1 - p)), block=block,
-                                  grid=grid, misalign=misalign)
+            expected_grad, _ = reference_op(op.name)(grad, saved_inputs[op.saved], p, bias_grad)
+            for geometry in GEOMETRIES.values():
+                report = run(emulator, tmp_path, kind="backward", op=op.name, saved=op.saved,
+                             dtype=DTYPE_NAME[dtype], numel=numel, row_len=row_len, bias_grad=int(bias_grad),
+                             seed=seed, offset=offset, threshold=spec.keep_threshold(p),
+                             scale=repr(1 / (1 - p)), misalign=misalign, **geometry)
                 vector_width = 16 // grad.element_size()
                 expect_vector = misalign == 0 and (not bias_grad or row_len % vector_width == 0)
-                assert vector_path == int(expect_vector)
-                expected_grad, _ = expected_fn(bias_grad)
+                assert report["vector_path"] == int(expect_vector)
                 grad_in = read(tmp_path, "grad_in", dtype, shape)
-                assert torch.equal(grad_in, expected_grad), (op, bias_grad, block)
+                assert torch.equal(grad_in, expected_grad), (op, bias_grad, geometry)
                 if bias_grad:
                     grad_bias = read(tmp_path, "grad_bias", dtype, (row_len,))
                     assert_column_sum_close(grad_bias, grad_in.reshape(-1, row_len))
+
+
+def test_launcher_caps_the_grid_at_the_resident_blocks(emulator, tmp_path):
+    """The launcher's grid-stride geometry: a small input gets one block; a large one is capped at a number of
+    resident blocks proportional to the multiprocessor count (threads then loop over many chunks each)."""
+    blocks = {}
+    for numel, sms in ((8, H100_SMS), (10**7, H100_SMS), (10**7, H100_SMS // 2)):
+        write(tmp_path, "x", make_input((numel,)))
+        report = run(emulator, tmp_path, kind="forward", op="dropout", dtype="float32", numel=numel, row_len=numel,
+                     has_bias=0, has_residual=0, seed=1, offset=0, threshold=0, scale="1.0", misalign=0,
+                     geometry="launcher", sms=sms)
+        blocks[numel, sms] = int(report["grid"].split()[0])
+    assert blocks[8, H100_SMS] == 1
+    assert blocks[10**7, H100_SMS] == 2 * blocks[10**7, H100_SMS // 2]
+
+
+def test_keep_rule_boundary(emulator, tmp_path):
+    """An element whose Philox word is w is kept at threshold w and dropped at w + 1. The word comes from
+    tests/spec_impl.py, which shares no code with the kernels."""
+    seed, offset, numel, element = 0x1234_5678_9ABC_DEF0, 5, 16, 6
+    group, word_index = (offset + element) >> 2, (offset + element) & 3
+    word = philox4x32_10((group & M32, group >> 32, 0, 0), (seed & M32, seed >> 32))[word_index]
+    assert 0 < word < M32
+    x = torch.full((numel,), 1.5)
+    write(tmp_path, "x", x)
+    for threshold, kept in ((word, True), (word + 1, False)):
+        run(emulator, tmp_path, kind="forward", op="dropout", dtype="float32", numel=numel, row_len=numel,
+            has_bias=0, has_residual=0, seed=seed, offset=offset, threshold=threshold, scale=repr(2.0),
+            misalign=0, geometry="grid_stride")
+        out = read(tmp_path, "out", torch.float32, (numel,))
+        assert out[element].item() == (3.0 if kept else 0.0), (threshold, kept)
 
 
 def test_emulator_detects_a_wrong_mask(emulator, tmp_path):
@@ -147,5 +215,19 @@ def test_emulator_detects_a_wrong_mask(emulator, tmp_path):
     x = make_input((64,))
     write(tmp_path, "x", x)
     run(emulator, tmp_path, kind="forward", op="dropout", dtype="float32", numel=64, row_len=64, has_bias=0,
-        seed=1, offset=0, threshold=reference.keep_threshold(0.5), scale=repr(2.0), block=32, grid=1, misalign=0)
-    assert not torch.equal(read(tmp_path, "out", torch.float32, (64,)), fd.dropout(x, 0.5, seed=2, backend="cpu"))
+        has_residual=0, seed=1, offset=0, threshold=spec.keep_threshold(0.5), scale=repr(2.0), misalign=0,
+        geometry="grid_stride")
+    state = torch.tensor([2, 0], dtype=torch.int64)
+    assert not torch.equal(read(tmp_path, "out", torch.float32, (64,)), reference_op("dropout_fwd")(x, state, 0.5))
+
+
+def test_an_op_without_a_kernel_is_an_error(emulator, op_list, tmp_path):
+    """No fall-through: a bias for an op that takes none, or a name outside the list, finds no kernel."""
+    no_bias_op = next(op for op in op_list[0] if not op.optional_bias)
+    write(tmp_path, "x", make_input((8,)))
+    write(tmp_path, "bias", make_input((8,)))
+    for op, has_bias in ((no_bias_op.name, 1), ("no_such_op", 0)):
+        result = run(emulator, tmp_path, check=False, kind="forward", op=op, dtype="float32", numel=8, row_len=8,
+                     has_bias=has_bias, has_residual=0, seed=1, offset=0, threshold=0, scale="1.0", misalign=0,
+                     geometry="grid_stride")
+        assert result.returncode != 0 and ("no kernel" in result.stderr or "not in csrc/op_list.h" in result.stderr)

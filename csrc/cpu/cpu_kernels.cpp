@@ -2,6 +2,8 @@
 // compute the same bits: the code is the same and floating-point contraction is off (-ffp-contract=off).
 #include "cpu_kernels.h"
 
+#include "../op_dispatch.h"
+
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
@@ -66,30 +68,32 @@ bool set_isa(const char* name) {
   return false;
 }
 
-template <typename scalar_t, typename Element>
-void forward(const ForwardArgs<scalar_t>& args) {
+// The op list's element types are instantiated here, through the dispatch both variants share.
+template <typename scalar_t>
+bool forward(ForwardOp op, const ForwardArgs<scalar_t>& args) {
+  return dispatch_forward_op(op, args.bias != nullptr, [&](auto element) {
+    using Element = decltype(element);
 #if defined(FD_HAVE_AVX2_VARIANT)
-  if (use_avx2()) return avx2::forward<scalar_t, Element>(args);
+    if (use_avx2()) return avx2::forward<scalar_t, Element>(args);
 #endif
-  generic::forward<scalar_t, Element>(args);
+    generic::forward<scalar_t, Element>(args);
+  });
 }
 
-template <typename scalar_t, BackwardKeep kKeep>
-void backward(const BackwardArgs<scalar_t>& args) {
+template <typename scalar_t>
+bool backward(BackwardOp op, const BackwardArgs<scalar_t>& args) {
+  return dispatch_backward_op(op, [&](auto op_tag) {
+    constexpr BackwardOp kOp = decltype(op_tag)::value;
 #if defined(FD_HAVE_AVX2_VARIANT)
-  if (use_avx2()) return avx2::backward<scalar_t, kKeep>(args);
+    if (use_avx2()) return avx2::backward<scalar_t, kOp>(args);
 #endif
-  generic::backward<scalar_t, kKeep>(args);
+    generic::backward<scalar_t, kOp>(args);
+  });
 }
 
-#define FD_INSTANTIATE_CPU(scalar_t)                                                  \
-  template void forward<scalar_t, DropoutElement>(const ForwardArgs<scalar_t>&);     \
-  template void forward<scalar_t, BiasReluDropoutElement<true>>(const ForwardArgs<scalar_t>&); \
-  template void forward<scalar_t, BiasReluDropoutElement<false>>(const ForwardArgs<scalar_t>&); \
-  template void forward<scalar_t, DropoutAddElement<true>>(const ForwardArgs<scalar_t>&);      \
-  template void forward<scalar_t, DropoutAddElement<false>>(const ForwardArgs<scalar_t>&);     \
-  template void backward<scalar_t, BackwardKeep::kMask>(const BackwardArgs<scalar_t>&);        \
-  template void backward<scalar_t, BackwardKeep::kPositiveOutput>(const BackwardArgs<scalar_t>&);
+#define FD_INSTANTIATE_CPU(scalar_t)                                        \
+  template bool forward<scalar_t>(ForwardOp, const ForwardArgs<scalar_t>&); \
+  template bool backward<scalar_t>(BackwardOp, const BackwardArgs<scalar_t>&);
 
 FD_INSTANTIATE_CPU(float)
 FD_INSTANTIATE_CPU(double)

@@ -1,17 +1,20 @@
-// CPU kernels of the three ops (forward and backward), templated over the tensor type and the element function.
+// CPU kernels of the ops of op_list.h (forward and backward), templated over the tensor type; the op is chosen
+// at run time through op_dispatch.h, which instantiates one kernel per element type of the list.
 #pragma once
 
-#include "../dropout_math.h"
 #include "../kernel_args.h"
+#include "../op_traits.h"
 
 namespace fused_dropout {
 namespace cpu {
 
-template <typename scalar_t, typename Element>
-void forward(const ForwardArgs<scalar_t>& args);
+// False when (op, args.bias != nullptr) names no element of the op list; nothing ran then.
+template <typename scalar_t>
+bool forward(ForwardOp op, const ForwardArgs<scalar_t>& args);
 
-template <typename scalar_t, BackwardKeep kKeep>
-void backward(const BackwardArgs<scalar_t>& args);
+// False when op is not in the backward list; nothing ran then.
+template <typename scalar_t>
+bool backward(BackwardOp op, const BackwardArgs<scalar_t>& args);
 
 // "avx2" or "generic": which compiled variant the dispatcher runs on this machine.
 const char* isa_name();

@@ -15,10 +15,10 @@ constexpr int64_t kGrain = 32768;        // elements per parallel task; never af
 // Writes the Philox words covering elements [first, first + n) and returns `shift` such that element first + k
 // uses words[shift + k].
 inline int64_t fill_mask_words(uint64_t seed, uint64_t offset, int64_t first, int64_t n, uint32_t* words) {
-  const uint64_t global = offset + static_cast<uint64_t>(first);
-  const uint64_t group0 = global >> 2;
-  const int64_t shift = static_cast<int64_t>(global & 3u);
-  const int64_t groups = (shift + n + 3) >> 2;
+  const MaskPosition start = mask_position(offset, static_cast<uint64_t>(first));
+  const uint64_t group0 = start.group;
+  const int64_t shift = start.word;
+  const int64_t groups = groups_covering(shift, n);
   for (int64_t step = 0; step < groups; step += kGroupsPerStep) {
     uint32_t* out = words + 4 * step;
 #if defined(FD_CPU_PHILOX_AVX2)
@@ -38,8 +38,9 @@ inline int64_t fill_mask_words(uint64_t seed, uint64_t offset, int64_t first, in
 }
 
 // Walks the flat range [begin, end) in tiles; each tile is cut into pieces that stay inside one row of length
-// row_len, so a bias (indexed by column) is read as bias[col + k]. Ops without columns pass row_len = numel. Calls fn(first, col, n, words) with words[k] the mask word of
-// element first + k (nullptr when kNeedWords is false).
+// row_len, so a bias (indexed by column) is read as bias[col + k]. Ops without columns pass row_len = numel.
+// Calls fn(first, col, n, words) with words[k] the mask word of element first + k (nullptr when kNeedWords is
+// false).
 template <bool kNeedWords, typename Fn>
 inline void for_each_piece(int64_t begin, int64_t end, int64_t row_len, uint64_t seed, uint64_t offset, Fn&& fn) {
   alignas(64) uint32_t words[kNeedWords ? kWordsCapacity : 1];
@@ -85,10 +86,10 @@ void forward(const ForwardArgs<scalar_t>& a) {
 // rows are cut into a fixed number of row blocks (a function of the shape only, never of the thread count); each
 // block sums its rows' grad_in per column, and the blocks' partial sums are added in block order. The result is
 // therefore the same bits whatever the number of threads.
-template <typename scalar_t, BackwardKeep kKeep>
+template <typename scalar_t, BackwardOp kOp>
 void backward(const BackwardArgs<scalar_t>& a) {
   using acc_t = typename ComputeType<scalar_t>::type;
-  constexpr bool kFromMask = kKeep == BackwardKeep::kMask;
+  constexpr bool kFromMask = kKeepFromRngState<kOp>;
   const uint64_t seed = kFromMask ? static_cast<uint64_t>(a.rng_state[0]) : 0;
   const uint64_t offset = kFromMask ? static_cast<uint64_t>(a.rng_state[1]) : 0;
   const KeepRule keep_rule(a.threshold);

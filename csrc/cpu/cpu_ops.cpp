@@ -1,6 +1,9 @@
-// CPU registration of the fused_dropout ops: the shared op logic of op_impl.h with a launcher that runs the
-// kernels of cpu_kernels.cpp. The schemas are defined in Python (fused_dropout/_schema.py).
-#include "../op_impl.h"
+// CPU registration of the fused_dropout ops: the ops of ops_over_launcher.h with a launcher that runs the kernels
+// of cpu_kernels.cpp. The schemas are op_schemas.cpp's.
+#include <ATen/Dispatch.h>
+
+#include "../ops_over_launcher.h"
+#include "../dropout_math.h"
 #include "cpu_kernels.h"
 
 namespace fused_dropout {
@@ -11,41 +14,49 @@ const scalar_t* data_or_null(const std::optional<at::Tensor>& t) {
   return t.has_value() ? t->data_ptr<scalar_t>() : nullptr;
 }
 
+// ATen's scalar types map to the kernels' own types here (c10::Half, c10::BFloat16): no conversion needed.
+#define FD_DISPATCH_FLOATING_TYPES(dtype, name, ...) \
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, name, __VA_ARGS__)
+
 struct CpuLauncher {
-  template <typename Element>
-  static void forward(const at::Tensor& x, const std::optional<at::Tensor>& bias,
+  static void forward(ForwardOp op, const at::Tensor& x, const std::optional<at::Tensor>& bias,
                       const std::optional<at::Tensor>& residual, at::Tensor& out, const at::Tensor& rng_state,
                       double p) {
+    bool listed = false;
     FD_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_dropout_forward_cpu", [&] {
       const ForwardArgs<scalar_t> args{x.data_ptr<scalar_t>(), data_or_null<scalar_t>(bias),
                                        data_or_null<scalar_t>(residual), out.data_ptr<scalar_t>(), x.numel(),
-                                       Element::kHasBias ? row_length(x) : 1, rng_state.data_ptr<int64_t>(),
+                                       bias.has_value() ? row_len_of(x) : 1, rng_state.data_ptr<int64_t>(),
                                        keep_threshold(p), dropout_scale(p)};
-      cpu::forward<scalar_t, Element>(args);
+      listed = cpu::forward<scalar_t>(op, args);
     });
+    TORCH_CHECK(listed, "fused_dropout: forward op ", static_cast<int>(op), (bias.has_value() ? " with" : " without"),
+                " bias has no CPU kernel (not in csrc/op_list.h)");
   }
 
-  template <BackwardKeep kKeep>
-  static void backward(const at::Tensor& grad, const at::Tensor& keep_source, at::Tensor& grad_in,
-                       std::optional<at::Tensor>& grad_bias, double p) {
-    constexpr bool kFromMask = kKeep == BackwardKeep::kMask;
+  static void backward(BackwardOp op, const at::Tensor& grad, const std::optional<at::Tensor>& rng_state,
+                       const std::optional<at::Tensor>& y, at::Tensor& grad_in, std::optional<at::Tensor>& grad_bias,
+                       double p) {
+    bool listed = false;
     FD_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "fused_dropout_backward_cpu", [&] {
       const BackwardArgs<scalar_t> args{grad.data_ptr<scalar_t>(),
-                                        kFromMask ? nullptr : keep_source.data_ptr<scalar_t>(),
+                                        data_or_null<scalar_t>(y),
                                         grad_in.data_ptr<scalar_t>(),
                                         grad_bias.has_value() ? grad_bias->data_ptr<scalar_t>() : nullptr,
                                         grad.numel(),
-                                        grad_bias.has_value() ? row_length(grad) : 1,
-                                        kFromMask ? keep_source.data_ptr<int64_t>() : nullptr,
+                                        grad_bias.has_value() ? row_len_of(grad) : 1,
+                                        rng_state.has_value() ? rng_state->data_ptr<int64_t>() : nullptr,
                                         keep_threshold(p),
                                         dropout_scale(p)};
-      cpu::backward<scalar_t, kKeep>(args);
+      listed = cpu::backward<scalar_t>(op, args);
     });
+    TORCH_CHECK(listed, "fused_dropout: backward op ", static_cast<int>(op),
+                " has no CPU kernel (not in csrc/op_list.h)");
   }
 };
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fused_dropout, CPU, m) { FusedOps<CpuLauncher>::register_all(m); }
+TORCH_LIBRARY_IMPL(fused_dropout, CPU, m) { register_ops<CpuLauncher>(m); }
 
 }  // namespace fused_dropout

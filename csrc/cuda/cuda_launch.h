@@ -5,18 +5,19 @@
 #include <cuda_runtime_api.h>
 #include <stdint.h>
 
+#include "../op_traits.h"
+
 namespace fused_dropout {
 namespace cuda {
 
 enum class DType { kFloat16, kBFloat16, kFloat32, kFloat64 };
-enum class ForwardOp { kDropout, kBiasReluDropout, kDropoutAdd };
 
 struct ForwardLaunch {
   DType dtype;
   ForwardOp op;
   const void* x;
   const void* bias;      // nullptr: no bias
-  const void* residual;  // kDropoutAdd only
+  const void* residual;  // ops with a residual only
   void* out;
   int64_t numel;
   int64_t row_len;
@@ -27,15 +28,15 @@ struct ForwardLaunch {
 
 struct BackwardLaunch {
   DType dtype;
-  bool keep_from_mask;    // true: the mask of rng_state; false: y > 0
+  BackwardOp op;          // where the keep decision comes from: rng_state (mask_bwd) or y > 0 (relu_output_bwd)
   const void* grad;
-  const void* y;
+  const void* y;          // relu_output_bwd's saved output, else nullptr
   void* grad_in;
   void* grad_bias;        // nullptr: no bias gradient
   void* workspace;        // backward_workspace_bytes() bytes when grad_bias is set
   int64_t numel;
   int64_t row_len;
-  const int64_t* rng_state;
+  const int64_t* rng_state;  // mask_bwd's saved device pointer [seed, offset], else nullptr
   uint64_t threshold;
   double scale;
 };
@@ -43,6 +44,7 @@ struct BackwardLaunch {
 // Bytes of device workspace a backward launch with a bias gradient needs (the per-row-block partial sums).
 size_t backward_workspace_bytes(DType dtype, int64_t numel, int64_t row_len);
 
+// cudaErrorInvalidValue when the launch names no kernel (an op or dtype outside the lists).
 cudaError_t launch_forward(const ForwardLaunch& launch, cudaStream_t stream);
 cudaError_t launch_backward(const BackwardLaunch& launch, cudaStream_t stream);
 

@@ -1,10 +1,11 @@
-// CUDA registration of the fused_dropout ops: the shared op logic of op_impl.h with a launcher that calls the
+// CUDA registration of the fused_dropout ops: the ops of ops_over_launcher.h with a launcher that calls the
 // kernels' entry points (cuda_launch.h) on torch's current stream. The RNG state stays on the device: kernels
 // read it themselves, so nothing here synchronises and CUDA-graph capture works.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
-#include "../op_impl.h"
+#include "../dropout_math.h"
+#include "../ops_over_launcher.h"
 #include "cuda_launch.h"
 
 namespace fused_dropout {
@@ -25,53 +26,44 @@ cuda::DType cuda_dtype(const at::Tensor& t) {
   }
 }
 
-template <typename Element>
-constexpr cuda::ForwardOp forward_op() {
-  if constexpr (Element::kHasResidual) return cuda::ForwardOp::kDropoutAdd;
-  if constexpr (std::is_same_v<Element, DropoutElement>) return cuda::ForwardOp::kDropout;
-  return cuda::ForwardOp::kBiasReluDropout;
-}
-
 const void* data_or_null(const std::optional<at::Tensor>& t) { return t.has_value() ? t->data_ptr() : nullptr; }
 
 void check_launch(cudaError_t status, const char* what) {
+  // cudaErrorInvalidValue before any launch: the op is not in csrc/op_list.h (see launch_plan.h).
   TORCH_CHECK(status == cudaSuccess, "fused_dropout ", what, " kernel launch failed: ", cudaGetErrorString(status));
 }
 
 struct CudaLauncher {
-  template <typename Element>
-  static void forward(const at::Tensor& x, const std::optional<at::Tensor>& bias,
+  static void forward(ForwardOp op, const at::Tensor& x, const std::optional<at::Tensor>& bias,
                       const std::optional<at::Tensor>& residual, at::Tensor& out, const at::Tensor& rng_state,
                       double p) {
     const c10::cuda::CUDAGuard guard(x.device());
-    const cuda::ForwardLaunch launch{cuda_dtype(x), forward_op<Element>(), x.data_ptr(), data_or_null(bias),
-                                     data_or_null(residual), out.data_ptr(), x.numel(),
-                                     Element::kHasBias ? row_length(x) : 1, rng_state.data_ptr<int64_t>(),
-                                     keep_threshold(p), dropout_scale(p)};
+    const cuda::ForwardLaunch launch{cuda_dtype(x), op, x.data_ptr(), data_or_null(bias), data_or_null(residual),
+                                     out.data_ptr(), x.numel(), bias.has_value() ? row_len_of(x) : 1,
+                                     rng_state.data_ptr<int64_t>(), keep_threshold(p), dropout_scale(p)};
     check_launch(cuda::launch_forward(launch, at::cuda::getCurrentCUDAStream()), "forward");
   }
 
-  template <BackwardKeep kKeep>
-  static void backward(const at::Tensor& grad, const at::Tensor& keep_source, at::Tensor& grad_in,
-                       std::optional<at::Tensor>& grad_bias, double p) {
+  static void backward(BackwardOp op, const at::Tensor& grad, const std::optional<at::Tensor>& rng_state,
+                       const std::optional<at::Tensor>& y, at::Tensor& grad_in, std::optional<at::Tensor>& grad_bias,
+                       double p) {
     const c10::cuda::CUDAGuard guard(grad.device());
-    constexpr bool kFromMask = kKeep == BackwardKeep::kMask;
-    const int64_t row_len = grad_bias.has_value() ? row_length(grad) : 1;
+    const int64_t row_len = grad_bias.has_value() ? row_len_of(grad) : 1;
     at::Tensor workspace;
     if (grad_bias.has_value()) {
       const size_t bytes = cuda::backward_workspace_bytes(cuda_dtype(grad), grad.numel(), row_len);
       workspace = at::empty({static_cast<int64_t>(bytes)}, grad.options().dtype(at::kByte));
     }
     const cuda::BackwardLaunch launch{cuda_dtype(grad),
-                                      kFromMask,
+                                      op,
                                       grad.data_ptr(),
-                                      kFromMask ? nullptr : keep_source.data_ptr(),
+                                      data_or_null(y),
                                       grad_in.data_ptr(),
                                       grad_bias.has_value() ? grad_bias->data_ptr() : nullptr,
                                       workspace.defined() ? workspace.data_ptr() : nullptr,
                                       grad.numel(),
                                       row_len,
-                                      kFromMask ? keep_source.data_ptr<int64_t>() : nullptr,
+                                      rng_state.has_value() ? rng_state->data_ptr<int64_t>() : nullptr,
                                       keep_threshold(p),
                                       dropout_scale(p)};
     check_launch(cuda::launch_backward(launch, at::cuda::getCurrentCUDAStream()), "backward");
@@ -80,6 +72,6 @@ struct CudaLauncher {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fused_dropout, CUDA, m) { FusedOps<CudaLauncher>::register_all(m); }
+TORCH_LIBRARY_IMPL(fused_dropout, CUDA, m) { register_ops<CudaLauncher>(m); }
 
 }  // namespace fused_dropout

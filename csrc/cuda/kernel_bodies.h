@@ -60,7 +60,7 @@ struct alignas(sizeof(scalar_t) * N) Vec {
 // row-tiled backward, rows that start on a vector boundary. Decided once per launch, on the host.
 inline bool aligned16(const void* p) { return p == nullptr || (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
-// The launch decisions, shared by the launcher (dropout_kernels.cu) and the CPU emulator of the tests.
+// The vector-path decision, taken by launch_plan.h for the launcher and the CPU emulator of the tests alike.
 template <typename scalar_t>
 inline bool use_vector_path(const ForwardArgs<scalar_t>& a) {
   return aligned16(a.x) && aligned16(a.residual) && aligned16(a.out);
@@ -75,15 +75,15 @@ inline bool use_vector_path(const BackwardArgs<scalar_t>& a) {
 
 // ---- the mask of one chunk ------------------------------------------------------------------------------
 
-// Keep bits of elements first .. first + count - 1 (count <= kMax): bit e is element first + e. Element i uses
-// word (offset + i) & 3 of Philox group (offset + i) >> 2; the chunk's elements are covered by kMax / 4 groups
-// when offset + first is a multiple of 4, one more otherwise. One Philox call per covering group.
+// Keep bits of elements first .. first + count - 1 (count <= kMax): bit e is element first + e. The chunk's
+// elements (placed by mask_position) are covered by kMax / 4 groups when their first element uses word 0, one
+// more otherwise. One Philox call per covering group.
 template <int kMax>
 FD_HOST_DEVICE uint32_t chunk_keep_bits(uint64_t seed, uint64_t offset, uint64_t first, int count, KeepRule rule) {
-  const uint64_t global = offset + first;
-  const uint64_t group0 = global >> 2;
-  const int shift = static_cast<int>(global & 3u);
-  const int groups = (shift + count + 3) >> 2;
+  const MaskPosition start = mask_position(offset, first);
+  const uint64_t group0 = start.group;
+  const int shift = start.word;
+  const int groups = groups_covering(shift, count);
   uint32_t bits = 0;
   FD_UNROLL
   for (int g = 0; g < kMax / 4 + 1; ++g) {
@@ -213,14 +213,14 @@ FD_HOST_DEVICE void forward_thread(const ForwardArgs<scalar_t>& a, const ThreadC
 }
 
 // grad_in for one chunk, stored and also returned (the bias-gradient sums use the rounded values).
-template <typename scalar_t, BackwardKeep kKeep, bool kVec>
+template <typename scalar_t, BackwardOp kOp, bool kVec>
 FD_HOST_DEVICE void backward_chunk(const BackwardArgs<scalar_t>& a,
                                    const DropoutParams<typename ComputeType<scalar_t>::type>& params,
                                    int64_t first, int count, scalar_t (&grad_in)[kChunk<scalar_t>]) {
   using acc_t = typename ComputeType<scalar_t>::type;
   constexpr int N = kChunk<scalar_t>;
   uint32_t keep = 0;
-  if (kKeep == BackwardKeep::kMask) {
+  if (kKeepFromRngState<kOp>) {
     keep = chunk_keep_bits<N>(params.seed, params.offset, static_cast<uint64_t>(first), count, params.rule);
   } else {
     acc_t y[N];
@@ -237,13 +237,13 @@ FD_HOST_DEVICE void backward_chunk(const BackwardArgs<scalar_t>& a,
   store_chunk<N, kVec>(a.grad_in + first, count, grad_in);
 }
 
-template <typename scalar_t, BackwardKeep kKeep, bool kVec>
+template <typename scalar_t, BackwardOp kOp, bool kVec>
 FD_HOST_DEVICE void backward_thread(const BackwardArgs<scalar_t>& a, const ThreadCoord& t) {
   using acc_t = typename ComputeType<scalar_t>::type;
-  const DropoutParams<acc_t> params(kKeep == BackwardKeep::kMask ? a.rng_state : nullptr, a.threshold, a.scale);
+  const DropoutParams<acc_t> params(kKeepFromRngState<kOp> ? a.rng_state : nullptr, a.threshold, a.scale);
   grid_stride_chunks<kChunk<scalar_t>>(a.numel, t, [&](int64_t first, int count) {
     scalar_t grad_in[kChunk<scalar_t>];
-    backward_chunk<scalar_t, kKeep, kVec>(a, params, first, count, grad_in);
+    backward_chunk<scalar_t, kOp, kVec>(a, params, first, count, grad_in);
   });
 }
 
@@ -273,7 +273,7 @@ inline int64_t bias_tile_column_blocks(int64_t row_len, int threads) {
 
 // Each thread owns kChunk consecutive columns of one row block: it walks the block's rows, writes grad_in and
 // keeps the column sums (of the rounded grad_in) in registers, then writes them to partial[row_block, col].
-template <typename scalar_t, BackwardKeep kKeep, bool kVec>
+template <typename scalar_t, BackwardOp kOp, bool kVec>
 FD_HOST_DEVICE void backward_bias_tile_thread(const BackwardArgs<scalar_t>& a, const BiasGradPlan& plan,
                                               typename ComputeType<scalar_t>::type* __restrict__ partial,
                                               const ThreadCoord& t) {
@@ -282,7 +282,7 @@ FD_HOST_DEVICE void backward_bias_tile_thread(const BackwardArgs<scalar_t>& a, c
   const int64_t col0 = (t.block * t.block_dim + t.thread) * N;
   if (col0 >= a.row_len) return;
   const int count = static_cast<int>(a.row_len - col0 < N ? a.row_len - col0 : N);
-  const DropoutParams<acc_t> params(kKeep == BackwardKeep::kMask ? a.rng_state : nullptr, a.threshold, a.scale);
+  const DropoutParams<acc_t> params(kKeepFromRngState<kOp> ? a.rng_state : nullptr, a.threshold, a.scale);
   const int64_t r0 = t.block_y * plan.rows_per_block;
   const int64_t r1 = r0 + plan.rows_per_block < plan.rows ? r0 + plan.rows_per_block : plan.rows;
   acc_t sums[N];
@@ -290,7 +290,7 @@ FD_HOST_DEVICE void backward_bias_tile_thread(const BackwardArgs<scalar_t>& a, c
   for (int e = 0; e < N; ++e) sums[e] = acc_t(0);
   for (int64_t r = r0; r < r1; ++r) {
     scalar_t grad_in[N];
-    backward_chunk<scalar_t, kKeep, kVec>(a, params, r * a.row_len + col0, count, grad_in);
+    backward_chunk<scalar_t, kOp, kVec>(a, params, r * a.row_len + col0, count, grad_in);
     FD_UNROLL
     for (int e = 0; e < N; ++e) sums[e] += e < count ? to_compute(grad_in[e]) : acc_t(0);
   }

@@ -1,19 +1,23 @@
-// Runs the CUDA kernels' per-thread bodies (csrc/cuda/kernel_bodies.h) on the CPU, over every block and thread
-// of a launch geometry, with the launcher's own decisions (vector or scalar path, bias-gradient tiling). Built
+// Runs the CUDA kernels' per-thread bodies (csrc/cuda/kernel_bodies.h) on the CPU, over every block and thread,
+// through the launcher's own host logic (csrc/cuda/launch_plan.h: op and dtype dispatch, vector or scalar path,
+// grid geometry, bias-gradient tiling). Only the kernel launch differs: a Runner that loops over the grid. Built
 // and driven by tests/test_cuda_logic.py, which checks the outputs against the mask specification.
 //
-// usage: emulator DIR   with DIR/spec.txt holding "key value" lines and DIR/<tensor>.bin the raw inputs;
-// writes DIR/out.bin (forward) or DIR/grad_in.bin and DIR/grad_bias.bin (backward).
+// usage: emulator --list   prints the op list of csrc/op_list.h, one op a line:
+//                            forward <name> optional_bias <0|1> residual <0|1> backward <backward op>
+//                            backward <name> saved <rng_state|y>
+//        emulator DIR      with DIR/spec.txt holding "key value" lines and DIR/<tensor>.bin the raw inputs;
+//                          writes DIR/out.bin (forward) or DIR/grad_in.bin and DIR/grad_bias.bin (backward) and
+//                          prints the grid of the last kernel and "vector_path <0|1>".
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 #include <vector>
 
-#include "cuda/kernel_bodies.h"
+#include "cuda/launch_plan.h"
 
 using namespace fused_dropout;
 using namespace fused_dropout::cuda;
@@ -22,12 +26,14 @@ namespace {
 
 std::map<std::string, std::string> spec;
 
+[[noreturn]] void fail(const std::string& message) {
+  std::fprintf(stderr, "%s\n", message.c_str());
+  std::exit(2);
+}
+
 std::string get(const std::string& key) {
   auto it = spec.find(key);
-  if (it == spec.end()) {
-    std::fprintf(stderr, "spec lacks %s\n", key.c_str());
-    std::exit(2);
-  }
+  if (it == spec.end()) fail("spec lacks " + key);
   return it->second;
 }
 int64_t get_int(const std::string& key) { return std::stoll(get(key)); }
@@ -37,143 +43,184 @@ uint64_t get_u64(const std::string& key) { return std::stoull(get(key)); }
 // buffers are filled with 0xFF bytes (NaN for every float type), so an element no thread wrote shows up.
 constexpr unsigned char kPoison = 0xFF;
 
-template <typename T>
 struct Buffer {
   std::vector<unsigned char> bytes;
-  T* data = nullptr;
-  Buffer(size_t n, int64_t misalign, unsigned char fill = 0) : bytes((n + 64) * sizeof(T) + 64, fill) {
+  void* data = nullptr;
+  Buffer(size_t n, size_t element_size, int64_t misalign, unsigned char fill = 0)
+      : bytes((n + 64) * element_size + 64, fill) {
     auto base = reinterpret_cast<uintptr_t>(bytes.data());
     base = (base + 63) & ~uintptr_t(63);
-    data = reinterpret_cast<T*>(base) + misalign;
+    data = reinterpret_cast<void*>(base + static_cast<uintptr_t>(misalign) * element_size);
   }
 };
 
-template <typename T>
-Buffer<T> read_tensor(const std::string& dir, const std::string& name, size_t n, int64_t misalign) {
-  Buffer<T> buffer(n, misalign);
+Buffer read_tensor(const std::string& dir, const std::string& name, size_t n, size_t element_size,
+                   int64_t misalign) {
+  Buffer buffer(n, element_size, misalign);
   std::ifstream in(dir + "/" + name + ".bin", std::ios::binary);
-  in.read(reinterpret_cast<char*>(buffer.data), static_cast<std::streamsize>(n * sizeof(T)));
-  if (static_cast<size_t>(in.gcount()) != n * sizeof(T)) {
-    std::fprintf(stderr, "short read of %s\n", name.c_str());
-    std::exit(2);
-  }
+  in.read(static_cast<char*>(buffer.data), static_cast<std::streamsize>(n * element_size));
+  if (static_cast<size_t>(in.gcount()) != n * element_size) fail("short read of " + name);
   return buffer;
 }
 
-template <typename T>
-void write_tensor(const std::string& dir, const std::string& name, const T* data, size_t n) {
+void write_tensor(const std::string& dir, const std::string& name, const void* data, size_t bytes) {
   std::ofstream out(dir + "/" + name + ".bin", std::ios::binary);
-  out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(n * sizeof(T)));
+  out.write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
 }
 
-template <typename Body>
-void run_grid(int64_t grid_x, int64_t grid_y, int64_t block_dim, Body&& body) {
-  for (int64_t by = 0; by < grid_y; ++by)
-    for (int64_t bx = 0; bx < grid_x; ++bx)
-      for (int64_t t = 0; t < block_dim; ++t) body(ThreadCoord{bx, by, t, block_dim, grid_x});
-}
+// The Runner of launch_plan.h: each "kernel" runs its per-thread body for every block and thread of its grid.
+struct EmulatorRunner {
+  bool vector_path = false;
+  Grid last_grid{0, 0, 0};
 
-template <typename scalar_t, typename Element>
-void forward(const std::string& dir) {
-  const int64_t numel = get_int("numel"), row_len = get_int("row_len"), misalign = get_int("misalign");
-  auto x = read_tensor<scalar_t>(dir, "x", numel, misalign);
-  auto residual = read_tensor<scalar_t>(dir, Element::kHasResidual ? "residual" : "x", numel, misalign);
-  auto bias = read_tensor<scalar_t>(dir, Element::kHasBias ? "bias" : "x", Element::kHasBias ? row_len : 0, 0);
-  Buffer<scalar_t> out(numel, 0, kPoison);
-  const int64_t state[2] = {static_cast<int64_t>(get_u64("seed")), get_int("offset")};
-  const ForwardArgs<scalar_t> args{x.data, Element::kHasBias ? bias.data : nullptr,
-                                   Element::kHasResidual ? residual.data : nullptr, out.data, numel,
-                                   Element::kHasBias ? row_len : 1, state, get_u64("threshold"),
-                                   std::strtod(get("scale").c_str(), nullptr)};
-  const bool vec = use_vector_path(args);
-  run_grid(get_int("grid"), 1, get_int("block"), [&](const ThreadCoord& t) {
-    if (vec) {
-      forward_thread<scalar_t, Element, true>(args, t);
-    } else {
-      forward_thread<scalar_t, Element, false>(args, t);
-    }
-  });
-  write_tensor(dir, "out", out.data, numel);
-  std::printf("vector_path %d\n", vec ? 1 : 0);
-}
-
-template <typename scalar_t, BackwardKeep kKeep>
-void backward(const std::string& dir) {
-  using acc_t = typename ComputeType<scalar_t>::type;
-  const int64_t numel = get_int("numel"), row_len = get_int("row_len"), misalign = get_int("misalign");
-  const bool bias_grad = get_int("bias_grad") != 0;
-  auto grad = read_tensor<scalar_t>(dir, "grad", numel, misalign);
-  auto y = read_tensor<scalar_t>(dir, kKeep == BackwardKeep::kMask ? "grad" : "y", numel, misalign);
-  Buffer<scalar_t> grad_in(numel, 0, kPoison), grad_bias(bias_grad ? row_len : 0, 0, kPoison);
-  const int64_t state[2] = {static_cast<int64_t>(get_u64("seed")), get_int("offset")};
-  const BackwardArgs<scalar_t> args{grad.data, kKeep == BackwardKeep::kMask ? nullptr : y.data, grad_in.data,
-                                    bias_grad ? grad_bias.data : nullptr, numel, bias_grad ? row_len : 1, state,
-                                    get_u64("threshold"), std::strtod(get("scale").c_str(), nullptr)};
-  const bool vec = use_vector_path(args);
-  const int64_t block = get_int("block");
-  if (!bias_grad) {
-    run_grid(get_int("grid"), 1, block, [&](const ThreadCoord& t) {
-      if (vec) {
-        backward_thread<scalar_t, kKeep, true>(args, t);
-      } else {
-        backward_thread<scalar_t, kKeep, false>(args, t);
-      }
-    });
-  } else {
-    const BiasGradPlan plan = plan_bias_grad(numel, row_len);
-    std::vector<acc_t> partial(static_cast<size_t>(plan.row_blocks * row_len), acc_t(-12345));  // poisoned
-    run_grid(bias_tile_column_blocks<scalar_t>(row_len, static_cast<int>(block)), plan.row_blocks, block,
-             [&](const ThreadCoord& t) {
-               if (vec) {
-                 backward_bias_tile_thread<scalar_t, kKeep, true>(args, plan, partial.data(), t);
-               } else {
-                 backward_bias_tile_thread<scalar_t, kKeep, false>(args, plan, partial.data(), t);
-               }
-             });
-    run_grid(get_int("grid"), 1, block, [&](const ThreadCoord& t) {
-      column_sum_thread<scalar_t>(partial.data(), plan.row_blocks, row_len, grad_bias.data, t);
-    });
-    write_tensor(dir, "grad_bias", grad_bias.data, row_len);
+  template <typename Body>
+  void run_grid(const Grid& g, bool vec, Body&& body) {
+    vector_path = vec;
+    last_grid = g;
+    for (int64_t by = 0; by < g.y; ++by)
+      for (int64_t bx = 0; bx < g.x; ++bx)
+        for (int64_t t = 0; t < g.block; ++t) body(ThreadCoord{bx, by, t, g.block, g.x});
   }
-  write_tensor(dir, "grad_in", grad_in.data, numel);
-  std::printf("vector_path %d\n", vec ? 1 : 0);
+
+  template <typename scalar_t, typename Element, bool kVec>
+  void forward(const Grid& g, const ForwardArgs<scalar_t>& args) {
+    run_grid(g, kVec, [&](const ThreadCoord& t) { forward_thread<scalar_t, Element, kVec>(args, t); });
+  }
+
+  template <typename scalar_t, BackwardOp kOp, bool kVec>
+  void backward(const Grid& g, const BackwardArgs<scalar_t>& args) {
+    run_grid(g, kVec, [&](const ThreadCoord& t) { backward_thread<scalar_t, kOp, kVec>(args, t); });
+  }
+
+  template <typename scalar_t, BackwardOp kOp, bool kVec>
+  void backward_bias_tiles(const Grid& g, const BackwardArgs<scalar_t>& args, const BiasGradPlan& plan,
+                           typename ComputeType<scalar_t>::type* partial) {
+    run_grid(g, kVec,
+             [&](const ThreadCoord& t) { backward_bias_tile_thread<scalar_t, kOp, kVec>(args, plan, partial, t); });
+  }
+
+  template <typename scalar_t>
+  void column_sum(const Grid& g, const typename ComputeType<scalar_t>::type* partial, int64_t row_blocks,
+                  int64_t row_len, scalar_t* grad_bias) {
+    const bool vec = vector_path;  // the tiles' path is what the test checks
+    run_grid(g, vec, [&](const ThreadCoord& t) {
+      column_sum_thread<scalar_t>(partial, row_blocks, row_len, grad_bias, t);
+    });
+  }
+};
+
+// "launcher": the launcher's shape on a GPU with `sms` multiprocessors; "grid_stride": tiny blocks and grids, so
+// every thread loops.
+LaunchShape launch_shape() {
+  const std::string geometry = get("geometry");
+  if (geometry == "launcher") return device_launch_shape(static_cast<int>(get_int("sms")));
+  if (geometry == "grid_stride") return {32, 32, 3};
+  fail("unknown geometry " + geometry);
 }
 
-template <typename scalar_t>
-void run(const std::string& dir) {
-  const std::string kind = get("kind"), op = get("op");
-  const bool bias = get_int("has_bias") != 0;
-  if (kind == "forward") {
-    if (op == "dropout") return forward<scalar_t, DropoutElement>(dir);
-    if (op == "bias_relu_dropout")
-      return bias ? forward<scalar_t, BiasReluDropoutElement<true>>(dir)
-                  : forward<scalar_t, BiasReluDropoutElement<false>>(dir);
-    if (op == "dropout_add")
-      return bias ? forward<scalar_t, DropoutAddElement<true>>(dir) : forward<scalar_t, DropoutAddElement<false>>(dir);
-  } else if (kind == "backward") {
-    if (op == "mask") return backward<scalar_t, BackwardKeep::kMask>(dir);
-    if (op == "positive_output") return backward<scalar_t, BackwardKeep::kPositiveOutput>(dir);
-  }
-  std::fprintf(stderr, "unknown kind/op %s/%s\n", kind.c_str(), op.c_str());
-  std::exit(2);
+DType dtype_named(const std::string& name, size_t& element_size) {
+  if (name == "float16") return element_size = 2, DType::kFloat16;
+  if (name == "bfloat16") return element_size = 2, DType::kBFloat16;
+  if (name == "float32") return element_size = 4, DType::kFloat32;
+  if (name == "float64") return element_size = 8, DType::kFloat64;
+  fail("unknown dtype " + name);
+}
+
+// The enumerator whose list name is `name`; exits for a name outside the list.
+ForwardOp forward_op_named(const std::string& name) {
+#define FD_MATCH(op_name, ...) \
+  if (name == #op_name) return ForwardOp::op_name;
+  FD_FORWARD_OPS(FD_MATCH)
+#undef FD_MATCH
+  fail("forward op " + name + " is not in csrc/op_list.h");
+}
+
+BackwardOp backward_op_named(const std::string& name) {
+#define FD_MATCH(op_name, ...) \
+  if (name == #op_name) return BackwardOp::op_name;
+  FD_BACKWARD_OPS(FD_MATCH)
+#undef FD_MATCH
+  fail("backward op " + name + " is not in csrc/op_list.h");
+}
+
+void print_op_list() {
+#define FD_PRINT_FORWARD(name, Activation, optional_bias, residual, backward)                                  \
+  std::printf("forward %s optional_bias %d residual %d backward %s\n", #name, (optional_bias) ? 1 : 0,        \
+              (residual) ? 1 : 0, #backward);
+  FD_FORWARD_OPS(FD_PRINT_FORWARD)
+#undef FD_PRINT_FORWARD
+#define FD_PRINT_BACKWARD(name, saved) std::printf("backward %s saved %s\n", #name, #saved);
+  FD_BACKWARD_OPS(FD_PRINT_BACKWARD)
+#undef FD_PRINT_BACKWARD
+}
+
+void report(const EmulatorRunner& runner) {
+  std::printf("grid %lld %lld block %d\n", static_cast<long long>(runner.last_grid.x),
+              static_cast<long long>(runner.last_grid.y), runner.last_grid.block);
+  std::printf("vector_path %d\n", runner.vector_path ? 1 : 0);
+}
+
+void forward(const std::string& dir, DType dtype, size_t element_size) {
+  const ForwardOp op = forward_op_named(get("op"));
+  const int64_t numel = get_int("numel"), row_len = get_int("row_len"), misalign = get_int("misalign");
+  const bool has_bias = get_int("has_bias") != 0, has_residual = get_int("has_residual") != 0;
+  Buffer x = read_tensor(dir, "x", numel, element_size, misalign);
+  Buffer residual = read_tensor(dir, has_residual ? "residual" : "x", numel, element_size, misalign);
+  Buffer bias = read_tensor(dir, has_bias ? "bias" : "x", has_bias ? row_len : 0, element_size, 0);
+  Buffer out(numel, element_size, 0, kPoison);
+  const int64_t state[2] = {static_cast<int64_t>(get_u64("seed")), get_int("offset")};
+  const ForwardLaunch launch{dtype, op, x.data, has_bias ? bias.data : nullptr,
+                             has_residual ? residual.data : nullptr, out.data, numel, has_bias ? row_len : 1,
+                             state, get_u64("threshold"), std::strtod(get("scale").c_str(), nullptr)};
+  EmulatorRunner runner;
+  if (!run_forward(launch, launch_shape(), runner)) fail("the launcher found no kernel for this forward launch");
+  write_tensor(dir, "out", out.data, numel * element_size);
+  report(runner);
+}
+
+void backward(const std::string& dir, DType dtype, size_t element_size) {
+  const BackwardOp op = backward_op_named(get("op"));
+  const int64_t numel = get_int("numel"), row_len = get_int("row_len"), misalign = get_int("misalign");
+  const bool bias_grad = get_int("bias_grad") != 0, saved_y = get("saved") == "y";
+  Buffer grad = read_tensor(dir, "grad", numel, element_size, misalign);
+  Buffer y = read_tensor(dir, saved_y ? "y" : "grad", numel, element_size, misalign);
+  Buffer grad_in(numel, element_size, 0, kPoison), grad_bias(bias_grad ? row_len : 0, element_size, 0, kPoison);
+  // The partial sums start poisoned too: every one the column sums read must have been written.
+  const size_t workspace_bytes = bias_grad ? bias_grad_workspace_bytes(dtype, numel, row_len) : 0;
+  Buffer workspace(workspace_bytes, 1, 0, kPoison);
+  const int64_t state[2] = {static_cast<int64_t>(get_u64("seed")), get_int("offset")};
+  const BackwardLaunch launch{dtype, op, grad.data, saved_y ? y.data : nullptr, grad_in.data,
+                              bias_grad ? grad_bias.data : nullptr, bias_grad ? workspace.data : nullptr, numel,
+                              bias_grad ? row_len : 1, saved_y ? nullptr : state, get_u64("threshold"),
+                              std::strtod(get("scale").c_str(), nullptr)};
+  EmulatorRunner runner;
+  if (!run_backward(launch, launch_shape(), runner)) fail("the launcher found no kernel for this backward launch");
+  if (bias_grad) write_tensor(dir, "grad_bias", grad_bias.data, row_len * element_size);
+  write_tensor(dir, "grad_in", grad_in.data, numel * element_size);
+  report(runner);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: emulator DIR\n");
-    return 2;
+  if (argc != 2) fail("usage: emulator --list | emulator DIR");
+  const std::string arg = argv[1];
+  if (arg == "--list") {
+    print_op_list();
+    return 0;
   }
-  const std::string dir = argv[1];
-  std::ifstream in(dir + "/spec.txt");
+  std::ifstream in(arg + "/spec.txt");
   std::string key, value;
   while (in >> key >> value) spec[key] = value;
-  const std::string dtype = get("dtype");
-  if (dtype == "float16") run<__half>(dir);
-  else if (dtype == "bfloat16") run<__nv_bfloat16>(dir);
-  else if (dtype == "float32") run<float>(dir);
-  else if (dtype == "float64") run<double>(dir);
-  else return 2;
+  size_t element_size = 0;
+  const DType dtype = dtype_named(get("dtype"), element_size);
+  const std::string kind = get("kind");
+  if (kind == "forward") {
+    forward(arg, dtype, element_size);
+  } else if (kind == "backward") {
+    backward(arg, dtype, element_size);
+  } else {
+    fail("unknown kind " + kind);
+  }
   return 0;
 }

@@ -1,20 +1,15 @@
-// Torch-side helpers shared by the CPU and CUDA op glue: argument checks (a safety net behind the Python
-// validation, for callers that reach torch.ops.fused_dropout directly), output allocation and dtype dispatch.
+// Torch-side argument checks shared by the CPU and CUDA ops (ops_over_launcher.h): a safety net behind the
+// Python validation, for callers that reach torch.ops.fused_dropout directly.
 #pragma once
 
 #include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
 
 #include <optional>
-#include <tuple>
-
-#include "dropout_math.h"
-#include "kernel_args.h"
 
 namespace fused_dropout {
 
 // The bias runs along the last dimension; a 0-d tensor is one row of one element.
-inline int64_t row_length(const at::Tensor& x) { return x.dim() == 0 ? 1 : x.size(-1); }
+inline int64_t row_len_of(const at::Tensor& x) { return x.dim() == 0 ? 1 : x.size(-1); }
 
 inline void check_floating(const at::Tensor& t, const char* name) {
   const auto dtype = t.scalar_type();
@@ -41,18 +36,13 @@ inline void check_like(const at::Tensor& t, const at::Tensor& x, const char* nam
 inline void check_bias(const std::optional<at::Tensor>& bias, const at::Tensor& x) {
   if (!bias.has_value()) return;
   check_like(*bias, x, "bias");
-  TORCH_CHECK(bias->dim() == 1 && bias->size(0) == row_length(x), "bias must have shape [", row_length(x),
+  TORCH_CHECK(bias->dim() == 1 && bias->size(0) == row_len_of(x), "bias must have shape [", row_len_of(x),
               "], got ", bias->sizes());
 }
 
-// A contiguous tensor with x's shape, dtype and device (the layout the fake kernels promise).
-inline at::Tensor empty_output(const at::Tensor& x) {
-  return at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
+inline void check_same_shape_like(const at::Tensor& t, const at::Tensor& x, const char* name) {
+  check_like(t, x, name);
+  TORCH_CHECK(t.sizes() == x.sizes(), name, " must have shape ", x.sizes(), ", got ", t.sizes());
 }
-
-// ATen's scalar types map to the kernels' own types: c10::Half/BFloat16 on the CPU, and the same layout-
-// compatible types on the CUDA side (the kernels convert through float).
-#define FD_DISPATCH_FLOATING_TYPES(dtype, name, ...) \
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, name, __VA_ARGS__)
 
 }  // namespace fused_dropout

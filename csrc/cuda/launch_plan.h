@@ -1,0 +1,113 @@
+// Everything the CUDA launcher decides on the host, written once over a Runner that launches the kernels:
+// dtype and op dispatch (op_dispatch.h), argument blocks, vector or scalar path, grid geometry, bias-gradient
+// tiling. dropout_kernels.cu passes a Runner that launches the __global__ kernels; tests/cuda_emulator passes
+// one that runs the same per-thread bodies over every block and thread on the CPU. So the emulator tests check
+// the launcher's own dispatch and geometry, not a copy of them.
+//
+// Runner provides (Grid from launch_geometry.h):
+//   template <typename scalar_t, typename Element, bool kVec> void forward(const Grid&, const ForwardArgs<scalar_t>&);
+//   template <typename scalar_t, BackwardOp kOp, bool kVec> void backward(const Grid&, const BackwardArgs<scalar_t>&);
+//   template <typename scalar_t, BackwardOp kOp, bool kVec> void backward_bias_tiles(const Grid&,
+//       const BackwardArgs<scalar_t>&, const BiasGradPlan&, typename ComputeType<scalar_t>::type* partial);
+//   template <typename scalar_t> void column_sum(const Grid&, const typename ComputeType<scalar_t>::type* partial,
+//       int64_t row_blocks, int64_t row_len, scalar_t* grad_bias);
+#pragma once
+
+#include <stddef.h>
+
+#include <type_traits>
+
+#include "../op_dispatch.h"
+#include "cuda_launch.h"
+#include "kernel_bodies.h"
+#include "launch_geometry.h"
+
+namespace fused_dropout {
+namespace cuda {
+
+// Calls fn with a value of the CUDA element type matching dtype (only its type is used); false for no dtype.
+template <typename Fn>
+bool dispatch_dtype(DType dtype, Fn&& fn) {
+  switch (dtype) {
+    case DType::kFloat16:
+      return fn(__half());
+    case DType::kBFloat16:
+      return fn(__nv_bfloat16());
+    case DType::kFloat32:
+      return fn(float());
+    case DType::kFloat64:
+      return fn(double());
+  }
+  return false;
+}
+
+// Calls fn(std::true_type{}) for the vector path, fn(std::false_type{}) for the scalar one.
+template <typename Fn>
+void with_vector_path(bool vectorised, Fn&& fn) {
+  if (vectorised) {
+    fn(std::true_type{});
+  } else {
+    fn(std::false_type{});
+  }
+}
+
+template <typename scalar_t>
+int64_t chunks_of(int64_t numel) {
+  return (numel + kChunk<scalar_t> - 1) / kChunk<scalar_t>;
+}
+
+inline size_t bias_grad_workspace_bytes(DType dtype, int64_t numel, int64_t row_len) {
+  if (numel == 0 || row_len == 0) return 0;
+  const BiasGradPlan plan = plan_bias_grad(numel, row_len);
+  const size_t acc_size = dtype == DType::kFloat64 ? sizeof(double) : sizeof(float);
+  return static_cast<size_t>(plan.row_blocks * row_len) * acc_size;
+}
+
+// False when the launch names no kernel (its op or dtype is outside the lists); nothing ran then.
+template <class Runner>
+bool run_forward(const ForwardLaunch& l, const LaunchShape& shape, Runner& runner) {
+  return dispatch_dtype(l.dtype, [&](auto scalar_tag) {
+    using scalar_t = decltype(scalar_tag);
+    return dispatch_forward_op(l.op, l.bias != nullptr, [&](auto element) {
+      using Element = decltype(element);
+      const ForwardArgs<scalar_t> args{static_cast<const scalar_t*>(l.x), static_cast<const scalar_t*>(l.bias),
+                                       static_cast<const scalar_t*>(l.residual), static_cast<scalar_t*>(l.out),
+                                       l.numel, l.row_len, l.rng_state, l.threshold, l.scale};
+      const Grid grid = flat_grid(chunks_of<scalar_t>(l.numel), shape);
+      with_vector_path(use_vector_path(args), [&](auto vec) {
+        runner.template forward<scalar_t, Element, decltype(vec)::value>(grid, args);
+      });
+    });
+  });
+}
+
+template <class Runner>
+bool run_backward(const BackwardLaunch& l, const LaunchShape& shape, Runner& runner) {
+  return dispatch_dtype(l.dtype, [&](auto scalar_tag) {
+    using scalar_t = decltype(scalar_tag);
+    using acc_t = typename ComputeType<scalar_t>::type;
+    return dispatch_backward_op(l.op, [&](auto op_tag) {
+      constexpr BackwardOp kOp = decltype(op_tag)::value;
+      const BackwardArgs<scalar_t> args{static_cast<const scalar_t*>(l.grad), static_cast<const scalar_t*>(l.y),
+                                        static_cast<scalar_t*>(l.grad_in), static_cast<scalar_t*>(l.grad_bias),
+                                        l.numel, l.row_len, l.rng_state, l.threshold, l.scale};
+      with_vector_path(use_vector_path(args), [&](auto vec) {
+        constexpr bool kVec = decltype(vec)::value;
+        if (l.grad_bias == nullptr) {
+          runner.template backward<scalar_t, kOp, kVec>(flat_grid(chunks_of<scalar_t>(l.numel), shape), args);
+          return;
+        }
+        const BiasGradPlan plan = plan_bias_grad(l.numel, l.row_len);
+        auto* partial = static_cast<acc_t*>(l.workspace);
+        const Grid tiles{bias_tile_column_blocks<scalar_t>(l.row_len, shape.tile_threads), plan.row_blocks,
+                         shape.tile_threads};
+        runner.template backward_bias_tiles<scalar_t, kOp, kVec>(tiles, args, plan, partial);
+        runner.template column_sum<scalar_t>(flat_grid(l.row_len, shape), partial, plan.row_blocks, l.row_len,
+                                             static_cast<scalar_t*>(l.grad_bias));
+      });
+    });
+  });
+}
+
+}  // namespace cuda
+}  // namespace fused_dropout

@@ -1,0 +1,26 @@
+// The ops of the native family, declared once. Everything op-specific in the C++ layers is generated from these
+// two lists: the ForwardOp/BackwardOp enums and their traits (op_traits.h), the op -> element-type dispatch that
+// the CPU kernels, the CUDA launcher and the CUDA emulator share (op_dispatch.h), the TORCH_LIBRARY schemas
+// (op_schemas.cpp) and the CPU/CUDA impl registrations (ops_over_launcher.h).
+//
+// GOAL: a new op is ONE line here. E.g. bias + dropout with no activation:
+//   X(bias_dropout, Identity, true, false, mask_bwd)
+// (plus its Python reference, which the tests compare against).
+//
+// FD_FORWARD_OPS(X): X(name, activation policy (activations.h), takes an optional bias, takes a residual,
+//                      backward op). Schema: <name>_fwd(Tensor x[, Tensor residual][, Tensor? bias],
+//                      Tensor rng_state, float p) -> Tensor
+// The names are also the enumerators (ForwardOp::dropout, ...), so the schema name and the enum cannot diverge.
+#pragma once
+
+#define FD_FORWARD_OPS(X)                                          \
+  X(dropout, Identity, false, false, mask_bwd)                     \
+  X(bias_relu_dropout, Relu, true, false, relu_output_bwd)         \
+  X(dropout_add, Identity, true, true, mask_bwd)
+
+// FD_BACKWARD_OPS(X): X(name, saved argument). The saved argument says where the keep decision comes from:
+//   rng_state: the RNG mask, recomputed from [seed, offset];   y: the saved forward output, keep where y > 0.
+// Schema: <name>(Tensor grad, Tensor <saved argument>, float p, bool bias_grad) -> (Tensor, Tensor)
+#define FD_BACKWARD_OPS(X) \
+  X(mask_bwd, rng_state)   \
+  X(relu_output_bwd, y)

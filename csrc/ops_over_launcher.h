@@ -1,0 +1,124 @@
+// The ops of op_list.h, written once over a Launcher policy: checks, contiguous inputs, output allocation, then
+// Launcher::forward / Launcher::backward run the kernels. cpu/cpu_ops.cpp and cuda/cuda_ops.cpp supply the
+// launchers and call register_ops<Launcher> for their dispatch key; the schemas are op_schemas.cpp's.
+//
+// Launcher must provide:
+//   static void forward(ForwardOp op, const at::Tensor& x, const std::optional<at::Tensor>& bias,
+//       const std::optional<at::Tensor>& residual, at::Tensor& out, const at::Tensor& rng_state, double p);
+//   static void backward(BackwardOp op, const at::Tensor& grad, const std::optional<at::Tensor>& rng_state,
+//       const std::optional<at::Tensor>& y, at::Tensor& grad_in, std::optional<at::Tensor>& grad_bias, double p);
+// Every tensor handed to a launcher is contiguous and non-empty; exactly one of rng_state and y is set, the one
+// the backward op saved.
+#pragma once
+
+#include <torch/library.h>
+
+#include <optional>
+#include <tuple>
+
+#include "op_traits.h"
+#include "torch_arg_checks.h"
+
+namespace fused_dropout {
+
+// A contiguous tensor with x's shape, dtype and device (the layout the fake kernels promise).
+inline at::Tensor empty_output(const at::Tensor& x) {
+  return at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
+}
+
+inline std::optional<at::Tensor> contiguous_or_none(const std::optional<at::Tensor>& t) {
+  if (!t.has_value()) return std::nullopt;
+  return t->contiguous();
+}
+
+template <class Launcher>
+struct FusedOps {
+  template <ForwardOp kOp>
+  static at::Tensor forward(const at::Tensor& x_in, const std::optional<at::Tensor>& bias,
+                            const std::optional<at::Tensor>& residual, const at::Tensor& rng_state, double p) {
+    check_floating(x_in, "x");
+    check_probability(p);
+    check_rng_state(rng_state, x_in);
+    check_bias(bias, x_in);
+    if (residual.has_value()) check_same_shape_like(*residual, x_in, "residual");
+    const at::Tensor x = x_in.contiguous();
+    at::Tensor out = empty_output(x);
+    if (x.numel() > 0) {
+      Launcher::forward(kOp, x, contiguous_or_none(bias), contiguous_or_none(residual), out, rng_state, p);
+    }
+    return out;
+  }
+
+  // `saved` is the backward op's saved argument: rng_state or y (BackwardOpTraits::kSavedName).
+  template <BackwardOp kOp>
+  static std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_in, const at::Tensor& saved, double p,
+                                                     bool bias_grad) {
+    check_floating(grad_in, "grad");
+    check_probability(p);
+    std::optional<at::Tensor> rng_state, y;
+    if constexpr (kKeepFromRngState<kOp>) {
+      check_rng_state(saved, grad_in);
+      rng_state = saved;
+    } else {
+      check_same_shape_like(saved, grad_in, BackwardOpTraits<kOp>::kSavedName);
+      y = saved.contiguous();
+    }
+    const at::Tensor grad = grad_in.contiguous();
+    at::Tensor grad_x = empty_output(grad);
+    at::Tensor grad_bias_tensor = at::zeros({bias_grad ? row_len_of(grad) : 0}, grad.options());
+    std::optional<at::Tensor> grad_bias;
+    if (bias_grad) grad_bias = grad_bias_tensor;
+    if (grad.numel() > 0) Launcher::backward(kOp, grad, rng_state, y, grad_x, grad_bias, p);
+    return {grad_x, grad_bias_tensor};
+  }
+};
+
+// The C++ signature of a forward op follows its schema (op_schemas.cpp): x[, residual][, bias?], rng_state, p.
+// One entry point per signature shape, not per op.
+template <class Launcher, ForwardOp kOp, bool kOptionalBias = ForwardOpTraits<kOp>::kOptionalBias,
+          bool kResidual = ForwardOpTraits<kOp>::kResidual>
+struct ForwardEntry;
+
+template <class Launcher, ForwardOp kOp>
+struct ForwardEntry<Launcher, kOp, false, false> {
+  static at::Tensor call(const at::Tensor& x, const at::Tensor& rng_state, double p) {
+    return FusedOps<Launcher>::template forward<kOp>(x, std::nullopt, std::nullopt, rng_state, p);
+  }
+};
+
+template <class Launcher, ForwardOp kOp>
+struct ForwardEntry<Launcher, kOp, true, false> {
+  static at::Tensor call(const at::Tensor& x, const std::optional<at::Tensor>& bias, const at::Tensor& rng_state,
+                         double p) {
+    return FusedOps<Launcher>::template forward<kOp>(x, bias, std::nullopt, rng_state, p);
+  }
+};
+
+template <class Launcher, ForwardOp kOp>
+struct ForwardEntry<Launcher, kOp, false, true> {
+  static at::Tensor call(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& rng_state, double p) {
+    return FusedOps<Launcher>::template forward<kOp>(x, std::nullopt, residual, rng_state, p);
+  }
+};
+
+template <class Launcher, ForwardOp kOp>
+struct ForwardEntry<Launcher, kOp, true, true> {
+  static at::Tensor call(const at::Tensor& x, const at::Tensor& residual, const std::optional<at::Tensor>& bias,
+                         const at::Tensor& rng_state, double p) {
+    return FusedOps<Launcher>::template forward<kOp>(x, bias, residual, rng_state, p);
+  }
+};
+
+// Registers every op of op_list.h with the launcher's kernels (for the dispatch key of `m`).
+template <class Launcher>
+void register_ops(torch::Library& m) {
+#define FD_REGISTER_FORWARD(name, ...) m.impl(#name "_fwd", &ForwardEntry<Launcher, ForwardOp::name>::call);
+  FD_FORWARD_OPS(FD_REGISTER_FORWARD)
+#undef FD_REGISTER_FORWARD
+#define FD_REGISTER_BACKWARD(name, ...) \
+  m.impl(#name, &FusedOps<Launcher>::template backward<BackwardOp::name>);
+  FD_BACKWARD_OPS(FD_REGISTER_BACKWARD)
+#undef FD_REGISTER_BACKWARD
+}
+
+}  // namespace fused_dropout
