@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import math
-import numbers
 import operator
+import sys
 
 import torch
 
@@ -15,11 +15,57 @@ INT64_MIN = -(1 << 63)
 OFFSET_LIMIT = 1 << 63  # the offset is stored as an int64 next to the seed
 
 
+class ProbabilityError(ValueError, RuntimeError):
+    """A NaN p. This API has always raised ValueError for it; torch.nn.functional.dropout raises RuntimeError (from
+    ATen). Being both, it is caught by code written for either."""
+
+
+def _numpy():
+    """numpy if it is already imported, else None: a numpy scalar cannot exist before numpy is imported, so this
+    never imports numpy (which may not be installed)."""
+    return sys.modules.get("numpy")
+
+
+def _is_numpy_bool(value) -> bool:
+    np = _numpy()
+    return np is not None and isinstance(value, np.bool_)
+
+
+def _is_numpy_real(value) -> bool:
+    """A numpy integer or floating scalar (not a bool, complex or array), as torch accepts for a float argument."""
+    np = _numpy()
+    return np is not None and isinstance(value, (np.integer, np.floating))
+
+
+def _tensor_probability(p: torch.Tensor) -> float:
+    """The value of a tensor p, accepted where torch.nn.functional.dropout accepts it: 0-d, not requiring grad."""
+    if p.dim() != 0:
+        raise TypeError(f"p must be a number or a 0-d tensor, got a tensor of shape {list(p.shape)}")
+    if p.requires_grad:
+        raise TypeError("p must not require grad (no gradient flows to p), got a tensor with requires_grad=True")
+    if p.dtype == torch.bool or p.is_complex() or p.is_quantized:
+        raise TypeError(f"p must be a real number in [0, 1], got a tensor of dtype {p.dtype}")
+    if p.device.type == "meta":
+        raise RuntimeError("p is a meta tensor: its value cannot be read")
+    # .item() copies the value to the host: for a CUDA p it waits for the device (a host sync), exactly as
+    # torch.nn.functional.dropout does for a tensor p. The value is read at every call, never cached.
+    return float(p.item())
+
+
 def probability(p) -> float:
-    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+    """p as a float in [0, 1]. Accepts what torch.nn.functional.dropout accepts (Python and numpy ints and floats,
+    0-d real tensors not requiring grad), except bools of any kind, which are rejected on purpose."""
+    if isinstance(p, bool) or _is_numpy_bool(p):
         raise TypeError(f"p must be a real number in [0, 1], got {type(p).__name__}")
-    p = float(p)
-    if math.isnan(p) or p < 0.0 or p > 1.0:
+    if isinstance(p, torch.Tensor):
+        p = _tensor_probability(p)
+    elif isinstance(p, (int, float)) or _is_numpy_real(p):
+        p = float(p)
+    else:
+        raise TypeError(f"p must be a real number in [0, 1], got {type(p).__name__}")
+    if math.isnan(p):
+        raise ProbabilityError(f"p must be in [0, 1], got {p}")
+    if p < 0.0 or p > 1.0:
         raise ValueError(f"p must be in [0, 1], got {p}")
     return p
 

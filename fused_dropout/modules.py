@@ -15,6 +15,10 @@ class FusedDropout(nn.Dropout):
     """
 
     def __init__(self, p: float = 0.5, inplace: bool = False, *, backend: str | None = None):
+        # nn.Dropout's own check names no argument and lets through a p that forward would reject (NaN, a tensor
+        # requiring grad): check here, so the error names p and comes at construction. p is kept as given, like
+        # nn.Dropout does (a tensor p is read at every forward).
+        F.check.probability(p)
         super().__init__(p, inplace)
         self.backend = backend
 

@@ -46,3 +46,138 @@ def test_replace_dropout_on_a_module_list_holding_one_dropout_twice():
     model = nn.ModuleList([shared, shared])
     fd.replace_dropout(model)
     assert isinstance(model[0], fd.FusedDropout) and model[1] is model[0]
+
+
+# ---- 2. p: accept and reject exactly what nn.Dropout and torch.nn.functional.dropout do ------------------------
+
+# numpy is optional: its cases are added only when it is installed.
+try:
+    import numpy as np
+except ImportError:  # pragma: no cover - numpy is installed in CI
+    np = None
+
+import fractions  # noqa: E402
+import math  # noqa: E402
+import re  # noqa: E402
+
+P_NAMED = re.compile(r"\bp\b")
+
+
+class TensorSubclass(torch.Tensor):
+    pass
+
+
+def p_cases():
+    """(id, p, the float it means or None when torch rejects it). The float is what our result is compared with."""
+    cases = [
+        ("float", 0.25, 0.25), ("int 0", 0, 0.0), ("int 1", 1, 1.0), ("float 0", 0.0, 0.0), ("float 1", 1.0, 1.0),
+        ("negative", -0.1, None), ("above 1", 1.5, None), ("nan", math.nan, None), ("inf", math.inf, None),
+        ("str", "0.5", None), ("None", None, None), ("complex", 0.5 + 0j, None),
+        ("Fraction", fractions.Fraction(1, 2), None),
+        ("0-d float32 tensor", torch.tensor(0.5), 0.5), ("0-d float64 tensor", torch.tensor(0.25, dtype=torch.float64), 0.25),
+        # the float16 value of 0.1, exactly as torch reads it
+        ("0-d float16 tensor", torch.tensor(0.1, dtype=torch.float16), 0.0999755859375),
+        ("0-d int tensor 0", torch.tensor(0), 0.0), ("0-d int tensor 1", torch.tensor(1), 1.0),
+        ("0-d uint8 tensor", torch.tensor(1, dtype=torch.uint8), 1.0),
+        ("0-d tensor subclass", torch.tensor(0.5).as_subclass(TensorSubclass), 0.5),
+        ("Parameter without grad", nn.Parameter(torch.tensor(0.5), requires_grad=False), 0.5),
+        ("0-d tensor out of range", torch.tensor(1.5), None), ("0-d negative tensor", torch.tensor(-0.5), None),
+        ("0-d nan tensor", torch.tensor(math.nan), None),
+        ("0-d tensor requiring grad", torch.tensor(0.5, requires_grad=True), None),
+        ("Parameter", nn.Parameter(torch.tensor(0.5)), None),
+        ("1-element 1-d tensor", torch.tensor([0.5]), None), ("1x1 tensor", torch.tensor([[0.5]]), None),
+        ("meta tensor", torch.tensor(0.5, device="meta"), None),
+    ]
+    if np is not None:
+        cases += [
+            ("np.float64", np.float64(0.25), 0.25), ("np.float32", np.float32(0.25), 0.25),
+            ("np.float16", np.float16(0.25), 0.25), ("np.longdouble", np.longdouble(0.25), 0.25),
+            ("np.int64 0", np.int64(0), 0.0), ("np.int64 1", np.int64(1), 1.0), ("np.uint8 1", np.uint8(1), 1.0),
+            ("np.float64 above 1", np.float64(1.5), None), ("np.float64 nan", np.float64(math.nan), None),
+            ("np 0-d array", np.array(0.5), None), ("np 1-d array", np.array([0.5]), None),
+        ]
+    return cases
+
+
+# Where this API is deliberately stricter than torch: bools are not probabilities (tests/test_bad_input.py's BAD_P
+# pins True -> TypeError), a numpy complex p would lose its imaginary part silently, and a complex tensor gets a
+# TypeError where torch's `p < 0` happens to raise NotImplementedError.
+STRICTER = [("bool True", True), ("bool False", False), ("0-d bool tensor", torch.tensor(True)),
+            ("0-d complex tensor", torch.tensor(0.5 + 0j))]
+if np is not None:
+    STRICTER += [("np.bool_", np.bool_(True)), ("np.complex128", np.complex128(0.5))]
+
+
+def outcome(call):
+    """None if the call returns, else the exception."""
+    try:
+        call()
+    except Exception as error:  # noqa: BLE001 - the exception is the result
+        return error
+    return None
+
+
+def module_outcome(cls, p, x):
+    """Construct, then run in training mode: None or the exception raised by either."""
+    try:
+        module = cls(p)
+    except Exception as error:  # noqa: BLE001
+        return error
+    return outcome(lambda: module(x))
+
+
+def assert_same_outcome(ours, theirs, what):
+    if theirs is None:
+        assert ours is None, f"{what}: torch accepts, we raised {ours!r}"
+    else:
+        assert ours is not None, f"{what}: torch raises {theirs!r}, we accepted"
+        assert isinstance(ours, type(theirs)), f"{what}: torch raises {type(theirs).__name__}, we raised {ours!r}"
+        assert P_NAMED.search(str(ours)), f"{what}: {ours!r} does not name p"
+
+
+@pytest.mark.parametrize("case", p_cases(), ids=lambda case: case[0])
+def test_p_is_accepted_and_rejected_like_torch(case):
+    _, p, meaning = case
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
+    torch_f = outcome(lambda: nn.functional.dropout(x, p))
+    assert (torch_f is None) == (meaning is not None), f"the table is wrong about torch: {torch_f!r}"
+    for training in (True, False):
+        assert_same_outcome(outcome(lambda: fd.dropout(x, p, training)),
+                            outcome(lambda: nn.functional.dropout(x, p, training)), f"dropout(training={training})")
+    assert_same_outcome(module_outcome(fd.FusedDropout, p, x), module_outcome(nn.Dropout, p, x), "FusedDropout")
+    for call in (lambda: fd.bias_relu_dropout(x, None, p), lambda: fd.dropout_add(x, x, p),
+                 lambda: fd.FusedBiasReLUDropout(6, p), lambda: fd.FusedDropoutAdd(p)):
+        assert_same_outcome(outcome(call), torch_f, "the other ops")
+    if meaning is not None:  # accepted: it must mean exactly `meaning`, never a silently different value
+        expected = fd.dropout(x, meaning, seed=5)
+        assert torch.equal(fd.dropout(x, p, seed=5), expected)
+        module = fd.FusedDropout(p)
+        torch.manual_seed(3)
+        y = module(x)
+        torch.manual_seed(3)
+        assert torch.equal(y, fd.FusedDropout(meaning)(x))
+        assert torch.equal(fd.bias_relu_dropout(x, None, p, seed=5), fd.bias_relu_dropout(x, None, meaning, seed=5))
+        assert torch.equal(fd.dropout_add(x, x, p, seed=5), fd.dropout_add(x, x, meaning, seed=5))
+        assert fd.FusedDropoutAdd(p).p == meaning
+
+
+@pytest.mark.parametrize("case", STRICTER, ids=lambda case: case[0])
+def test_p_where_this_api_is_stricter_than_torch(case):
+    _, p = case
+    x = torch.randn(4, 6)
+    with pytest.raises(TypeError, match=P_NAMED):
+        fd.dropout(x, p)
+    with pytest.raises(TypeError, match=P_NAMED):
+        fd.dropout(x, p, training=False)
+    with pytest.raises(TypeError, match=P_NAMED):
+        fd.FusedDropout(p)(x)
+
+
+def test_a_tensor_p_is_read_at_every_call_like_nn_dropout():
+    """nn.Dropout keeps the tensor and reads it in forward; so must FusedDropout (no stale copy)."""
+    p = torch.tensor(0.25)
+    module = fd.FusedDropout(p)
+    assert module.p is p and repr(module) == repr(nn.Dropout(p)).replace("Dropout", "FusedDropout")
+    x = torch.randn(64, 64)
+    p.fill_(1.0)
+    assert torch.equal(module(x), torch.zeros_like(x))
