@@ -20,6 +20,14 @@ class ProbabilityError(ValueError, RuntimeError):
     ATen). Being both, it is caught by code written for either."""
 
 
+def _type_name(value) -> str:
+    """The name of value's type for an error message; qualified outside builtins and torch, so that a numpy bool
+    reads "numpy.bool" (its __name__ is plain "bool" in numpy 2) and a numpy integer "numpy.int64"."""
+    cls = type(value)
+    module = cls.__module__.split(".")[0]
+    return cls.__name__ if module in ("builtins", "torch") else f"{module}.{cls.__name__}"
+
+
 def _numpy():
     """numpy if it is already imported, else None: a numpy scalar cannot exist before numpy is imported, so this
     never imports numpy (which may not be installed)."""
@@ -56,13 +64,13 @@ def probability(p) -> float:
     """p as a float in [0, 1]. Accepts what torch.nn.functional.dropout accepts (Python and numpy ints and floats,
     0-d real tensors not requiring grad), except bools of any kind, which are rejected on purpose."""
     if isinstance(p, bool) or _is_numpy_bool(p):
-        raise TypeError(f"p must be a real number in [0, 1], got {type(p).__name__}")
+        raise TypeError(f"p must be a real number in [0, 1], got {_type_name(p)}")
     if isinstance(p, torch.Tensor):
         p = _tensor_probability(p)
     elif isinstance(p, (int, float)) or _is_numpy_real(p):
         p = float(p)
     else:
-        raise TypeError(f"p must be a real number in [0, 1], got {type(p).__name__}")
+        raise TypeError(f"p must be a real number in [0, 1], got {_type_name(p)}")
     if math.isnan(p):
         raise ProbabilityError(f"p must be in [0, 1], got {p}")
     if p < 0.0 or p > 1.0:
@@ -72,7 +80,7 @@ def probability(p) -> float:
 
 def floating_tensor(x, name: str = "x") -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor, got {_type_name(x)}")
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {x.dtype}")
     return x
@@ -81,7 +89,7 @@ def floating_tensor(x, name: str = "x") -> torch.Tensor:
 def companion(t, x: torch.Tensor, name: str, shape) -> torch.Tensor:
     """A tensor that must match x's dtype and device and have `shape` (bias, residual)."""
     if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor, got {_type_name(t)}")
     if t.dtype != x.dtype:
         raise TypeError(f"{name} must have x's dtype {x.dtype}, got {t.dtype}")
     if t.device != x.device:
@@ -102,7 +110,7 @@ def _integer(value, name: str) -> int:
     try:
         return operator.index(value)
     except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+        raise TypeError(f"{name} must be an int, got {_type_name(value)}") from None
 
 
 def seed_bits(seed) -> int | None:
@@ -129,13 +137,15 @@ def generator(gen, device: torch.device):
     if gen is None:
         return None
     if not isinstance(gen, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(gen).__name__}")
+        raise TypeError(f"generator must be a torch.Generator, got {_type_name(gen)}")
     if gen.device.type != device.type:
         raise RuntimeError(f"generator is on {gen.device} but x is on {device}")
     return gen
 
 
 def flag(value, name: str) -> bool:
-    if not isinstance(value, (bool, int)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    """A bool (a numpy bool counts; so does a Python int, as before). Strings, None, floats and tensors are refused:
+    their truthiness is rarely what the caller meant."""
+    if not isinstance(value, (bool, int)) and not _is_numpy_bool(value):
+        raise TypeError(f"{name} must be a bool, got {_type_name(value)}")
     return bool(value)

@@ -181,3 +181,67 @@ def test_a_tensor_p_is_read_at_every_call_like_nn_dropout():
     x = torch.randn(64, 64)
     p.fill_(1.0)
     assert torch.equal(module(x), torch.zeros_like(x))
+
+
+# ---- 3. training / inplace: numpy bools are bools ---------------------------------------------------------------
+
+needs_numpy = pytest.mark.skipif(np is None, reason="needs numpy")
+
+
+@needs_numpy
+@pytest.mark.parametrize("value", [True, False])
+def test_numpy_bool_flags_are_bools(value):
+    x = torch.randn(8, 8)
+    expected = fd.dropout(x.clone(), 0.5, value, value, seed=2)
+    assert torch.equal(fd.dropout(x.clone(), 0.5, np.bool_(value), np.bool_(value), seed=2), expected)
+    assert torch.equal(fd.bias_relu_dropout(x, None, 0.5, np.bool_(value), seed=2),
+                       fd.bias_relu_dropout(x, None, 0.5, value, seed=2))
+    assert torch.equal(fd.dropout_add(x, x, 0.5, np.bool_(value), seed=2), fd.dropout_add(x, x, 0.5, value, seed=2))
+    module = fd.FusedDropout(0.5, inplace=np.bool_(value))
+    torch.manual_seed(0)
+    got = module(x.clone())
+    torch.manual_seed(0)
+    assert torch.equal(got, fd.FusedDropout(0.5, inplace=value)(x.clone()))
+
+
+BAD_FLAGS = ["yes", "", None, 1.0, 0.0, torch.tensor(True), [True]]
+
+
+@pytest.mark.parametrize("value", BAD_FLAGS, ids=repr)
+def test_flags_that_are_not_bools_are_rejected_by_name(value):
+    x = torch.randn(4, 6)
+    copy = x.clone()
+    with pytest.raises(TypeError, match="training must be a bool"):
+        fd.dropout(x, 0.5, training=value)
+    with pytest.raises(TypeError, match="inplace must be a bool"):
+        fd.dropout(x, 0.5, inplace=value)
+    with pytest.raises(TypeError, match="training must be a bool"):
+        fd.bias_relu_dropout(x, None, 0.5, training=value)
+    with pytest.raises(TypeError, match="training must be a bool"):
+        fd.dropout_add(x, x, 0.5, training=value)
+    assert torch.equal(x, copy)
+
+
+def test_flags_and_p_without_numpy(monkeypatch):
+    """numpy is optional: with it unimportable, validation must neither import it nor fail."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "numpy", None)  # `import numpy` now raises ImportError
+    x = torch.randn(4, 6)
+    assert torch.equal(fd.dropout(x, 0.5, True, seed=1), fd.dropout(x, torch.tensor(0.5), 1, seed=1))
+    with pytest.raises(TypeError, match="training"):
+        fd.dropout(x, 0.5, training="yes")
+    with pytest.raises(TypeError, match=P_NAMED):
+        fd.dropout(x, "0.5")
+
+
+@needs_numpy
+def test_a_numpy_bool_where_a_number_is_needed_is_named_as_numpy():
+    """numpy 2 names np.bool_ plain "bool": "seed must be an int, got bool" would read as a contradiction."""
+    x = torch.randn(4, 6)
+    with pytest.raises(TypeError, match=r"p must be a real number in \[0, 1\], got numpy\.bool"):
+        fd.dropout(x, np.bool_(True))
+    with pytest.raises(TypeError, match=r"seed must be an int, got numpy\.bool"):
+        fd.dropout(x, 0.5, seed=np.bool_(True))
+    with pytest.raises(TypeError, match=r"training must be a bool, got numpy\.float64"):
+        fd.dropout(x, 0.5, training=np.float64(1.0))
