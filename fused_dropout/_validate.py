@@ -78,9 +78,22 @@ def probability(p) -> float:
     return p
 
 
+def strided(t: torch.Tensor, name: str) -> torch.Tensor:
+    """The kernels read dense memory: sparse (COO, CSR, CSC, BSR, BSC), nested and mkldnn tensors are refused here,
+    by name, instead of by the dispatcher ("Could not run ... with arguments from the 'SparseCPU' backend")."""
+    if t.is_nested:  # a nested tensor of the default kind even reports layout torch.strided
+        raise TypeError(f"{name} must be a dense tensor with the strided layout, got a nested tensor "
+                        f"(layout {t.layout}); run each component separately or pad it to a dense tensor")
+    if t.layout != torch.strided:
+        raise TypeError(f"{name} must be a dense tensor with the strided layout, got layout {t.layout}; "
+                        f"convert it with .to_dense()")
+    return t
+
+
 def floating_tensor(x, name: str = "x") -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {_type_name(x)}")
+    strided(x, name)
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {x.dtype}")
     return x
@@ -90,6 +103,7 @@ def companion(t, x: torch.Tensor, name: str, shape) -> torch.Tensor:
     """A tensor that must match x's dtype and device and have `shape` (bias, residual)."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {_type_name(t)}")
+    strided(t, name)
     if t.dtype != x.dtype:
         raise TypeError(f"{name} must have x's dtype {x.dtype}, got {t.dtype}")
     if t.device != x.device:

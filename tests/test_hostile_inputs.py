@@ -245,3 +245,58 @@ def test_a_numpy_bool_where_a_number_is_needed_is_named_as_numpy():
         fd.dropout(x, 0.5, seed=np.bool_(True))
     with pytest.raises(TypeError, match=r"training must be a bool, got numpy\.float64"):
         fd.dropout(x, 0.5, training=np.float64(1.0))
+
+
+# ---- 4. layouts: only strided (dense) tensors --------------------------------------------------------------------
+
+import warnings  # noqa: E402
+
+
+def non_strided(dense):
+    """(id, tensor) for every non-strided form of a 2-d `dense` that torch can build on the CPU."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sparse CSR and nested tensors are "beta" and warn about it
+        forms = [("sparse COO", dense.to_sparse()), ("sparse CSR", dense.to_sparse_csr()),
+                 ("sparse CSC", dense.to_sparse_csc()), ("sparse BSR", dense.to_sparse_bsr((2, 2))),
+                 ("nested", torch.nested.nested_tensor([dense, dense[:1]])),
+                 ("nested jagged", torch.nested.nested_tensor([dense, dense[:1]], layout=torch.jagged))]
+        if torch.backends.mkldnn.is_available():
+            forms.append(("mkldnn", dense.to_mkldnn()))
+    return forms
+
+
+LAYOUT_MESSAGE = "must be a dense tensor with the strided layout"
+
+
+@pytest.mark.parametrize("form", range(7))
+def test_non_strided_x_is_refused_by_name(form):
+    x_dense = torch.randn(4, 6)
+    forms = non_strided(x_dense)
+    if form >= len(forms):
+        pytest.skip("mkldnn is not available")
+    what, x = forms[form]
+    for call in (lambda: fd.dropout(x, 0.5), lambda: fd.dropout(x, 0.5, training=False),
+                 lambda: fd.dropout(x, 0.0), lambda: fd.dropout(x, 0.5, inplace=True),
+                 lambda: fd.bias_relu_dropout(x, None, 0.5), lambda: fd.dropout_add(x, x_dense, 0.5),
+                 lambda: fd.FusedDropout(0.5)(x)):
+        with pytest.raises(TypeError, match=f"x {LAYOUT_MESSAGE}") as error:
+            call()
+        assert "got" in str(error.value), what
+
+
+def test_non_strided_bias_and_residual_are_refused_by_name():
+    x = torch.randn(4, 6)
+    copy = x.clone()
+    for what, bias in non_strided(torch.randn(2, 6))[:4] + [("sparse COO 1-d", torch.randn(6).to_sparse())]:
+        for training in (True, False):
+            with pytest.raises(TypeError, match=f"bias {LAYOUT_MESSAGE}"):
+                fd.bias_relu_dropout(x, bias, 0.5, training)
+            with pytest.raises(TypeError, match=f"bias {LAYOUT_MESSAGE}"):
+                fd.dropout_add(x, x.clone(), 0.5, training, bias=bias)
+    for what, residual in non_strided(torch.randn(4, 6)):
+        for training in (True, False):
+            with pytest.raises(TypeError, match=f"residual {LAYOUT_MESSAGE}"):
+                fd.dropout_add(x, residual, 0.5, training)
+            with pytest.raises(TypeError, match=f"residual {LAYOUT_MESSAGE}"):
+                fd.FusedDropoutAdd(0.5)(x, residual)
+    assert torch.equal(x, copy)
