@@ -1,4 +1,5 @@
-"""Argument checks of the public API. Every failure names the argument; nothing here touches a tensor's data."""
+"""Argument checks of the public API. Every failure names the argument. Nothing here touches the data of x, bias
+or residual; a tensor given as p, seed or offset is read (.item() / __index__), as torch reads such scalars."""
 from __future__ import annotations
 
 import math
@@ -67,6 +68,8 @@ def probability(p) -> float:
         raise TypeError(f"p must be a real number in [0, 1], got {_type_name(p)}")
     if isinstance(p, torch.Tensor):
         p = _tensor_probability(p)
+    elif isinstance(p, int) and not 0 <= p <= 1:  # compared as an int: float(10**400) would overflow
+        raise ValueError(f"p must be in [0, 1], got {p}")
     elif isinstance(p, (int, float)) or _is_numpy_real(p):
         p = float(p)
     else:
@@ -119,8 +122,12 @@ def bias_shape(x: torch.Tensor) -> tuple[int]:
 
 
 def _integer(value, name: str) -> int:
+    """A Python int, numpy integer or integer tensor of one element (read with __index__; for a CUDA tensor that
+    is a host sync). Bools are refused, including bool tensors, whose __index__ would turn True into 1."""
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got bool")
+    if isinstance(value, torch.Tensor) and value.dtype == torch.bool:
+        raise TypeError(f"{name} must be an int, got a tensor of dtype torch.bool")
     try:
         return operator.index(value)
     except TypeError:

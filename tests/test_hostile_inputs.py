@@ -300,3 +300,67 @@ def test_non_strided_bias_and_residual_are_refused_by_name():
             with pytest.raises(TypeError, match=f"residual {LAYOUT_MESSAGE}"):
                 fd.FusedDropoutAdd(0.5)(x, residual)
     assert torch.equal(x, copy)
+
+
+# ---- 5. other hostile arguments ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("p", [10**400, -(10**400), 2, -1], ids=["huge int", "huge negative int", "2", "-1"])
+def test_an_int_p_out_of_range_is_a_value_error_naming_p(p):
+    """torch says ValueError for any int out of [0, 1]; float(10**400) would raise an OverflowError naming nothing."""
+    x = torch.randn(4, 6)
+    with pytest.raises(ValueError):
+        nn.functional.dropout(x, p)
+    for call in (lambda: fd.dropout(x, p), lambda: fd.FusedDropout(p), lambda: fd.dropout_add(x, x, p),
+                 lambda: fd.FusedBiasReLUDropout(6, p)):
+        with pytest.raises(ValueError, match=r"p must be in \[0, 1\]"):
+            call()
+
+
+@pytest.mark.parametrize("name", ["seed", "offset"])
+def test_a_bool_tensor_is_not_an_int(name):
+    """Tensor.__index__ turns tensor(True) into 1: a bool tensor slipped through where a bool is refused."""
+    x = torch.randn(4, 6)
+    with pytest.raises(TypeError, match=f"{name} must be an int, got a tensor of dtype torch.bool"):
+        fd.dropout(x, 0.5, **{name: torch.tensor(True)})
+    with pytest.raises(TypeError, match=f"{name} must be an int, got bool"):
+        fd.dropout(x, 0.5, **{name: True})
+
+
+@needs_numpy
+@pytest.mark.parametrize("seed", [7, 2**64 - 1, -(2**63), 0])
+def test_numpy_integers_are_ints_for_seed_and_offset(seed):
+    x = torch.randn(16, 16)
+    expected = fd.dropout(x, 0.5, seed=seed, offset=12)
+    numpy_seed = np.uint64(seed) if seed >= 2**63 else np.int64(seed)
+    assert torch.equal(fd.dropout(x, 0.5, seed=numpy_seed, offset=np.int64(12)), expected)
+    assert torch.equal(fd.dropout(x, 0.5, seed=torch.tensor(seed) if seed < 2**63 else seed, offset=torch.tensor(12)),
+                       expected)
+    assert torch.equal(fd.dropout_mask(x.shape, 0.5, numpy_seed, offset=np.int64(12)), expected != 0)
+
+
+@pytest.mark.parametrize("p", [0, 1, 0.0, 1.0])
+def test_an_int_p_of_0_or_1_is_the_float(p):
+    x = torch.randn(8, 8)
+    assert fd.dropout(x, p) is x if p == 0 else torch.equal(fd.dropout(x, p), torch.zeros_like(x))
+    assert torch.equal(fd.dropout_add(x, 2 * x, p), 2 * x + x if p == 0 else 2 * x)
+    assert torch.equal(fd.bias_relu_dropout(x, None, p), torch.relu(x) if p == 0 else torch.zeros_like(x))
+    assert torch.equal(nn.functional.dropout(x, p), x if p == 0 else torch.zeros_like(x))
+
+
+def test_tensor_subclass_bias_and_residual_give_the_plain_tensor_result():
+    x, residual, bias = torch.randn(4, 6), torch.randn(4, 6), torch.randn(6)
+    expected = fd.dropout_add(x, residual, 0.5, bias=bias, seed=9)
+    got = fd.dropout_add(x, residual.as_subclass(TensorSubclass), 0.5, bias=nn.Parameter(bias.clone()), seed=9)
+    assert torch.equal(got.as_subclass(torch.Tensor), expected)
+    got = fd.bias_relu_dropout(x.as_subclass(TensorSubclass), bias.as_subclass(TensorSubclass), 0.5, seed=9)
+    assert torch.equal(got.as_subclass(torch.Tensor), fd.bias_relu_dropout(x, bias, 0.5, seed=9))
+
+
+def test_a_negative_view_is_read_with_its_sign():
+    """A tensor with the negative bit set (torch._neg_view) stores x and means -x: the kernels must honour the bit."""
+    x, bias = torch.randn(4, 6), torch.randn(6)
+    assert torch.equal(fd.dropout(torch._neg_view(x), 0.5, seed=1), fd.dropout(-x, 0.5, seed=1))
+    assert torch.equal(fd.bias_relu_dropout(x, torch._neg_view(bias), 0.5, seed=1),
+                       fd.bias_relu_dropout(x, -bias, 0.5, seed=1))
+    assert torch.equal(fd.dropout_add(x, torch._neg_view(x), 0.5, seed=1), fd.dropout_add(x, -x, 0.5, seed=1))
