@@ -1,9 +1,10 @@
-"""Argument checks of the public API. Every failure names the argument; nothing here touches a tensor's data."""
+"""Argument checks of the public API. Every failure names the argument. Nothing here touches the data of x, bias
+or residual; a tensor given as p, seed or offset is read (.item() / __index__), as torch reads such scalars."""
 from __future__ import annotations
 
 import math
-import numbers
 import operator
+import sys
 
 import torch
 
@@ -15,18 +16,87 @@ INT64_MIN = -(1 << 63)
 OFFSET_LIMIT = 1 << 63  # the offset is stored as an int64 next to the seed
 
 
+class ProbabilityError(ValueError, RuntimeError):
+    """A NaN p. This API has always raised ValueError for it; torch.nn.functional.dropout raises RuntimeError (from
+    ATen). Being both, it is caught by code written for either."""
+
+
+def _type_name(value) -> str:
+    """The name of value's type for an error message; qualified outside builtins and torch, so that a numpy bool
+    reads "numpy.bool" (its __name__ is plain "bool" in numpy 2) and a numpy integer "numpy.int64"."""
+    cls = type(value)
+    module = cls.__module__.split(".")[0]
+    return cls.__name__ if module in ("builtins", "torch") else f"{module}.{cls.__name__}"
+
+
+def _numpy():
+    """numpy if it is already imported, else None: a numpy scalar cannot exist before numpy is imported, so this
+    never imports numpy (which may not be installed)."""
+    return sys.modules.get("numpy")
+
+
+def _is_numpy_bool(value) -> bool:
+    np = _numpy()
+    return np is not None and isinstance(value, np.bool_)
+
+
+def _is_numpy_real(value) -> bool:
+    """A numpy integer or floating scalar (not a bool, complex or array), as torch accepts for a float argument."""
+    np = _numpy()
+    return np is not None and isinstance(value, (np.integer, np.floating))
+
+
+def _tensor_probability(p: torch.Tensor) -> float:
+    """The value of a tensor p, accepted where torch.nn.functional.dropout accepts it: 0-d, not requiring grad."""
+    if p.dim() != 0:
+        raise TypeError(f"p must be a number or a 0-d tensor, got a tensor of shape {list(p.shape)}")
+    if p.requires_grad:
+        raise TypeError("p must not require grad (no gradient flows to p), got a tensor with requires_grad=True")
+    if p.dtype == torch.bool or p.is_complex() or p.is_quantized:
+        raise TypeError(f"p must be a real number in [0, 1], got a tensor of dtype {p.dtype}")
+    if p.device.type == "meta":
+        raise RuntimeError("p is a meta tensor: its value cannot be read")
+    # .item() copies the value to the host: for a CUDA p it waits for the device (a host sync), exactly as
+    # torch.nn.functional.dropout does for a tensor p. The value is read at every call, never cached.
+    return float(p.item())
+
+
 def probability(p) -> float:
-    if isinstance(p, bool) or not isinstance(p, numbers.Real):
-        raise TypeError(f"p must be a real number in [0, 1], got {type(p).__name__}")
-    p = float(p)
-    if math.isnan(p) or p < 0.0 or p > 1.0:
+    """p as a float in [0, 1]. Accepts what torch.nn.functional.dropout accepts (Python and numpy ints and floats,
+    0-d real tensors not requiring grad), except bools of any kind, which are rejected on purpose."""
+    if isinstance(p, bool) or _is_numpy_bool(p):
+        raise TypeError(f"p must be a real number in [0, 1], got {_type_name(p)}")
+    if isinstance(p, torch.Tensor):
+        p = _tensor_probability(p)
+    elif isinstance(p, int) and not 0 <= p <= 1:  # compared as an int: float(10**400) would overflow
+        raise ValueError(f"p must be in [0, 1], got {p}")
+    elif isinstance(p, (int, float)) or _is_numpy_real(p):
+        p = float(p)
+    else:
+        raise TypeError(f"p must be a real number in [0, 1], got {_type_name(p)}")
+    if math.isnan(p):
+        raise ProbabilityError(f"p must be in [0, 1], got {p}")
+    if p < 0.0 or p > 1.0:
         raise ValueError(f"p must be in [0, 1], got {p}")
     return p
 
 
+def strided(t: torch.Tensor, name: str) -> torch.Tensor:
+    """The kernels read dense memory: sparse (COO, CSR, CSC, BSR, BSC), nested and mkldnn tensors are refused here,
+    by name, instead of by the dispatcher ("Could not run ... with arguments from the 'SparseCPU' backend")."""
+    if t.is_nested:  # a nested tensor of the default kind even reports layout torch.strided
+        raise TypeError(f"{name} must be a dense tensor with the strided layout, got a nested tensor "
+                        f"(layout {t.layout}); run each component separately or pad it to a dense tensor")
+    if t.layout != torch.strided:
+        raise TypeError(f"{name} must be a dense tensor with the strided layout, got layout {t.layout}; "
+                        f"convert it with .to_dense()")
+    return t
+
+
 def floating_tensor(x, name: str = "x") -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor, got {_type_name(x)}")
+    strided(x, name)
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {x.dtype}")
     return x
@@ -35,7 +105,8 @@ def floating_tensor(x, name: str = "x") -> torch.Tensor:
 def companion(t, x: torch.Tensor, name: str, shape) -> torch.Tensor:
     """A tensor that must match x's dtype and device and have `shape` (bias, residual)."""
     if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor, got {_type_name(t)}")
+    strided(t, name)
     if t.dtype != x.dtype:
         raise TypeError(f"{name} must have x's dtype {x.dtype}, got {t.dtype}")
     if t.device != x.device:
@@ -51,12 +122,16 @@ def bias_shape(x: torch.Tensor) -> tuple[int]:
 
 
 def _integer(value, name: str) -> int:
+    """A Python int, numpy integer or integer tensor of one element (read with __index__; for a CUDA tensor that
+    is a host sync). Bools are refused, including bool tensors, whose __index__ would turn True into 1."""
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got bool")
+    if isinstance(value, torch.Tensor) and value.dtype == torch.bool:
+        raise TypeError(f"{name} must be an int, got a tensor of dtype torch.bool")
     try:
         return operator.index(value)
     except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+        raise TypeError(f"{name} must be an int, got {_type_name(value)}") from None
 
 
 def seed_bits(seed) -> int | None:
@@ -83,13 +158,15 @@ def generator(gen, device: torch.device):
     if gen is None:
         return None
     if not isinstance(gen, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(gen).__name__}")
+        raise TypeError(f"generator must be a torch.Generator, got {_type_name(gen)}")
     if gen.device.type != device.type:
         raise RuntimeError(f"generator is on {gen.device} but x is on {device}")
     return gen
 
 
 def flag(value, name: str) -> bool:
-    if not isinstance(value, (bool, int)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    """A bool (a numpy bool counts; so does a Python int, as before). Strings, None, floats and tensors are refused:
+    their truthiness is rarely what the caller meant."""
+    if not isinstance(value, (bool, int)) and not _is_numpy_bool(value):
+        raise TypeError(f"{name} must be a bool, got {_type_name(value)}")
     return bool(value)

@@ -15,6 +15,10 @@ class FusedDropout(nn.Dropout):
     """
 
     def __init__(self, p: float = 0.5, inplace: bool = False, *, backend: str | None = None):
+        # nn.Dropout's own check names no argument and lets through a p that forward would reject (NaN, a tensor
+        # requiring grad): check here, so the error names p and comes at construction. p is kept as given, like
+        # nn.Dropout does (a tensor p is read at every forward).
+        F.check.probability(p)
         super().__init__(p, inplace)
         self.backend = backend
 
@@ -58,19 +62,31 @@ class FusedDropoutAdd(nn.Module):
 
 def replace_dropout(module: nn.Module) -> nn.Module:
     """Swaps every plain nn.Dropout inside `module` (or `module` itself) for a FusedDropout with the same p,
-    inplace flag and train/eval mode. Returns the module (a new one only when `module` itself was a Dropout)."""
+    inplace flag and train/eval mode. Returns the module (a new one only when `module` itself was a Dropout).
+
+    A Dropout held at several places (a shared instance) is replaced at all of them by one FusedDropout, so the
+    sharing survives. nn.Dropout subclasses are left alone: they may override forward.
+    """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
 
+    replacements: dict[int, FusedDropout] = {}  # id of a replaced nn.Dropout -> its FusedDropout
+
     def fused_from(dropout: nn.Dropout) -> FusedDropout:
-        fused = FusedDropout(dropout.p, dropout.inplace)
-        fused.train(dropout.training)
-        return fused
+        if id(dropout) not in replacements:
+            fused = FusedDropout(dropout.p, dropout.inplace)
+            fused.train(dropout.training)
+            replacements[id(dropout)] = fused
+        return replacements[id(dropout)]
 
     if type(module) is nn.Dropout:
         return fused_from(module)
-    for parent in module.modules():
-        for name, child in list(parent.named_children()):
+    # modules() visits each distinct module once, and named_children() names a child held under two names only
+    # once: read every parent's _modules instead, so that every place a Dropout is held gets replaced. The list is
+    # taken first so the walk never descends into the FusedDropouts it inserts; it also keeps every replaced
+    # Dropout alive until the walk ends, so no id in `replacements` can be reused by a new object.
+    for parent in list(module.modules()):
+        for name, child in list(parent._modules.items()):
             if type(child) is nn.Dropout:
                 setattr(parent, name, fused_from(child))
     return module

@@ -20,7 +20,7 @@ def unchanged(tensors, copies):
 
 
 BAD_P = [(-0.1, ValueError), (1.5, ValueError), (math.nan, ValueError), ("0.5", TypeError), (None, TypeError),
-         (True, TypeError), (torch.tensor(0.5), TypeError)]
+         (True, TypeError), (torch.tensor(0.5, requires_grad=True), TypeError)]
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
