@@ -85,6 +85,8 @@ def _register_forward_autograd(ops: OpFamily, op: FusedOp) -> None:
 
     def backward(ctx, grad):
         (saved,) = ctx.saved_tensors
+        if grad.layout != torch.strided:  # autograd lets a sparse COO gradient in; the kernels read dense rows
+            grad = grad.to_dense()
         want_bias = ctx.has_bias and ctx.needs_input_grad[order.index("bias")]
         grad_x, grad_bias = backward_op(grad, saved, ctx.p, want_bias)
         grads = {"x": grad_x, "residual": grad, "bias": grad_bias if want_bias else None}

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import fused_dropout as fd
+from conftest import CPU_BACKENDS, make_input
 
 try:  # numpy is optional: its cases run only when it is installed
     import numpy as np
@@ -370,3 +371,15 @@ def test_a_negative_view_is_read_with_its_sign():
     assert torch.equal(fd.bias_relu_dropout(x, torch._neg_view(bias), 0.5, seed=1),
                        fd.bias_relu_dropout(x, -bias, 0.5, seed=1))
     assert torch.equal(fd.dropout_add(x, torch._neg_view(x), 0.5, seed=1), fd.dropout_add(x, -x, 0.5, seed=1))
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_a_sparse_incoming_gradient_gives_the_dense_gradient(backend):
+    x = make_input((4, 6), requires_grad=True)
+    bias = make_input((6,), seed=1, requires_grad=True)
+    grad = make_input((4, 6), seed=2) * (torch.rand(4, 6, generator=torch.Generator().manual_seed(3)) > 0.5)
+    results = []
+    for g in (grad, grad.to_sparse()):
+        y = fd.bias_relu_dropout(x, bias, 0.4, seed=7, backend=backend)
+        results.append(torch.autograd.grad(y, (x, bias), g))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
