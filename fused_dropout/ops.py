@@ -14,7 +14,7 @@ import importlib
 
 import torch
 
-from . import _native
+from . import _autograd, _native
 from ._op_checks import check_backward, check_forward
 from .op_table import BACKWARDS, OPS, Backward, FusedOp
 from .spec import row_len_of
@@ -70,6 +70,11 @@ def _fake_backward(backward: Backward):
 # ---- autograd: one formula per op, the same for every family --------------------------------------------
 
 
+def _tangent_input(x_t, bias_t):
+    """x's tangent plus the bias tangent broadcast along the rows (zeros stand for missing tangents)."""
+    return x_t if bias_t is None else (x_t + bias_t).reshape(x_t.shape)  # a 0-d x has a bias of shape [1]
+
+
 def _register_forward_autograd(ops: OpFamily, op: FusedOp) -> None:
     backward_op = ops.backward[op.backward]
     saves_rng_state = op.backward_op.saved == "rng_state"
@@ -79,7 +84,9 @@ def _register_forward_autograd(ops: OpFamily, op: FusedOp) -> None:
         args = op.unpack(inputs)
         # The mask is never stored: either the 16-byte RNG state (the backward recomputes the mask) or the
         # output y, which the next layer holds anyway (y > 0 exactly where kept and ReLU active).
-        ctx.save_for_backward(args.rng_state if saves_rng_state else output)
+        saved = args.rng_state if saves_rng_state else output
+        ctx.save_for_backward(saved)
+        ctx.save_for_forward(saved)
         ctx.p = args.p
         ctx.has_bias = args.bias is not None
 
@@ -92,28 +99,45 @@ def _register_forward_autograd(ops: OpFamily, op: FusedOp) -> None:
         grads = {"x": grad_x, "residual": grad, "bias": grad_bias if want_bias else None}
         return tuple(grads.get(name) for name in order)
 
-    torch.library.register_autograd(ops.qualname(op.op_name), backward, setup_context=setup_context)
+    def jvp(ctx, *tangents):
+        # The op's Jacobian in x is the backward op's diagonal D (keep * scale * activation'); the bias enters
+        # like x, the residual with identity: dy = D (dx + dbias) + dresidual.
+        (saved,) = ctx.saved_tensors
+        named = op.unpack(tangents)
+        x_t = named.x if named.x is not None else torch.zeros_like(saved if not saves_rng_state else named.x)
+        dy = backward_op(_tangent_input(x_t, named.bias), saved, ctx.p, False)[0]
+        return dy if named.residual is None else dy + named.residual
+
+    _autograd.register(_LIBRARY, ops.prefix + op.op_name, getattr(ops, op.op_name),
+                       setup_context=setup_context, backward=backward, jvp=jvp)
 
 
 def _register_backward_autograd(ops: OpFamily, kind: str) -> None:
     """The backward ops are linear in grad: (grad_x, grad_bias) = (D grad, column sums of D grad) with D
-    diagonal (keep * scale), so their own backward is D applied to gg_x plus gg_bias broadcast along the rows.
-    The saved tensor (mask state or y) gets no gradient: the keep decision is piecewise constant in it."""
+    diagonal (keep * scale), so their own backward is D applied to gg_x plus gg_bias broadcast along the rows,
+    and their jvp is themselves applied to the tangent of grad. The saved tensor (mask state or y) gets no
+    gradient: the keep decision is piecewise constant in it."""
     backward_op = ops.backward[kind]
 
     def setup_context(ctx, inputs, output):
         _, saved, p, bias_grad = inputs
         ctx.save_for_backward(saved)
+        ctx.save_for_forward(saved)
         ctx.p = p
         ctx.bias_grad = bias_grad
 
     def backward(ctx, gg_x, gg_bias):
         (saved,) = ctx.saved_tensors
-        if ctx.bias_grad:
-            gg_x = (gg_x + gg_bias).reshape(gg_x.shape)  # a 0-d grad has a bias gradient of shape [1]
-        return backward_op(gg_x, saved, ctx.p, False)[0], None, None, None
+        return backward_op(_tangent_input(gg_x, gg_bias if ctx.bias_grad else None), saved, ctx.p, False)[0], \
+            None, None, None
 
-    torch.library.register_autograd(ops.qualname(BACKWARDS[kind].op_name), backward, setup_context=setup_context)
+    def jvp(ctx, grad_t, saved_t, p_t, bias_grad_t):
+        (saved,) = ctx.saved_tensors
+        return backward_op(grad_t, saved, ctx.p, ctx.bias_grad)
+
+    name = BACKWARDS[kind].op_name
+    _autograd.register(_LIBRARY, ops.prefix + name, getattr(ops, name),
+                       setup_context=setup_context, backward=backward, jvp=jvp)
 
 
 # ---- kernels of the Python families ---------------------------------------------------------------------
@@ -161,9 +185,11 @@ def _register_family(family: str, define_schemas: bool) -> OpFamily:
     for op in OPS:
         torch.library.register_fake(ops.qualname(op.op_name), _fake_forward(op))
         _register_forward_autograd(ops, op)
+        _autograd.register_vmap_by_loop(getattr(ops, op.op_name))
     for kind, backward in BACKWARDS.items():
         torch.library.register_fake(ops.qualname(backward.op_name), _fake_backward(backward))
         _register_backward_autograd(ops, kind)
+        _autograd.register_vmap_by_loop(getattr(ops, backward.op_name))
     return ops
 
 

@@ -42,10 +42,10 @@ def _as_function(op, backend, with_bias):
 def test_gradcheck_and_gradgradcheck_float64(backend, op, with_bias):
     inputs = _differentiable_inputs(op, with_bias)
     fn = _as_function(op, backend, with_bias)
-    assert torch.autograd.gradcheck(fn, inputs)
+    assert torch.autograd.gradcheck(fn, inputs, check_forward_ad=True)
     # The backward ops are differentiable too. Squaring the output makes the second derivative through x (and
     # bias) nonzero, and it also differentiates the backward ops in their incoming gradient.
-    assert torch.autograd.gradgradcheck(lambda *a: fn(*a) ** 2, inputs)
+    assert torch.autograd.gradgradcheck(lambda *a: fn(*a) ** 2, inputs, check_fwd_over_rev=True)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

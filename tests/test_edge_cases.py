@@ -32,15 +32,14 @@ def test_extreme_probabilities_follow_the_spec(backend, p):
     assert torch.equal(out[keep], (x[keep] * scale))
 
 
-def test_threshold_boundary_is_exact():
-    # p = k / 2^32 gives T = k exactly: a word equal to T is kept, T - 1 is dropped.
-    words_needed = fd.dropout_mask((4096,), 0.0, 5)  # all kept, just to exercise p = 0 with a seed
-    assert bool(words_needed.all())
-    from fused_dropout import reference
-    assert reference.keep_threshold(0.5) == 2**31
-    assert reference.keep_threshold(1.0) == 2**32
-    assert reference.keep_threshold(2**-32) == 1
-    assert reference.keep_threshold(math.nextafter(1.0, 0.0)) == 2**32 - 1
+def test_keep_threshold_is_floor_of_p_times_two_to_the_32():
+    # (test_mask_spec.py checks the kernels' side of the boundary: a word equal to T is kept, T - 1 dropped.)
+    from fused_dropout import spec
+    assert spec.keep_threshold(0.5) == 2**31
+    assert spec.keep_threshold(1.0) == 2**32
+    assert spec.keep_threshold(2**-32) == 1
+    assert spec.keep_threshold(math.nextafter(1.0, 0.0)) == 2**32 - 1
+    assert spec.keep_threshold(math.nextafter(2**-32, 0.0)) == 0
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

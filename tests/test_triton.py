@@ -8,7 +8,7 @@ import torch
 
 import fused_dropout as fd
 from conftest import DTYPES, assert_column_sum_close, make_input
-from fused_dropout import backends, reference
+from fused_dropout import backends, spec
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.skipif(
@@ -46,7 +46,7 @@ def test_reference_philox_is_triton_randint4x(seed, first_group):
     group = first_group + torch.arange(16, dtype=torch.int64)
     zero = torch.zeros_like(group)
     seed_t = torch.tensor(seed, dtype=torch.int64)
-    words = reference.philox4x32_10(group & 0xFFFFFFFF, group >> 32, zero, zero, seed_t & 0xFFFFFFFF, seed_t >> 32)
+    words = spec.philox4x32_10(group & 0xFFFFFFFF, group >> 32, zero, zero, seed_t & 0xFFFFFFFF, seed_t >> 32)
     assert out.cpu().reshape(16, 4).tolist() == torch.stack(words, 1).tolist()
 
 
@@ -114,7 +114,7 @@ def test_tile_heuristic_is_bounded_and_power_of_two():
 def test_cpu_tensors_need_the_interpreter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
-        launch.dropout_fwd(torch.ones(4), torch.zeros(2, dtype=torch.int64), 0.5)
+        launch.forward(fd.op_table.OPS_BY_NAME["dropout"], torch.ones(4), None, None, torch.zeros(2, dtype=torch.int64), 0.5)
 
 
 def test_p_zero_and_one_and_empty():
