@@ -21,9 +21,20 @@
 
 namespace fused_dropout {
 
-// A contiguous tensor with x's shape, dtype and device (the layout the fake kernels promise).
+// A contiguous tensor with x's shape, dtype and device, for the kernels to write.
 inline at::Tensor empty_output(const at::Tensor& x) {
   return at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
+}
+
+// `out` (row-major) in the layout at::empty_like(like) has: a dense permuted input (channels_last, a transposed
+// matrix) gets an output with its strides, as nn.Dropout's does; any other input a row-major one. The kernels
+// write in logical row-major order (the mask follows the logical index), so such inputs pay one copy here.
+inline at::Tensor in_layout_of(const at::Tensor& like, const at::Tensor& out) {
+  if (like.is_contiguous()) return out;
+  at::Tensor target = at::empty_like(like);
+  if (target.is_contiguous()) return out;
+  target.copy_(out);
+  return target;
 }
 
 inline std::optional<at::Tensor> contiguous_or_none(const std::optional<at::Tensor>& t) {
@@ -46,7 +57,7 @@ struct FusedOps {
     if (x.numel() > 0) {
       Launcher::forward(kOp, x, contiguous_or_none(bias), contiguous_or_none(residual), out, rng_state, p);
     }
-    return out;
+    return in_layout_of(x_in, out);
   }
 
   // `saved` is the backward op's saved argument: rng_state or y (BackwardOpTraits::kSavedName).
@@ -69,7 +80,7 @@ struct FusedOps {
     std::optional<at::Tensor> grad_bias;
     if (bias_grad) grad_bias = grad_bias_tensor;
     if (grad.numel() > 0) Launcher::backward(kOp, grad, rng_state, y, grad_x, grad_bias, p);
-    return {grad_x, grad_bias_tensor};
+    return {in_layout_of(grad_in, grad_x), grad_bias_tensor};
   }
 };
 

@@ -46,14 +46,30 @@ class OpFamily:
         return f"{NAMESPACE}::{self.prefix}{name}"
 
 
-# ---- fake kernels: outputs are contiguous tensors of the input's shape, as every real kernel returns --------
+# ---- layout: outputs and gradients keep their input's layout, as torch.empty_like gives it -------------------
+
+
+def in_layout_of(like: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """`out` (row-major) in the layout torch.empty_like(like) has: a dense permuted input (channels_last, a
+    transposed matrix) gets an output with its strides, as nn.Dropout's does; any other input a row-major one.
+    The kernels write logical row-major order (the mask follows the logical index), so such inputs pay one copy.
+    The C++ ops do the same (csrc/ops_over_launcher.h); the fake kernels promise it."""
+    if like.is_contiguous():
+        return out
+    target = torch.empty_like(like)
+    if target.is_contiguous():
+        return out.contiguous()
+    return target.copy_(out)
+
+
+# ---- fake kernels --------------------------------------------------------------------------------------------
 
 
 def _fake_forward(op: FusedOp):
     def fake(*args):
         named = op.unpack(args)
         check_forward(op, named)
-        return torch.empty(named.x.shape, dtype=named.x.dtype, device=named.x.device)
+        return torch.empty_like(named.x)
 
     return fake
 
@@ -62,7 +78,7 @@ def _fake_backward(backward: Backward):
     def fake(grad, saved, p, bias_grad):
         check_backward(backward, grad, saved, p)
         bias_len = row_len_of(grad) if bias_grad else 0
-        return torch.empty(grad.shape, dtype=grad.dtype, device=grad.device), grad.new_empty((bias_len,))
+        return torch.empty_like(grad), grad.new_empty((bias_len,))
 
     return fake
 
@@ -158,14 +174,15 @@ def _register_python_kernels(ops: OpFamily, module_name: str, dispatch_keys) -> 
         def kernel(*args):
             named = op.unpack(args)
             check_forward(op, named)
-            return module().forward(op, *named)
+            return in_layout_of(named.x, module().forward(op, *named))
 
         return kernel
 
     def backward_kernel(backward: Backward):
         def kernel(grad, saved, p, bias_grad):
             check_backward(backward, grad, saved, p)
-            return module().backward(backward.kind, grad, saved, p, bias_grad)
+            grad_in, grad_bias = module().backward(backward.kind, grad, saved, p, bias_grad)
+            return in_layout_of(grad, grad_in), grad_bias
 
         return kernel
 
