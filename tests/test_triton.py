@@ -2,6 +2,7 @@
 the bias gradient reduces deterministically, bfloat16 rounds to nearest even. On the CPU these run through
 Triton's interpreter (TRITON_INTERPRET=1, set by scripts/run_tests.sh); with a GPU they run on it."""
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -110,11 +111,56 @@ def test_tile_heuristic_is_bounded_and_power_of_two():
     assert len(seen) < 40  # new sizes map to a small set of compiled variants
 
 
+def declared_op(activation="identity", bias=False, residual=False):
+    """An op declaration as the op table writes one: the attributes forward() reads."""
+    return SimpleNamespace(name=f"test_{activation}_op", activation=activation, bias=bias, residual=residual)
+
+
+TORCH_ACTIVATIONS = {"identity": lambda v: v, "relu": torch.relu}
+
+
+@pytest.mark.parametrize("activation", launch.ACTIVATIONS if backends.TRITON_INSTALLED else [])
+@pytest.mark.parametrize("has_bias", [False, True])
+@pytest.mark.parametrize("has_residual", [False, True])
+def test_forward_follows_any_declaration(activation, has_bias, has_residual):
+    # Combinations no op of today declares (relu with a residual, say) follow the spec too: float32 torch ops
+    # round the same intermediates as the kernel.
+    shape, p = (6, 10), 0.4
+    x = make_input(shape, device=DEVICE)
+    bias = make_input(shape[-1:], seed=1, device=DEVICE) if has_bias else None
+    residual = make_input(shape, seed=2, device=DEVICE) if has_residual else None
+    state = torch.tensor([77, 3], dtype=torch.int64, device=DEVICE)
+    op = declared_op(activation, bias=has_bias, residual=has_residual)
+    out = launch.forward(op, x, residual, bias, state, p)
+    v = TORCH_ACTIVATIONS[activation](x + bias if has_bias else x)
+    expected = torch.where(fd.dropout_mask(shape, p, 77, offset=3, device=DEVICE), v * (1 / (1 - p)), 0.0)
+    assert torch.equal(out, expected + residual if has_residual else expected)
+
+
+def test_forward_refuses_calls_its_declaration_does_not_allow():
+    x, state = torch.ones(2, 4, device=DEVICE), torch.zeros(2, dtype=torch.int64, device=DEVICE)
+    with pytest.raises(ValueError, match="takes no bias"):
+        launch.forward(declared_op(), x, None, x[0], state, 0.5)
+    with pytest.raises(ValueError, match="needs a residual"):
+        launch.forward(declared_op(residual=True), x, None, None, state, 0.5)
+    with pytest.raises(ValueError, match="takes no residual"):
+        launch.forward(declared_op(), x, x, None, state, 0.5)
+    with pytest.raises(NotImplementedError, match="'gelu'"):
+        launch.forward(declared_op("gelu"), x, None, None, state, 0.5)
+    with pytest.raises(ValueError, match="unknown backward kind"):
+        launch.backward("gelu_input", x, state, 0.5, False)
+
+
 @pytest.mark.skipif(DEVICE == "cuda", reason="checks the CPU refusal")
-def test_cpu_tensors_need_the_interpreter(monkeypatch):
+@pytest.mark.parametrize("entry_point", ["forward", "backward"])
+def test_cpu_tensors_need_the_interpreter(monkeypatch, entry_point):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
+    x, state = torch.ones(4), torch.zeros(2, dtype=torch.int64)
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
-        launch.dropout_fwd(torch.ones(4), torch.zeros(2, dtype=torch.int64), 0.5)
+        if entry_point == "forward":
+            launch.forward(declared_op(), x, None, None, state, 0.5)
+        else:
+            launch.backward("mask", x, state, 0.5, False)
 
 
 def test_p_zero_and_one_and_empty():

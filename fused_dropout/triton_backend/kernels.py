@@ -1,41 +1,64 @@
-"""Triton kernels of the three ops. One forward and one backward kernel, specialised by constexpr flags (bias,
-relu, residual; mask or saved output; bias gradient), plus the column reduction of the bias gradient.
+"""Triton kernels of the op table. One forward and one backward kernel, specialised by constexprs (the op's
+ACTIVATION, bias and residual; the backward KIND and bias gradient; the compute type; the tile), plus the column
+reduction of the bias gradient.
 
-Tensors are seen as [rows, N] (N = bias length, or numel for ops without bias) and cut into [BR, BC] tiles.
-The mask of a tile row follows the spec: one tl.randint4x per four consecutive elements (see _tile_words).
+Tensors are seen as [rows, N] (N = bias length, or numel for a flat view) and cut into [BR, BC] tiles.
+The mask of a tile row follows the spec: one tl.randint4x per four consecutive elements (see _tile_keep).
+Pointers a specialisation does not read are None (constexpr), so nothing stands in for them.
 """
 import triton
 import triton.language as tl
 
 
 @triton.jit
-def _pick_word(r0, r1, r2, r3, index):
-    """r_index for each element; r* are [BR, BC // 4, 1] and index is [BR, 1, 4] (values 0..3)."""
-    return tl.where(index == 0, r0, tl.where(index == 1, r1, tl.where(index == 2, r2, r3)))
+def _mask_index_rule(g):
+    """The spec's rule: element g takes word w = g & 3 of Philox group q = g >> 2. Returns (q, w)."""
+    return g >> 2, g & 3
+
+
+@triton.jit
+def _pick_word(r0, r1, r2, r3, word):
+    """r_word for each element; r* are [BR, BC // 4, 1] and word is [BR, 1, 4] (values 0..3)."""
+    return tl.where(word == 0, r0, tl.where(word == 1, r1, tl.where(word == 2, r2, r3)))
+
+
+@triton.jit
+def _group_words(seed, group, word):
+    """Philox word `word` of each group in `group` ([BR, BC // 4]): one tl.randint4x per group."""
+    r0, r1, r2, r3 = tl.randint4x(seed, group)
+    return _pick_word(r0[:, :, None], r1[:, :, None], r2[:, :, None], r3[:, :, None], word)
 
 
 @triton.jit
 def _tile_keep(seed, offset, row, col0, rows, N, threshold, BR: tl.constexpr, BC: tl.constexpr):
     """Keep decisions of the [BR, BC] tile whose rows are `row` ([BR] int64) and columns col0 .. col0 + BC.
 
-    Element (r, 4j + c) has global index g = base_r + 4j + c with base_r = offset + r * N + col0, so it uses word
-    (s + c) & 3 of Philox group (base_r >> 2) + j + ((s + c) >> 2), s = base_r & 3. Group j of each row is one
-    randint4x call; when some row starts off a group boundary (s != 0), the words that spill into the next group
-    come from a second call for group j + 1. Rows start on group boundaries when offset and N are multiples of 4
-    (N does not matter for a single row, as in the ops without bias).
+    Row r starts at g_r = offset + r * N + col0 = 4 q_r + s_r (the rule applied to g_r). Its element 4j + c has
+    g = 4 (q_r + j) + (s_r + c), so the rule applied to s_r + c (0 .. 6) gives its group's distance from q_r + j
+    (0 or 1) and its word. Group q_r + j of each row is one randint4x call; when some row starts off a group
+    boundary (s_r != 0), the words that spill into the next group come from a second call for q_r + j + 1. Rows
+    start on group boundaries when offset and N are multiples of 4 (N does not matter for a single row).
     """
-    base = offset + row[:, None] * N + col0  # [BR, 1]
-    shift = (base & 3)[:, :, None]  # [BR, 1, 1]
-    group = (base >> 2) + tl.arange(0, BC // 4).to(tl.int64)[None, :]  # [BR, BC // 4]
-    r0, r1, r2, r3 = tl.randint4x(seed, group)
-    lane = shift + tl.arange(0, 4)[None, None, :]  # [BR, 1, 4]: s + c
-    words = _pick_word(r0[:, :, None], r1[:, :, None], r2[:, :, None], r3[:, :, None], lane & 3)
+    row_start = offset + row[:, None] * N + col0  # [BR, 1]
+    first_group, start_word = _mask_index_rule(row_start)
+    group = first_group + tl.arange(0, BC // 4).to(tl.int64)[None, :]  # [BR, BC // 4]
+    next_group, word = _mask_index_rule(start_word[:, :, None] + tl.arange(0, 4)[None, None, :])  # [BR, 1, 4]
+    words = _group_words(seed, group, word)
     if ((offset & 3) != 0) | (((N & 3) != 0) & (rows > 1)):  # uniform: aligned shapes skip the second call
-        n0, n1, n2, n3 = tl.randint4x(seed, group + 1)
-        spill = _pick_word(n0[:, :, None], n1[:, :, None], n2[:, :, None], n3[:, :, None], lane & 3)
-        words = tl.where(lane < 4, words, spill)
+        words = tl.where(next_group == 0, words, _group_words(seed, group + 1, word))
     keep = words.to(tl.int64) >= threshold
     return tl.reshape(keep, (BR, BC))
+
+
+@triton.jit
+def _activate(v, ACTIVATION: tl.constexpr):
+    """The op's activation of the pre-dropout value, in the compute type: the one home of activation math in
+    the Triton language (a new activation is one more branch)."""
+    if ACTIVATION == "relu":
+        v = tl.where(v < 0, 0.0, v)  # NaN stays NaN, as torch.relu does
+    else:
+        tl.static_assert(ACTIVATION == "identity", "unknown ACTIVATION")
+    return v
 
 
 @triton.jit
@@ -73,8 +96,9 @@ def _tile_coordinates(rows, N, BR: tl.constexpr, BC: tl.constexpr):
 
 @triton.jit
 def forward_kernel(x_ptr, bias_ptr, residual_ptr, out_ptr, state_ptr, rows, N, threshold, scale_bits,
-                   HAS_BIAS: tl.constexpr, RELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACC_F64: tl.constexpr,
-                   BR: tl.constexpr, BC: tl.constexpr):
+                   ACTIVATION: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
+                   ACC_F64: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr):
+    """out = [residual +] (keep ? ACTIVATION(x [+ bias]) * scale : 0), rounded once."""
     acc_t = tl.float64 if ACC_F64 else tl.float32
     _, row, col0, col, in_bounds, index = _tile_coordinates(rows, N, BR, BC)
     seed = tl.load(state_ptr)
@@ -83,9 +107,7 @@ def forward_kernel(x_ptr, bias_ptr, residual_ptr, out_ptr, state_ptr, rows, N, t
     v = tl.load(x_ptr + index, mask=in_bounds, other=0.0).to(acc_t)
     if HAS_BIAS:
         v = v + tl.load(bias_ptr + col, mask=col < N, other=0.0).to(acc_t)[None, :]
-    if RELU:
-        v = tl.where(v < 0, 0.0, v)  # NaN stays NaN, as torch.relu does
-    out = tl.where(keep, v * _scale_value(scale_bits, ACC_F64), 0.0)
+    out = tl.where(keep, _activate(v, ACTIVATION) * _scale_value(scale_bits, ACC_F64), 0.0)
     if HAS_RESIDUAL:
         out = tl.load(residual_ptr + index, mask=in_bounds, other=0.0).to(acc_t) + out
     tl.store(out_ptr + index, _round_to(out, out_ptr.dtype.element_ty), mask=in_bounds)
@@ -93,17 +115,19 @@ def forward_kernel(x_ptr, bias_ptr, residual_ptr, out_ptr, state_ptr, rows, N, t
 
 @triton.jit
 def backward_kernel(grad_ptr, y_ptr, state_ptr, grad_in_ptr, partial_ptr, rows, N, threshold, scale_bits,
-                    FROM_MASK: tl.constexpr, BIAS_GRAD: tl.constexpr, ACC_F64: tl.constexpr,
+                    KIND: tl.constexpr, BIAS_GRAD: tl.constexpr, ACC_F64: tl.constexpr,
                     BR: tl.constexpr, BC: tl.constexpr):
-    """grad_in = keep ? grad * scale : 0; with BIAS_GRAD, also this tile's column sums of grad_in (as stored)
-    into partial[row_block, col], reduced later in row-block order."""
+    """grad_in = keep ? grad * scale : 0, keep from the mask (KIND "mask") or where the saved output y > 0 (KIND
+    "relu_output"); with BIAS_GRAD, also this tile's column sums of grad_in (as stored) into
+    partial[row_block, col], reduced later in row-block order."""
     acc_t = tl.float64 if ACC_F64 else tl.float32
     row_block, row, col0, col, in_bounds, index = _tile_coordinates(rows, N, BR, BC)
-    if FROM_MASK:
+    if KIND == "mask":
         seed = tl.load(state_ptr)
         offset = tl.load(state_ptr + 1)
         keep = _tile_keep(seed, offset, row, col0, rows, N, threshold, BR, BC)
     else:
+        tl.static_assert(KIND == "relu_output", "unknown backward KIND")
         keep = tl.load(y_ptr + index, mask=in_bounds, other=0.0).to(acc_t) > 0
     grad = tl.load(grad_ptr + index, mask=in_bounds, other=0.0).to(acc_t)
     grad_in = _round_to(tl.where(keep, grad * _scale_value(scale_bits, ACC_F64), 0.0), grad_in_ptr.dtype.element_ty)
