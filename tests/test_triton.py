@@ -10,6 +10,7 @@ import torch
 import fused_dropout as fd
 from conftest import DTYPES, assert_column_sum_close, make_input
 from fused_dropout import backends, reference
+from spec_impl import mask as spec_mask
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.skipif(
@@ -66,6 +67,28 @@ def test_every_tiling_follows_the_spec(shape, offset):
     assert torch.equal(out != 0, keep)
     ref = fd.bias_relu_dropout(x, bias, 0.45, seed=2**40 + 1, offset=offset, backend="torch")
     assert torch.equal(out, ref)
+
+
+# offset + i passes 2^63 for the last elements: an int64 index wraps negative there and picks another Philox group.
+# Cases: several rows per tile (unaligned and aligned rows), and a second tile starting past 2^63 (flat and
+# column tiles hold 2048 float32 elements).
+PAST_THE_INT64_LIMIT = [((41,), 2**63 - 6), ((12, 3), 2**63 - 6), ((5, 8), 2**63 - 6), ((2100,), 2**63 - 1000)]
+
+
+@pytest.mark.parametrize("shape, offset", PAST_THE_INT64_LIMIT)
+def test_indices_past_2_to_the_63_follow_the_spec(shape, offset):
+    x = make_input(shape, device=DEVICE).abs() + 1  # positive, so relu keeps every kept element non-zero
+    bias = make_input(shape[-1:], seed=1, device=DEVICE).abs().requires_grad_(True)
+    expected = spec_mask(x.numel(), 9, offset, 0.5)
+    without_bias = fd.dropout(x, 0.5, seed=9, offset=offset, backend="triton")
+    assert (without_bias != 0).flatten().tolist() == expected
+    with_bias = fd.bias_relu_dropout(x, bias, 0.5, seed=9, offset=offset, backend="triton")
+    assert (with_bias != 0).flatten().tolist() == expected
+    # The mask-kind backward recomputes the mask in its own kernel, here in the bias gradient's column tiles.
+    x_leaf = x.clone().requires_grad_(True)
+    out = fd.dropout_add(x_leaf, x, 0.5, bias=bias, seed=9, offset=offset, backend="triton")
+    (grad_x,) = torch.autograd.grad(out, x_leaf, torch.ones_like(out))
+    assert (grad_x != 0).flatten().tolist() == expected
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -11,6 +11,13 @@ import triton.language as tl
 
 
 @triton.jit
+def _global_index(offset, index):
+    """g = offset + index, in uint64: offsets below 2^63 plus indices below 2^63 never wrap there, where an int64
+    sum would turn negative past 2^63 and pick another Philox group."""
+    return offset.to(tl.uint64) + index.to(tl.uint64)
+
+
+@triton.jit
 def _mask_index_rule(g):
     """The spec's rule: element g takes word w = g & 3 of Philox group q = g >> 2. Returns (q, w)."""
     return g >> 2, g & 3
@@ -39,9 +46,9 @@ def _tile_keep(seed, offset, row, col0, rows, N, threshold, BR: tl.constexpr, BC
     boundary (s_r != 0), the words that spill into the next group come from a second call for q_r + j + 1. Rows
     start on group boundaries when offset and N are multiples of 4 (N does not matter for a single row).
     """
-    row_start = offset + row[:, None] * N + col0  # [BR, 1]
+    row_start = _global_index(offset, row[:, None] * N + col0)  # [BR, 1]
     first_group, start_word = _mask_index_rule(row_start)
-    group = first_group + tl.arange(0, BC // 4).to(tl.int64)[None, :]  # [BR, BC // 4]
+    group = first_group + tl.arange(0, BC // 4).to(tl.uint64)[None, :]  # [BR, BC // 4]
     next_group, word = _mask_index_rule(start_word[:, :, None] + tl.arange(0, 4)[None, None, :])  # [BR, 1, 4]
     words = _group_words(seed, group, word)
     if ((offset & 3) != 0) | (((N & 3) != 0) & (rows > 1)):  # uniform: aligned shapes skip the second call
