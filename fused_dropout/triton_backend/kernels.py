@@ -69,6 +69,21 @@ def _activate(v, ACTIVATION: tl.constexpr):
 
 
 @triton.jit
+def _widen(v, acc_t: tl.constexpr):
+    """v in the compute type, exactly. bfloat16 moves its 16 bits into the top half of a float32, exact for every
+    value: a cast is too on GPUs, but Triton's interpreter flushes bfloat16 subnormals to zero in a cast."""
+    if v.dtype == tl.bfloat16:
+        v = (v.to(tl.uint16, bitcast=True).to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+    return v.to(acc_t)
+
+
+@triton.jit
+def _load_widened(pointers, mask, acc_t: tl.constexpr):
+    """Every load of a tensor goes through here: masked lanes read 0, values are widened exactly."""
+    return _widen(tl.load(pointers, mask=mask, other=0.0), acc_t)
+
+
+@triton.jit
 def _round_to(v, dtype: tl.constexpr):
     """v (compute type) rounded once to `dtype`, to nearest even. bfloat16 is rounded with integer arithmetic:
     the result is the hardware's cvt.rn, and Triton's CPU interpreter (which truncates) computes it too."""
@@ -111,12 +126,12 @@ def forward_kernel(x_ptr, bias_ptr, residual_ptr, out_ptr, state_ptr, rows, N, t
     seed = tl.load(state_ptr)
     offset = tl.load(state_ptr + 1)
     keep = _tile_keep(seed, offset, row, col0, rows, N, threshold, BR, BC)
-    v = tl.load(x_ptr + index, mask=in_bounds, other=0.0).to(acc_t)
+    v = _load_widened(x_ptr + index, in_bounds, acc_t)
     if HAS_BIAS:
-        v = v + tl.load(bias_ptr + col, mask=col < N, other=0.0).to(acc_t)[None, :]
+        v = v + _load_widened(bias_ptr + col, col < N, acc_t)[None, :]
     out = tl.where(keep, _activate(v, ACTIVATION) * _scale_value(scale_bits, ACC_F64), 0.0)
     if HAS_RESIDUAL:
-        out = tl.load(residual_ptr + index, mask=in_bounds, other=0.0).to(acc_t) + out
+        out = _load_widened(residual_ptr + index, in_bounds, acc_t) + out
     tl.store(out_ptr + index, _round_to(out, out_ptr.dtype.element_ty), mask=in_bounds)
 
 
@@ -135,12 +150,12 @@ def backward_kernel(grad_ptr, y_ptr, state_ptr, grad_in_ptr, partial_ptr, rows, 
         keep = _tile_keep(seed, offset, row, col0, rows, N, threshold, BR, BC)
     else:
         tl.static_assert(KIND == "relu_output", "unknown backward KIND")
-        keep = tl.load(y_ptr + index, mask=in_bounds, other=0.0).to(acc_t) > 0
-    grad = tl.load(grad_ptr + index, mask=in_bounds, other=0.0).to(acc_t)
+        keep = _load_widened(y_ptr + index, in_bounds, acc_t) > 0
+    grad = _load_widened(grad_ptr + index, in_bounds, acc_t)
     grad_in = _round_to(tl.where(keep, grad * _scale_value(scale_bits, ACC_F64), 0.0), grad_in_ptr.dtype.element_ty)
     tl.store(grad_in_ptr + index, grad_in, mask=in_bounds)
     if BIAS_GRAD:
-        column_sum = tl.sum(tl.where(in_bounds, grad_in.to(acc_t), 0.0), axis=0)
+        column_sum = tl.sum(tl.where(in_bounds, _widen(grad_in, acc_t), 0.0), axis=0)
         tl.store(partial_ptr + row_block * N + col, column_sum, mask=col < N)
 
 
