@@ -91,16 +91,20 @@ def _round_to(v, dtype: tl.constexpr):
         bits = v.to(tl.uint32, bitcast=True)
         rounded = bits + 0x7FFF + ((bits >> 16) & 1)
         rounded = tl.where(v != v, bits | 0x400000, rounded)  # NaN stays a (quiet) NaN
-        return (rounded >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
-    return v.to(dtype)
+        result = (rounded >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
+    else:
+        result = v.to(dtype)
+    return result  # one return: compiled code keeps every return of a function, constexpr branches included
 
 
 @triton.jit
 def _scale_value(scale_bits, ACC_F64: tl.constexpr):
     """The scale in the compute type, from its bit pattern (a float argument would be rounded to float32)."""
     if ACC_F64:
-        return scale_bits.to(tl.int64).to(tl.float64, bitcast=True)
-    return scale_bits.to(tl.int32).to(tl.float32, bitcast=True)
+        scale = scale_bits.to(tl.int64).to(tl.float64, bitcast=True)
+    else:
+        scale = scale_bits.to(tl.int32).to(tl.float32, bitcast=True)
+    return scale  # one return: two would be compiled, fp64 and fp32, and their types clash
 
 
 @triton.jit
