@@ -1,7 +1,6 @@
 """The Triton backend: its Philox is tl.randint4x bit for bit, every tiling gives the spec's mask and values,
 the bias gradient reduces deterministically, bfloat16 rounds to nearest even. On the CPU these run through
 Triton's interpreter (TRITON_INTERPRET=1, set by scripts/run_tests.sh); with a GPU they run on it."""
-import os
 from types import SimpleNamespace
 
 import pytest
@@ -194,6 +193,11 @@ def test_p_zero_and_one_and_empty():
     assert fd.dropout_add(empty, empty, 0.5, bias=torch.ones(7, device=DEVICE), backend="triton").shape == (0, 7)
 
 
-def test_interpreter_flag_is_what_the_suite_expects():
-    if DEVICE == "cpu":
-        assert os.environ.get("TRITON_INTERPRET") == "1"
+def test_triton_is_offered_for_cpu_tensors_only_under_the_interpreter(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(RuntimeError, match="'triton' is not available for cpu tensors"):
+        fd.dropout(torch.ones(4), 0.5, seed=1, backend="triton")
+    if DEVICE == "cpu":  # a CPU-only machine: no device left for triton
+        assert "triton" not in fd.available_backends()
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+        assert "triton" in fd.available_backends()
