@@ -173,6 +173,31 @@ def test_forward_refuses_calls_its_declaration_does_not_allow():
         launch.backward("gelu_input", x, state, 0.5, False)
 
 
+def _variant(spec):
+    return spec.kernel.__name__, spec.dtype, tuple(sorted(spec.constexprs.items())), spec.num_warps
+
+
+def test_specializations_list_every_variant_the_launcher_launches(monkeypatch):
+    # tests/test_triton_compile.py compiles what specializations() lists: it must hold whatever a call launches.
+    launched = []
+    monkeypatch.setattr(launch, "_launch", lambda spec, grid, **args: launched.append(_variant(spec)))
+    state = torch.zeros(2, dtype=torch.int64, device=DEVICE)
+    for dtype in DTYPES:
+        for row_len in [1, 3, 4, 5, 100, 768, 4099, 50000]:
+            x = torch.ones(2, row_len, dtype=dtype, device=DEVICE)
+            for activation in launch.ACTIVATIONS:
+                for bias in (None, x[0]):
+                    for residual in (None, x):
+                        op = declared_op(activation, bias=True, residual=residual is not None)
+                        launch.forward(op, x, residual, bias, state, 0.5)
+            for kind, saved in (("mask", state), ("relu_output", x)):
+                for bias_grad in (False, True):
+                    launch.backward(kind, x, saved, 0.5, bias_grad)
+    listed = {_variant(spec) for spec in launch.specializations()}
+    assert set(launched) <= listed, set(launched) - listed
+    assert len(set(launched)) > 100
+
+
 @pytest.mark.skipif(DEVICE == "cuda", reason="checks the CPU refusal")
 @pytest.mark.parametrize("entry_point", ["forward", "backward"])
 def test_cpu_tensors_need_the_interpreter(monkeypatch, entry_point):
