@@ -14,6 +14,8 @@ from .. import reference
 from ..backends import triton_interpreting
 from . import kernels
 
+__all__ = ["forward", "backward", "specializations"]
+
 # What kernels.py implements: _activate has a branch per activation, backward_kernel one per kind.
 ACTIVATIONS = ("identity", "relu")
 BACKWARD_KINDS = ("mask", "relu_output")  # keep from the RNG mask (saved rng_state) / where saved output y > 0
