@@ -1,7 +1,7 @@
 """The Triton backend: its Philox is tl.randint4x bit for bit, every tiling gives the spec's mask and values,
 the bias gradient reduces deterministically, bfloat16 rounds to nearest even. On the CPU these run through
 Triton's interpreter (TRITON_INTERPRET=1, set by scripts/run_tests.sh); with a GPU they run on it."""
-import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -9,6 +9,7 @@ import torch
 import fused_dropout as fd
 from conftest import DTYPES, assert_column_sum_close, make_input
 from fused_dropout import backends, spec
+from spec_impl import mask as spec_mask
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.skipif(
@@ -67,6 +68,28 @@ def test_every_tiling_follows_the_spec(shape, offset):
     assert torch.equal(out, ref)
 
 
+# offset + i passes 2^63 for the last elements: an int64 index wraps negative there and picks another Philox group.
+# Cases: several rows per tile (unaligned and aligned rows), and a second tile starting past 2^63 (flat and
+# column tiles hold 2048 float32 elements).
+PAST_THE_INT64_LIMIT = [((41,), 2**63 - 6), ((12, 3), 2**63 - 6), ((5, 8), 2**63 - 6), ((2100,), 2**63 - 1000)]
+
+
+@pytest.mark.parametrize("shape, offset", PAST_THE_INT64_LIMIT)
+def test_indices_past_2_to_the_63_follow_the_spec(shape, offset):
+    x = make_input(shape, device=DEVICE).abs() + 1  # positive, so relu keeps every kept element non-zero
+    bias = make_input(shape[-1:], seed=1, device=DEVICE).abs().requires_grad_(True)
+    expected = spec_mask(x.numel(), 9, offset, 0.5)
+    without_bias = fd.dropout(x, 0.5, seed=9, offset=offset, backend="triton")
+    assert (without_bias != 0).flatten().tolist() == expected
+    with_bias = fd.bias_relu_dropout(x, bias, 0.5, seed=9, offset=offset, backend="triton")
+    assert (with_bias != 0).flatten().tolist() == expected
+    # The mask-kind backward recomputes the mask in its own kernel, here in the bias gradient's column tiles.
+    x_leaf = x.clone().requires_grad_(True)
+    out = fd.dropout_add(x_leaf, x, 0.5, bias=bias, seed=9, offset=offset, backend="triton")
+    (grad_x,) = torch.autograd.grad(out, x_leaf, torch.ones_like(out))
+    assert (grad_x != 0).flatten().tolist() == expected
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_bias_gradient_over_row_blocks(shape, dtype):
@@ -110,11 +133,81 @@ def test_tile_heuristic_is_bounded_and_power_of_two():
     assert len(seen) < 40  # new sizes map to a small set of compiled variants
 
 
+def declared_op(activation="identity", bias=False, residual=False):
+    """An op declaration as the op table writes one: the attributes forward() reads."""
+    return SimpleNamespace(name=f"test_{activation}_op", activation=activation, bias=bias, residual=residual)
+
+
+TORCH_ACTIVATIONS = {"identity": lambda v: v, "relu": torch.relu}
+
+
+@pytest.mark.parametrize("activation", launch.ACTIVATIONS if backends.TRITON_INSTALLED else [])
+@pytest.mark.parametrize("has_bias", [False, True])
+@pytest.mark.parametrize("has_residual", [False, True])
+def test_forward_follows_any_declaration(activation, has_bias, has_residual):
+    # Combinations no op of today declares (relu with a residual, say) follow the spec too: float32 torch ops
+    # round the same intermediates as the kernel.
+    shape, p = (6, 10), 0.4
+    x = make_input(shape, device=DEVICE)
+    bias = make_input(shape[-1:], seed=1, device=DEVICE) if has_bias else None
+    residual = make_input(shape, seed=2, device=DEVICE) if has_residual else None
+    state = torch.tensor([77, 3], dtype=torch.int64, device=DEVICE)
+    op = declared_op(activation, bias=has_bias, residual=has_residual)
+    out = launch.forward(op, x, residual, bias, state, p)
+    v = TORCH_ACTIVATIONS[activation](x + bias if has_bias else x)
+    expected = torch.where(fd.dropout_mask(shape, p, 77, offset=3, device=DEVICE), v * (1 / (1 - p)), 0.0)
+    assert torch.equal(out, expected + residual if has_residual else expected)
+
+
+def test_forward_refuses_calls_its_declaration_does_not_allow():
+    x, state = torch.ones(2, 4, device=DEVICE), torch.zeros(2, dtype=torch.int64, device=DEVICE)
+    with pytest.raises(ValueError, match="takes no bias"):
+        launch.forward(declared_op(), x, None, x[0], state, 0.5)
+    with pytest.raises(ValueError, match="needs a residual"):
+        launch.forward(declared_op(residual=True), x, None, None, state, 0.5)
+    with pytest.raises(ValueError, match="takes no residual"):
+        launch.forward(declared_op(), x, x, None, state, 0.5)
+    with pytest.raises(NotImplementedError, match="'gelu'"):
+        launch.forward(declared_op("gelu"), x, None, None, state, 0.5)
+    with pytest.raises(ValueError, match="unknown backward kind"):
+        launch.backward("gelu_input", x, state, 0.5, False)
+
+
+def _variant(spec):
+    return spec.kernel.__name__, spec.dtype, tuple(sorted(spec.constexprs.items())), spec.num_warps
+
+
+def test_specializations_list_every_variant_the_launcher_launches(monkeypatch):
+    # tests/test_triton_compile.py compiles what specializations() lists: it must hold whatever a call launches.
+    launched = []
+    monkeypatch.setattr(launch, "_launch", lambda spec, grid, **args: launched.append(_variant(spec)))
+    state = torch.zeros(2, dtype=torch.int64, device=DEVICE)
+    for dtype in DTYPES:
+        for row_len in [1, 3, 4, 5, 100, 768, 4099, 50000]:
+            x = torch.ones(2, row_len, dtype=dtype, device=DEVICE)
+            for activation in launch.ACTIVATIONS:
+                for bias in (None, x[0]):
+                    for residual in (None, x):
+                        op = declared_op(activation, bias=True, residual=residual is not None)
+                        launch.forward(op, x, residual, bias, state, 0.5)
+            for kind, saved in (("mask", state), ("relu_output", x)):
+                for bias_grad in (False, True):
+                    launch.backward(kind, x, saved, 0.5, bias_grad)
+    listed = {_variant(spec) for spec in launch.specializations()}
+    assert set(launched) <= listed, set(launched) - listed
+    assert len(set(launched)) > 100
+
+
 @pytest.mark.skipif(DEVICE == "cuda", reason="checks the CPU refusal")
-def test_cpu_tensors_need_the_interpreter(monkeypatch):
+@pytest.mark.parametrize("entry_point", ["forward", "backward"])
+def test_cpu_tensors_need_the_interpreter(monkeypatch, entry_point):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
+    x, state = torch.ones(4), torch.zeros(2, dtype=torch.int64)
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
-        launch.forward(fd.op_table.OPS_BY_NAME["dropout"], torch.ones(4), None, None, torch.zeros(2, dtype=torch.int64), 0.5)
+        if entry_point == "forward":
+            launch.forward(declared_op(), x, None, None, state, 0.5)
+        else:
+            launch.backward("mask", x, state, 0.5, False)
 
 
 def test_p_zero_and_one_and_empty():
@@ -125,6 +218,11 @@ def test_p_zero_and_one_and_empty():
     assert fd.dropout_add(empty, empty, 0.5, bias=torch.ones(7, device=DEVICE), backend="triton").shape == (0, 7)
 
 
-def test_interpreter_flag_is_what_the_suite_expects():
-    if DEVICE == "cpu":
-        assert os.environ.get("TRITON_INTERPRET") == "1"
+def test_triton_is_offered_for_cpu_tensors_only_under_the_interpreter(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(RuntimeError, match="'triton' is not available for cpu tensors"):
+        fd.dropout(torch.ones(4), 0.5, seed=1, backend="triton")
+    if DEVICE == "cpu":  # a CPU-only machine: no device left for triton
+        assert "triton" not in fd.available_backends()
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+        assert "triton" in fd.available_backends()

@@ -1,8 +1,11 @@
-"""Host side of the Triton backend: tile choice, launches and the five op functions (same signatures as
-fused_dropout.reference). On the CPU they run only under TRITON_INTERPRET=1 (how CI tests them)."""
+"""Host side of the Triton backend: two entry points, forward(op, ...) and backward(kind, ...), driven by an op
+declaration (name, activation, bias, residual) rather than one function per op; the tile choice; and
+specializations(), every kernel variant they can launch (compiled for real GPUs by tests/test_triton_compile.py).
+On the CPU they run only under TRITON_INTERPRET=1 (how CI tests them)."""
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
 
 import torch
 import triton
@@ -11,20 +14,52 @@ from .. import spec
 from ..backends import triton_interpreting
 from . import kernels
 
+__all__ = ["forward", "backward", "specializations"]
+
+# What kernels.py implements: _activate has a branch per activation, backward_kernel one per kind.
+ACTIVATIONS = ("identity", "relu")
+BACKWARD_KINDS = ("mask", "relu_output")  # keep from the RNG mask (saved rng_state) / where saved output y > 0
+DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
 # Elements per program, by element size: enough bytes in flight per program to stream at full bandwidth while
 # keeping the Philox words in registers. Only powers of two, so a new tensor size never means a new compile
 # unless the bias length moves to another power-of-two bucket.
 _ELEMENTS_PER_PROGRAM = {2: 4096, 4: 2048, 8: 1024}
+_COLUMN_SUM_BLOCK = 1024  # columns per program of the bias gradient's final reduction, at most
+
+# FMA contraction off on GPUs: the same roundings as the spec and the other backends, so values agree bit for bit.
+COMPILE_OPTIONS = {"enable_fp_fusion": False}
 
 
-def _tile(row_len: int, has_columns: bool, element_size: int) -> tuple[int, int, int]:
-    """(BR, BC, num_warps) for a [rows, row_len] view."""
+class Tile(NamedTuple):
+    rows: int  # BR
+    columns: int  # BC
+    num_warps: int
+
+
+class Specialization(NamedTuple):
+    """One variant of a kernel as the launcher launches it: for tensors of `dtype`, these constexprs (unused
+    pointers are None constexprs) and num_warps, compiled with COMPILE_OPTIONS."""
+
+    kernel: triton.JITFunction
+    dtype: torch.dtype
+    constexprs: dict
+    num_warps: int
+
+
+def _tile(row_len: int, has_columns: bool, element_size: int) -> Tile:
+    """The tile of a [rows, row_len] view: flat views take one long row of elements, column views as many rows
+    of the (power-of-two rounded) row length as fit."""
     elements = _ELEMENTS_PER_PROGRAM[element_size]
     if not has_columns:
-        return 1, elements, 8 if elements >= 4096 else 4
+        return Tile(1, elements, 8 if elements >= 4096 else 4)
     columns = max(4, min(triton.next_power_of_2(row_len), elements))
     rows = max(1, elements // columns)
-    return rows, columns, 8 if rows * columns >= 4096 else 4
+    return Tile(rows, columns, 8 if rows * columns >= 4096 else 4)
+
+
+def _column_sum_block(row_len: int) -> int:
+    return min(_COLUMN_SUM_BLOCK, triton.next_power_of_2(row_len))
 
 
 def _scale_bits(p: float, dtype: torch.dtype) -> int:
@@ -45,12 +80,52 @@ def _check_device(t: torch.Tensor) -> None:
     )
 
 
-def _launch_options() -> dict:
-    # FMA contraction off: the same roundings as the spec and the other backends, so values agree bit for bit.
-    return {} if triton_interpreting() else {"enable_fp_fusion": False}
+def _check_declaration(op, residual, bias) -> None:
+    """The call must match the op's declaration, and its activation must have a kernel branch."""
+    if op.activation not in ACTIVATIONS:
+        raise NotImplementedError(f"the triton backend has no {op.activation!r} activation (op {op.name})")
+    if bias is not None and not op.bias:
+        raise ValueError(f"op {op.name} takes no bias")
+    if (residual is not None) != op.residual:
+        raise ValueError(f"op {op.name} {'needs a' if op.residual else 'takes no'} residual")
 
 
-def _forward(x, rng_state, p, *, bias=None, residual=None, relu=False):
+def _launch(variant: Specialization, grid: tuple, **tensors_and_scalars) -> None:
+    options = {} if triton_interpreting() else COMPILE_OPTIONS
+    variant.kernel[grid](**tensors_and_scalars, **variant.constexprs, num_warps=variant.num_warps, **options)
+
+
+def _unused_pointers(**pointers_in_use: bool) -> dict:
+    """None constexprs for the pointer arguments a specialization never reads."""
+    return {name: None for name, used in pointers_in_use.items() if not used}
+
+
+def _forward_specialization(activation: str, has_bias: bool, has_residual: bool, dtype: torch.dtype,
+                            tile: Tile) -> Specialization:
+    constexprs = dict(
+        ACTIVATION=activation, HAS_BIAS=has_bias, HAS_RESIDUAL=has_residual, ACC_F64=dtype == torch.float64,
+        BR=tile.rows, BC=tile.columns, **_unused_pointers(bias_ptr=has_bias, residual_ptr=has_residual),
+    )
+    return Specialization(kernels.forward_kernel, dtype, constexprs, tile.num_warps)
+
+
+def _backward_specialization(kind: str, bias_grad: bool, dtype: torch.dtype, tile: Tile) -> Specialization:
+    from_mask = kind == "mask"
+    constexprs = dict(
+        KIND=kind, BIAS_GRAD=bias_grad, ACC_F64=dtype == torch.float64, BR=tile.rows, BC=tile.columns,
+        **_unused_pointers(y_ptr=not from_mask, state_ptr=from_mask, partial_ptr=bias_grad),
+    )
+    return Specialization(kernels.backward_kernel, dtype, constexprs, tile.num_warps)
+
+
+def _column_sum_specialization(dtype: torch.dtype, block: int) -> Specialization:
+    return Specialization(kernels.column_sum_kernel, dtype, dict(BC=block, ACC_F64=dtype == torch.float64), 4)
+
+
+def forward(op, x, residual, bias, rng_state, p) -> torch.Tensor:
+    """[residual +] dropout(activation(x [+ bias])) for the declared op; residual and bias may be None (a
+    residual exactly when op.residual, a bias only when op.bias). rng_state = [seed bits, offset] (int64)."""
+    _check_declaration(op, residual, bias)
     _check_device(x)
     x = x.contiguous()
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
@@ -59,49 +134,75 @@ def _forward(x, rng_state, p, *, bias=None, residual=None, relu=False):
     has_columns = bias is not None
     row_len = spec.row_len_of(x) if has_columns else x.numel()
     rows = x.numel() // row_len
-    br, bc, num_warps = _tile(row_len, has_columns, x.element_size())
-    grid = (triton.cdiv(rows, br) * triton.cdiv(row_len, bc),)
-    kernels.forward_kernel[grid](
-        x, bias.contiguous() if bias is not None else x, residual.contiguous() if residual is not None else x,
-        out, rng_state, rows, row_len, spec.keep_threshold(p), _scale_bits(p, x.dtype),
-        HAS_BIAS=has_columns, RELU=relu, HAS_RESIDUAL=residual is not None, ACC_F64=x.dtype == torch.float64,
-        BR=br, BC=bc, num_warps=num_warps, **_launch_options(),
-    )
+    tile = _tile(row_len, has_columns, x.element_size())
+    variant = _forward_specialization(op.activation, has_columns, residual is not None, x.dtype, tile)
+    grid = (triton.cdiv(rows, tile.rows) * triton.cdiv(row_len, tile.columns),)
+    pointers = dict(x_ptr=x, out_ptr=out, state_ptr=rng_state)
+    if bias is not None:
+        pointers["bias_ptr"] = bias.contiguous()
+    if residual is not None:
+        pointers["residual_ptr"] = residual.contiguous()
+    _launch(variant, grid, **pointers, rows=rows, row_len=row_len, threshold=spec.keep_threshold(p),
+            scale_bits=_scale_bits(p, x.dtype))
     return out
 
 
-def _backward(grad, keep_source, p, bias_grad, *, from_mask):
+def backward(kind, grad, saved, p, bias_grad) -> tuple[torch.Tensor, torch.Tensor]:
+    """(grad_in, grad_bias): grad_in = keep ? grad * scale : 0, keep from the mask of `saved` = rng_state (kind
+    "mask") or where `saved` = the forward's output y is > 0 (kind "relu_output"); grad_bias = the column sums
+    of grad_in over its last dimension when bias_grad, else an empty tensor."""
+    if kind not in BACKWARD_KINDS:
+        raise ValueError(f"unknown backward kind {kind!r}: the triton backend has {list(BACKWARD_KINDS)}")
     _check_device(grad)
     grad = grad.contiguous()
     grad_in = torch.empty(grad.shape, dtype=grad.dtype, device=grad.device)
-    row_len = spec.row_len_of(grad)
-    grad_bias = torch.zeros((row_len if bias_grad else 0,), dtype=grad.dtype, device=grad.device)
+    grad_bias = torch.zeros((spec.row_len_of(grad) if bias_grad else 0,), dtype=grad.dtype, device=grad.device)
     if grad.numel() == 0:
         return grad_in, grad_bias
-    view_len = row_len if bias_grad else grad.numel()
-    rows = grad.numel() // view_len
-    br, bc, num_warps = _tile(view_len, bias_grad, grad.element_size())
-    row_blocks = triton.cdiv(rows, br)
-    acc_dtype = spec.compute_dtype(grad.dtype)
-    partial = torch.empty((row_blocks, view_len) if bias_grad else (1,), dtype=acc_dtype, device=grad.device)
-    y = grad if from_mask else keep_source.contiguous()
-    state = keep_source if from_mask else grad  # unused pointers still need a tensor
-    kernels.backward_kernel[(row_blocks * triton.cdiv(view_len, bc),)](
-        grad, y, state, grad_in, partial, rows, view_len, spec.keep_threshold(p), _scale_bits(p, grad.dtype),
-        FROM_MASK=from_mask, BIAS_GRAD=bias_grad, ACC_F64=grad.dtype == torch.float64,
-        BR=br, BC=bc, num_warps=num_warps, **_launch_options(),
-    )
+    row_len = spec.row_len_of(grad) if bias_grad else grad.numel()  # a flat view when no column sums are wanted
+    rows = grad.numel() // row_len
+    tile = _tile(row_len, bias_grad, grad.element_size())
+    row_blocks = triton.cdiv(rows, tile.rows)
+    pointers = dict(grad_ptr=grad, grad_in_ptr=grad_in)
+    if kind == "mask":
+        pointers["state_ptr"] = saved
+    else:
+        pointers["y_ptr"] = saved.contiguous()
     if bias_grad:
-        sum_block = min(1024, triton.next_power_of_2(view_len))
-        kernels.column_sum_kernel[(triton.cdiv(view_len, sum_block),)](
-            partial, grad_bias, row_blocks, view_len, BC=sum_block, ACC_F64=grad.dtype == torch.float64
-        )
+        acc_dtype = spec.compute_dtype(grad.dtype)
+        pointers["partial_ptr"] = torch.empty((row_blocks, row_len), dtype=acc_dtype, device=grad.device)
+    variant = _backward_specialization(kind, bias_grad, grad.dtype, tile)
+    _launch(variant, (row_blocks * triton.cdiv(row_len, tile.columns),), **pointers, rows=rows, row_len=row_len,
+            threshold=spec.keep_threshold(p), scale_bits=_scale_bits(p, grad.dtype))
+    if bias_grad:
+        block = _column_sum_block(row_len)
+        _launch(_column_sum_specialization(grad.dtype, block), (triton.cdiv(row_len, block),),
+                partial_ptr=pointers["partial_ptr"], out_ptr=grad_bias, row_blocks=row_blocks, row_len=row_len)
     return grad_in, grad_bias
 
 
-def forward(op, x, residual, bias, rng_state, p):
-    return _forward(x, rng_state, p, bias=bias, residual=residual, relu=op.activation == "relu")
+def _tiles(has_columns: bool, element_size: int) -> list[Tile]:
+    """Every tile _tile can choose: row lengths past the largest power of two per program choose no new tile."""
+    if not has_columns:
+        return [_tile(1, False, element_size)]
+    largest = _ELEMENTS_PER_PROGRAM[element_size]
+    return sorted({_tile(2**k, True, element_size) for k in range(largest.bit_length())})
 
 
-def backward(kind, grad, saved, p, bias_grad):
-    return _backward(grad, saved, p, bias_grad, from_mask=kind == "mask")
+def specializations() -> list[Specialization]:
+    """Every kernel variant forward() and backward() can launch: each dtype, activation, bias and residual flag,
+    backward kind and bias_grad flag at every tile _tile can choose for it, and every column-sum block."""
+    found = []
+    for dtype in DTYPES:
+        size = dtype.itemsize
+        for activation in ACTIVATIONS:
+            for has_bias in (False, True):
+                for has_residual in (False, True):
+                    found += [_forward_specialization(activation, has_bias, has_residual, dtype, tile)
+                              for tile in _tiles(has_bias, size)]
+        for kind in BACKWARD_KINDS:
+            for bias_grad in (False, True):
+                found += [_backward_specialization(kind, bias_grad, dtype, tile) for tile in _tiles(bias_grad, size)]
+        blocks = sorted({_column_sum_block(2**k) for k in range(_COLUMN_SUM_BLOCK.bit_length())})
+        found += [_column_sum_specialization(dtype, block) for block in blocks]
+    return found

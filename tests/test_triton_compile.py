@@ -1,0 +1,185 @@
+"""Every Triton kernel variant the launcher can pick compiles for real GPUs, sm_80 and sm_90, on any machine:
+triton.compile with a GPUTarget needs no GPU. The interpreter runs kernels as Python and accepts code the compiler
+rejects (a float64/float32 return type clash, say), so this is where such errors surface.
+
+What is compiled: launch.specializations() lists every variant the launcher can pick: 314 (dtype, activation,
+bias/residual flags, backward kind, bias_grad, tile; column-sum block). A compile costs about 0.6 s of CPU, so
+all of them for two archs would take ~7 minutes of CPU: too slow for CI. This compiles
+  - every flag/dtype combination of each kernel at one tile of its tile class (the middle one of its tiles: flat
+    views have one tile; column views several), and
+  - every tile shape of each kernel at the first flag combination that uses it,
+110 variants, for both archs. Integer scalars compile as unspecialised i64; Triton also specialises them by value
+(i32, a constexpr 1, multiples of 16): the i32 and constexpr-1 forms are compiled once per kernel and tile class
+(10 more). That is ~2 x 90 s of CPU, run as one child process per arch side by side: 90-170 s of wall time on
+2 cores (the upper end on a shared machine).
+
+The suite runs with TRITON_INTERPRET=1, which turns @triton.jit into the interpreter at import time, so the
+compiles run in one child process per arch without it (this file is also that child's script).
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ARCHS = (80, 90)
+TILE_CONSTEXPRS = ("BR", "BC")
+# rows is 1 in every flat view, row_len for a bias of length 1, threshold for p just above 2^-32, row_blocks whenever
+# one tile holds every row. scale_bits, the bits of 1 / (1 - p) >= 1.0 (or 0), never is.
+SCALARS_THAT_CAN_BE_ONE = ("rows", "row_len", "threshold", "row_blocks")
+TORCH_TO_TRITON = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32", torch.float64: "fp64"}
+
+try:
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from fused_dropout.triton_backend import launch
+except ImportError:
+    launch = None
+
+pytestmark = pytest.mark.skipif(launch is None, reason="triton is not installed")
+
+
+# ---- what to compile: shared by the test (for its parameters) and the child (which compiles) ----------------
+
+
+def _kernel_name(spec) -> str:
+    return spec.kernel.__name__
+
+
+def _flags(spec) -> tuple:
+    """Everything that selects the variant except its tile."""
+    rest = tuple(sorted((k, v) for k, v in spec.constexprs.items() if k not in TILE_CONSTEXPRS))
+    return _kernel_name(spec), str(spec.dtype), rest
+
+
+def _tile(spec) -> tuple:
+    return _kernel_name(spec), spec.constexprs.get("BR", 1), spec.constexprs["BC"], spec.num_warps
+
+
+def job_id(spec, scalars: str) -> str:
+    constexprs = ",".join(f"{k}={v}" for k, v in sorted(spec.constexprs.items()) if v is not None)
+    return f"{_kernel_name(spec)}[{TORCH_TO_TRITON[spec.dtype]},{constexprs},warps={spec.num_warps},{scalars}]"
+
+
+def jobs() -> dict:
+    """{job id: (specialization, scalar form)}: see the module docstring."""
+    specs = launch.specializations()
+    tiles_of_flags = defaultdict(list)
+    for spec in specs:
+        tiles_of_flags[_flags(spec)].append(spec)
+    chosen = [group[len(group) // 2] for group in tiles_of_flags.values()]
+    first_with_tile = {}
+    for spec in specs:
+        first_with_tile.setdefault(_tile(spec), spec)
+    chosen += first_with_tile.values()
+    # Scalar forms: once per kernel and tile class (flat views have one tile, column views several).
+    first_of_class = {}
+    for group in tiles_of_flags.values():
+        first_of_class.setdefault((_kernel_name(group[0]), len(group) == 1), group[len(group) // 2])
+    selected = {job_id(spec, "i64"): (spec, "i64") for spec in chosen}
+    for spec in first_of_class.values():
+        for scalars in ("i32", "ones"):
+            selected[job_id(spec, scalars)] = (spec, scalars)
+    return selected
+
+
+def _pointer_type(name: str, dtype: torch.dtype) -> str:
+    if name == "state_ptr":
+        return "*i64"  # rng_state
+    if name == "partial_ptr":
+        return "*" + TORCH_TO_TRITON[torch.float64 if dtype == torch.float64 else torch.float32]  # compute type
+    return "*" + TORCH_TO_TRITON[dtype]
+
+
+def _source(spec, scalars: str):
+    """The ASTSource the JIT builds for a launch of `spec`: pointers 16-byte aligned (as torch allocates them),
+    integer scalars in the given form."""
+    signature, constexprs, attrs = {}, dict(spec.constexprs), {}
+    for index, name in enumerate(spec.kernel.arg_names):
+        if name in constexprs or spec.kernel.params[index].is_constexpr:
+            signature[name] = "constexpr"
+        elif name.endswith("_ptr"):
+            signature[name] = _pointer_type(name, spec.dtype)
+            attrs[(index,)] = [["tt.divisibility", 16]]
+        elif scalars == "ones" and name in SCALARS_THAT_CAN_BE_ONE:
+            signature[name] = "constexpr"
+            constexprs[name] = 1
+        elif scalars == "ones":
+            signature[name] = "i32"
+        else:
+            signature[name] = scalars
+    return ASTSource(fn=spec.kernel, signature=signature, constexprs=constexprs, attrs=attrs)
+
+
+def compile_all(arch: int) -> dict:
+    """{job id: {"seconds": ..., "error": None or the compiler's message}} for one GPU arch."""
+    target = GPUTarget("cuda", arch, 32)
+    results = {}
+    for name, (spec, scalars) in jobs().items():
+        start = time.perf_counter()
+        try:
+            triton.compile(_source(spec, scalars), target=target,
+                           options={"num_warps": spec.num_warps, **launch.COMPILE_OPTIONS})
+            error = None
+        except Exception as exc:  # noqa: BLE001 - every compiler error is a result to report
+            error = f"{type(exc).__name__}: {exc}"[-3000:]
+        results[name] = {"seconds": time.perf_counter() - start, "error": error}
+    return results
+
+
+# ---- the tests --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """Compiles every job in one child process per arch (run side by side: one core each), without
+    TRITON_INTERPRET, in a fresh cache so every variant really compiles."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(tmp_path_factory.mktemp("triton_cache"))
+    env["PYTHONPATH"] = os.pathsep.join([ROOT, env.get("PYTHONPATH", "")])
+    start = time.perf_counter()
+    children = {arch: subprocess.Popen([sys.executable, os.path.abspath(__file__), str(arch)], env=env, cwd=ROOT,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for arch in ARCHS}
+    results = {}
+    for arch, child in children.items():
+        stdout, stderr = child.communicate()
+        assert child.returncode == 0, stderr[-4000:]
+        results[arch] = json.loads(stdout.splitlines()[-1])
+        seconds = [result["seconds"] for result in results[arch].values()]
+        print(f"sm_{arch}: {len(seconds)} compiles, {sum(seconds):.1f} s, slowest {max(seconds):.1f} s")
+    print(f"wall time {time.perf_counter() - start:.1f} s")
+    return results
+
+
+JOB_IDS = sorted(jobs()) if launch is not None else []
+
+
+def test_every_kernel_and_flag_is_compiled():
+    # The selection covers every kernel, dtype, activation, backward kind and tile the launcher can pick.
+    specs = launch.specializations()
+    chosen = [spec for spec, _ in jobs().values()]
+    assert {_flags(spec) for spec in chosen} == {_flags(spec) for spec in specs}
+    assert {_tile(spec) for spec in chosen} == {_tile(spec) for spec in specs}
+    assert {spec.constexprs.get("ACTIVATION") for spec in chosen} >= set(launch.ACTIVATIONS)
+    assert {spec.constexprs.get("KIND") for spec in chosen} >= set(launch.BACKWARD_KINDS)
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=lambda arch: f"sm_{arch}")
+@pytest.mark.parametrize("job", JOB_IDS)
+def test_compiles(compiled, arch, job):
+    assert compiled[arch][job]["error"] is None, compiled[arch][job]["error"]
+
+
+if __name__ == "__main__":  # the child process: compile everything for one arch, print the results as JSON
+    sys.stdout = sys.stderr  # compiler chatter must not mix with the JSON line
+    outcome = json.dumps(compile_all(int(sys.argv[1])))
+    sys.stdout = sys.__stdout__
+    print(outcome)
