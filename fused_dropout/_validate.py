@@ -103,17 +103,24 @@ def floating_tensor(x, name: str = "x") -> torch.Tensor:
 
 
 def companion(t, x: torch.Tensor, name: str, shape) -> torch.Tensor:
-    """A tensor that must match x's dtype and device and have `shape` (bias, residual)."""
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {_type_name(t)}")
-    strided(t, name)
-    if t.dtype != x.dtype:
-        raise TypeError(f"{name} must have x's dtype {x.dtype}, got {t.dtype}")
+    """A floating tensor on x's device with `shape` (bias, residual). Its dtype may differ from x's: the call
+    then runs in the promoted dtype (promoted_dtype), as the eager composition would."""
+    floating_tensor(t, name)
     if t.device != x.device:
         raise RuntimeError(f"{name} must be on x's device {x.device}, got {t.device}")
     if tuple(t.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {list(shape)}, got {list(t.shape)}")
     return t
+
+
+def promoted_dtype(*tensors) -> torch.dtype:
+    """torch's type promotion over the call's floating tensors (None entries skipped): bfloat16 x with a float32
+    bias gives float32, as x + bias does. Under autocast this is what the eager composition returns too."""
+    dtype = None
+    for t in tensors:
+        if t is not None:
+            dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
+    return dtype
 
 
 def bias_shape(x: torch.Tensor) -> tuple[int]:

@@ -25,13 +25,18 @@ def _validate_randomness(x, seed, offset, generator) -> None:
 
 
 def _validated(op: FusedOp, x, residual, bias, p, training):
-    """The checked (x, residual, bias, p, training) of a call of `op`."""
+    """The checked (x, residual, bias, p, training) of a call of `op`. Tensors of different floating dtypes are
+    cast to their promoted dtype (torch's type promotion, as the eager composition does: a bfloat16 x under
+    autocast with a float32 bias gives a float32 result). The cast is a copy of the narrower tensors; the
+    kernels themselves take one dtype."""
     check.floating_tensor(x, "x")
     if op.residual:
         check.companion(residual, x, "residual", x.shape)
     if bias is not None:
         check.companion(bias, x, "bias", check.bias_shape(x))
-    return check.probability(p), check.flag(training, "training")
+    dtype = check.promoted_dtype(x, residual, bias)
+    x, residual, bias = (t if t is None or t.dtype == dtype else t.to(dtype) for t in (x, residual, bias))
+    return x, residual, bias, check.probability(p), check.flag(training, "training")
 
 
 def apply(op: FusedOp, x, residual, bias, p, training, seed, offset, generator, backend) -> torch.Tensor:
@@ -53,7 +58,7 @@ def dropout(x, p=0.5, training=True, inplace=False, *, seed=None, offset=0, gene
     shard of a larger tensor), `generator` is drawn from when seed is None. The backward saves no mask.
     """
     op = OPS_BY_NAME["dropout"]
-    p, training = _validated(op, x, None, None, p, training)
+    x, _, _, p, training = _validated(op, x, None, None, p, training)
     inplace = check.flag(inplace, "inplace")
     if not training or p == 0.0:
         backends.resolve(backend, x.device)  # a bad backend argument is an error in every mode
@@ -64,19 +69,20 @@ def dropout(x, p=0.5, training=True, inplace=False, *, seed=None, offset=0, gene
 
 
 def bias_relu_dropout(x, bias, p=0.5, training=True, *, seed=None, offset=0, generator=None, backend=None):
-    """dropout(relu(x + bias)) in one pass; bias has shape [x.shape[-1]] or is None.
+    """dropout(relu(x + bias)) in one pass; bias has shape [x.shape[-1]] or is None. Mixed dtypes promote.
 
     The backward uses the saved output (y > 0 marks kept, active elements): no mask is stored.
     """
     op = OPS_BY_NAME["bias_relu_dropout"]
-    p, training = _validated(op, x, None, bias, p, training)
+    x, _, bias, p, training = _validated(op, x, None, bias, p, training)
     return apply(op, x, None, bias, p, training, seed, offset, generator, backend)
 
 
 def dropout_add(x, residual, p=0.5, training=True, *, bias=None, seed=None, offset=0, generator=None, backend=None):
-    """residual + dropout(x + bias) in one pass; residual has x's shape, bias [x.shape[-1]] or None."""
+    """residual + dropout(x + bias) in one pass; residual has x's shape, bias [x.shape[-1]] or None. Mixed
+    dtypes promote (torch's type promotion), as the eager composition does."""
     op = OPS_BY_NAME["dropout_add"]
-    p, training = _validated(op, x, residual, bias, p, training)
+    x, residual, bias, p, training = _validated(op, x, residual, bias, p, training)
     return apply(op, x, residual, bias, p, training, seed, offset, generator, backend)
 
 
