@@ -51,11 +51,45 @@ def apply(op: FusedOp, x, residual, bias, p, training, seed, offset, generator, 
     return ops.forward[op.name](*op.pack(x, residual, bias, state, p))
 
 
-def dropout(x, p=0.5, training=True, inplace=False, *, seed=None, offset=0, generator=None, backend=None):
-    """Dropout with the project's mask: element i is kept iff its Philox word is >= floor(p * 2^32).
+_COMMON_ARGS = """
+        p (float): probability of dropping an element, in [0, 1] (a Python number or a 0-d tensor).
+        training (bool): apply dropout only when True; False (or p = 0) drops nothing and draws no randomness.
+        seed (int, optional): fixes the mask (any 64-bit pattern, in [-2**63, 2**64)). None draws one on x's
+            device with torch.randint from `generator` (or the default generator), so torch.manual_seed
+            reproduces a run and checkpoint recomputation gives the same mask.
+        offset (int): shifts the element index, so a shard holding elements [offset, offset + numel) of a larger
+            tensor gets exactly its slice of that tensor's mask. Default 0.
+        generator (torch.Generator, optional): drawn from when seed is None.
+        backend (str, optional): "cpu", "cuda", "triton" or "torch"; None or "auto" takes FUSED_DROPOUT_BACKEND,
+            else the fastest available for x's device. Every backend gives the same bits."""
 
-    Same contract as torch.nn.functional.dropout; `seed` fixes the mask, `offset` shifts the element index (for a
-    shard of a larger tensor), `generator` is drawn from when seed is None. The backward saves no mask.
+
+def _with_common_args(fn):
+    fn.__doc__ = fn.__doc__.replace("{common_args}", _COMMON_ARGS.strip("\n"))
+    return fn
+
+
+@_with_common_args
+def dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False, *, seed: int | None = None,
+            offset: int = 0, generator: torch.Generator | None = None, backend: str | None = None) -> torch.Tensor:
+    """Dropout with the project's mask: element i is kept iff its Philox word is >= floor(p * 2^32), and kept
+    elements are scaled by 1 / (1 - p). Same contract as torch.nn.functional.dropout; the backward saves no mask
+    (16 bytes of RNG state instead).
+
+    Args:
+        x (Tensor): float16, bfloat16, float32 or float64, any shape and strides (the mask follows the logical
+            row-major index; the output keeps x's layout).
+        inplace (bool): write the result into x (the same mask and gradient as out of place).
+{common_args}
+
+    Returns:
+        Tensor of x's shape and dtype; x itself when nothing is dropped (training=False or p = 0).
+
+    Example:
+        >>> x = torch.ones(2, 4)
+        >>> fused_dropout.dropout(x, 0.5, seed=1)
+        tensor([[2., 2., 2., 2.],
+                [2., 2., 0., 2.]])
     """
     op = OPS_BY_NAME["dropout"]
     x, _, _, p, training = _validated(op, x, None, None, p, training)
@@ -68,26 +102,77 @@ def dropout(x, p=0.5, training=True, inplace=False, *, seed=None, offset=0, gene
     return x.copy_(out) if inplace else out
 
 
-def bias_relu_dropout(x, bias, p=0.5, training=True, *, seed=None, offset=0, generator=None, backend=None):
-    """dropout(relu(x + bias)) in one pass; bias has shape [x.shape[-1]] or is None. Mixed dtypes promote.
+@_with_common_args
+def bias_relu_dropout(x: torch.Tensor, bias: torch.Tensor | None, p: float = 0.5, training: bool = True, *,
+                      seed: int | None = None, offset: int = 0, generator: torch.Generator | None = None,
+                      backend: str | None = None) -> torch.Tensor:
+    """dropout(relu(x + bias)) in one pass over memory. The backward uses the saved output (y > 0 marks the kept,
+    active elements): no mask is stored.
 
-    The backward uses the saved output (y > 0 marks kept, active elements): no mask is stored.
+    Args:
+        x (Tensor): float16, bfloat16, float32 or float64, shape (*, N).
+        bias (Tensor or None): shape (N,) (shape (1,) for a 0-d x). A bias of another floating dtype promotes
+            with x as x + bias does (a bfloat16 x under autocast with a float32 bias gives float32).
+{common_args}
+
+    Returns:
+        Tensor of x's shape, in the promoted dtype of x and bias.
+
+    Example:
+        >>> x = torch.tensor([[-1.0, 0.5, 2.0, 3.0]])
+        >>> fused_dropout.bias_relu_dropout(x, torch.zeros(4), 0.5, seed=1)
+        tensor([[0., 1., 4., 6.]])
     """
     op = OPS_BY_NAME["bias_relu_dropout"]
     x, _, bias, p, training = _validated(op, x, None, bias, p, training)
     return apply(op, x, None, bias, p, training, seed, offset, generator, backend)
 
 
-def dropout_add(x, residual, p=0.5, training=True, *, bias=None, seed=None, offset=0, generator=None, backend=None):
-    """residual + dropout(x + bias) in one pass; residual has x's shape, bias [x.shape[-1]] or None. Mixed
-    dtypes promote (torch's type promotion), as the eager composition does."""
+@_with_common_args
+def dropout_add(x: torch.Tensor, residual: torch.Tensor, p: float = 0.5, training: bool = True, *,
+                bias: torch.Tensor | None = None, seed: int | None = None, offset: int = 0,
+                generator: torch.Generator | None = None, backend: str | None = None) -> torch.Tensor:
+    """residual + dropout(x + bias) in one pass over memory, for residual connections. The backward saves no
+    mask (16 bytes of RNG state); the residual's gradient is the incoming gradient itself.
+
+    Args:
+        x (Tensor): float16, bfloat16, float32 or float64, shape (*, N).
+        residual (Tensor): x's shape.
+        bias (Tensor, optional): shape (N,). Tensors of different floating dtypes promote, as the eager
+            composition does.
+{common_args}
+
+    Returns:
+        Tensor of x's shape, in the promoted dtype of x, residual and bias.
+
+    Example:
+        >>> x, residual = torch.ones(1, 4), torch.full((1, 4), 10.0)
+        >>> fused_dropout.dropout_add(x, residual, 0.5, seed=3)
+        tensor([[12., 10., 12., 12.]])
+    """
     op = OPS_BY_NAME["dropout_add"]
     x, residual, bias, p, training = _validated(op, x, residual, bias, p, training)
     return apply(op, x, residual, bias, p, training, seed, offset, generator, backend)
 
 
-def dropout_mask(shape, p, seed, *, offset=0, device=None) -> torch.Tensor:
-    """The boolean keep-mask every op applies for this shape, p, seed and offset (computed by the reference)."""
+def dropout_mask(shape, p: float, seed: int, *, offset: int = 0, device=None) -> torch.Tensor:
+    """The boolean keep-mask every op applies for this shape, p, seed and offset (computed by the reference).
+
+    Args:
+        shape (sequence of int): the shape of the tensor the mask is for.
+        p (float): drop probability in [0, 1].
+        seed (int): the seed (a drawn seed cannot be named in advance).
+        offset (int): the element-index offset, as the ops take it.
+        device: where the mask is computed and returned (default CPU).
+
+    Returns:
+        A bool tensor of `shape`, True where an element is kept.
+
+    Example:
+        >>> fused_dropout.dropout_mask((2, 4), 0.5, seed=1)
+        tensor([[ True,  True,  True,  True],
+                [ True,  True, False,  True]])
+    """
     p = check.probability(p)
     if seed is None:
         raise TypeError("seed must be an int: the mask of a drawn seed cannot be named in advance")
