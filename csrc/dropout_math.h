@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "op_traits.h"
 #include "philox.h"
@@ -54,6 +55,57 @@ template <>
 struct ComputeType<double> {
   using type = double;
 };
+
+// ---- the one NaN every op writes ---------------------------------------------------------------------------
+//
+// Hardware does not agree on NaN bits: x86 arithmetic that creates a NaN gives the negative default NaN
+// 0xFFC00000, a GPU's FMUL gives 0x7FFFFFFF, CUDA's float -> half/bfloat16 conversions give 0x7FFF, and NaN
+// operands pass their payload and sign through in some units and not in others. So the spec fixes the bits: every
+// NaN written (output, grad_in, grad_bias) is its dtype's canonical quiet NaN (docs/mask_spec.md, Values).
+
+// A binary floating-point storage format (BitsType wide, kMantissaBits stored mantissa bits) and its canonical
+// quiet NaN: sign clear, exponent all ones, only the top (quiet) mantissa bit set.
+template <typename BitsType, int kMantissaBits>
+struct BinaryFloatFormat {
+  using Bits = BitsType;
+  static constexpr Bits kCanonicalNaN =
+      static_cast<Bits>((static_cast<Bits>(~Bits(0)) >> 1) ^ ((Bits(1) << (kMantissaBits - 1)) - 1));
+};
+using Float16Storage = BinaryFloatFormat<uint16_t, 10>;
+using BFloat16Storage = BinaryFloatFormat<uint16_t, 7>;
+using Float32Storage = BinaryFloatFormat<uint32_t, 23>;
+using Float64Storage = BinaryFloatFormat<uint64_t, 52>;
+// The table of docs/mask_spec.md.
+static_assert(Float16Storage::kCanonicalNaN == 0x7E00u, "float16 canonical NaN");
+static_assert(BFloat16Storage::kCanonicalNaN == 0x7FC0u, "bfloat16 canonical NaN");
+static_assert(Float32Storage::kCanonicalNaN == 0x7FC00000u, "float32 canonical NaN");
+static_assert(Float64Storage::kCanonicalNaN == 0x7FF8000000000000ull, "float64 canonical NaN");
+
+// StorageFormat<scalar_t>: the format of an element type. float and double are mapped here; the 16-bit types are
+// each side's own (c10::Half and c10::BFloat16 in the CPU kernels, __half and __nv_bfloat16 in the CUDA kernels),
+// so each side maps its types where it includes their headers.
+template <typename scalar_t>
+struct StorageFormat;
+template <>
+struct StorageFormat<float> : Float32Storage {};
+template <>
+struct StorageFormat<double> : Float64Storage {};
+
+// `rounded` (the element-type rounding of `value`, made by the caller's conversion) with a NaN replaced by the
+// canonical NaN. The replacement is selected on the rounded bits: canonicalising before the rounding would not
+// survive it, since CUDA's conversions turn every NaN into 0x7FFF. Whether it is a NaN is read from `value`
+// (rounding neither makes nor removes a NaN), one compare in the compute type. Branch-free, so element loops
+// stay vectorised.
+template <typename scalar_t, typename acc_t>
+FD_HOST_DEVICE scalar_t with_canonical_nan(scalar_t rounded, acc_t value) {
+  using Format = StorageFormat<scalar_t>;
+  static_assert(sizeof(typename Format::Bits) == sizeof(scalar_t), "the storage format has the element's width");
+  typename Format::Bits bits;
+  memcpy(&bits, &rounded, sizeof(bits));
+  bits = value != value ? Format::kCanonicalNaN : bits;
+  memcpy(&rounded, &bits, sizeof(bits));
+  return rounded;
+}
 
 // Multiply and add that are never contracted into an FMA, so every backend rounds the same intermediate values
 // and dropout_add is bit-identical across devices. (Host code is also built with -ffp-contract=off.)

@@ -6,7 +6,7 @@ import torch
 
 from .activations import ACTIVATIONS
 from .op_table import FusedOp
-from .spec import compute_dtype, keep_mask, row_len_of, scale_tensor
+from .spec import compute_dtype, keep_mask, row_len_of, scale_tensor, to_output_dtype
 
 
 def _masked_scale(v: torch.Tensor, keep: torch.Tensor, p: float, dtype: torch.dtype) -> torch.Tensor:
@@ -24,7 +24,7 @@ def forward(op: FusedOp, x, residual, bias, rng_state, p):
     out = _masked_scale(ACTIVATIONS[op.activation].forward(v), keep, p, x.dtype)
     if residual is not None:
         out = residual.to(acc) + out
-    return out.to(x.dtype)
+    return to_output_dtype(out, x.dtype)
 
 
 def _column_sums(grad_in: torch.Tensor, bias_grad: bool) -> torch.Tensor:
@@ -32,7 +32,7 @@ def _column_sums(grad_in: torch.Tensor, bias_grad: bool) -> torch.Tensor:
     if not bias_grad or row_len == 0:  # an empty last dimension has an empty bias
         return grad_in.new_zeros((row_len if bias_grad else 0,))
     acc = compute_dtype(grad_in.dtype)
-    return grad_in.to(acc).reshape(-1, row_len).sum(0).to(grad_in.dtype)
+    return to_output_dtype(grad_in.to(acc).reshape(-1, row_len).sum(0), grad_in.dtype)
 
 
 def backward(kind: str, grad, saved, p, bias_grad):
@@ -43,5 +43,5 @@ def backward(kind: str, grad, saved, p, bias_grad):
         keep = saved > 0
     else:
         raise ValueError(f"unknown backward kind {kind!r}")
-    grad_in = _masked_scale(grad.to(compute_dtype(grad.dtype)), keep, p, grad.dtype).to(grad.dtype)
+    grad_in = to_output_dtype(_masked_scale(grad.to(compute_dtype(grad.dtype)), keep, p, grad.dtype), grad.dtype)
     return grad_in, _column_sums(grad_in, bias_grad)

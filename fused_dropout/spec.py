@@ -1,6 +1,6 @@
 """The mask specification (docs/mask_spec.md) in Python: the Philox generator, the keep rule, the mask index
-rule and the scale. Every Python layer (the reference backend, the Triton launcher, validation, fake kernels,
-dropout_mask) takes these from here, so the spec has one home in this language.
+rule, the scale and the canonical NaN. Every Python layer (the reference backend, the Triton kernels and launcher,
+validation, fake kernels, dropout_mask) takes these from here, so the spec has one home in this language.
 
 Philox is computed in int64 tensor arithmetic with 16-bit limbs, so no intermediate overflows and no value ever
 leaves the device (no .item()): it works under torch.compile and CUDA graph capture too.
@@ -51,6 +51,29 @@ def dropout_scale(p: float) -> float:
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """Values are computed in float32, or float64 for float64 tensors."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def canonical_nan_bits(total_bits: int, mantissa_bits: int) -> int:
+    """The canonical quiet NaN of a binary floating-point format: sign clear, exponent all ones, only the top
+    (quiet) mantissa bit set. Every NaN an op writes has these bits, because hardware disagrees on NaN payloads
+    and signs (x86 makes 0xFFC00000, GPUs 0x7FFFFFFF and 0x7FFF, some units pass an operand's payload through)."""
+    return ((1 << (total_bits - 1)) - 1) ^ ((1 << (mantissa_bits - 1)) - 1)
+
+
+# (total bits, mantissa bits) of each output dtype; CANONICAL_NAN_BITS is then 0x7E00, 0x7FC0, 0x7FC00000 and
+# 0x7FF8000000000000.
+_FLOAT_FORMATS = {torch.float16: (16, 10), torch.bfloat16: (16, 7), torch.float32: (32, 23), torch.float64: (64, 52)}
+CANONICAL_NAN_BITS = {dtype: canonical_nan_bits(*fmt) for dtype, fmt in _FLOAT_FORMATS.items()}
+_SAME_WIDTH_INT = {16: torch.int16, 32: torch.int32, 64: torch.int64}
+
+
+def to_output_dtype(v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """v (compute type) rounded once to `dtype`, every NaN written as the canonical NaN. The NaN is replaced
+    after the rounding, on the output's bits: a NaN constant put through a conversion may not keep its bits."""
+    rounded = v.to(dtype)
+    bits_type = _SAME_WIDTH_INT[_FLOAT_FORMATS[dtype][0]]
+    canonical = torch.tensor(CANONICAL_NAN_BITS[dtype], dtype=bits_type, device=v.device)
+    return torch.where(v.isnan(), canonical, rounded.view(bits_type)).view(dtype)
 
 
 def scale_tensor(p: float, dtype: torch.dtype, device) -> torch.Tensor:

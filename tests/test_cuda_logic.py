@@ -4,6 +4,7 @@ __global__ kernels call) over every block and thread on the CPU, through the lau
 Outputs must match the pure-PyTorch reference family bit for bit, and every output element must be written (the
 emulator poisons its outputs with NaN). The ops come from the emulator's copy of csrc/op_list.h, the launch
 geometry from the launcher's own functions: nothing here re-types them."""
+import math
 import os
 import shutil
 import subprocess
@@ -16,6 +17,9 @@ import fused_dropout as fd  # noqa: F401 - defines the torch_ reference ops the 
 from conftest import assert_column_sum_close, make_input
 from fused_dropout import spec
 from spec_impl import M32, philox4x32_10
+from test_nan import CANONICAL as CANONICAL_NAN
+from test_nan import bits as nan_bits
+from test_nan import scatter_nans
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CUDA_INCLUDE = os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "include")
@@ -231,3 +235,72 @@ def test_an_op_without_a_kernel_is_an_error(emulator, op_list, tmp_path):
                      has_bias=has_bias, has_residual=0, seed=1, offset=0, threshold=0, scale="1.0", misalign=0,
                      geometry="grid_stride")
         assert result.returncode != 0 and ("no kernel" in result.stderr or "not in csrc/op_list.h" in result.stderr)
+
+
+# ---- NaNs: every NaN the bodies write is the spec's canonical NaN (the CUDA conversions make 0x7FFF of any NaN) --
+
+NAN_SHAPE = (40, 24)  # rows a multiple of the vector width: the bias-gradient tiles take the vector path too
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("misalign", [0, 1], ids=["vector", "scalar"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_forward_bodies_write_the_canonical_nan(emulator, op_list, tmp_path, dtype, misalign):
+    seed, p = 99, 0.3
+    x = scatter_nans(make_input(NAN_SHAPE, dtype, seed=1), 3, 0, seed=0)
+    residual = scatter_nans(make_input(NAN_SHAPE, dtype, seed=2), 7, 2, seed=2)
+    bias = scatter_nans(make_input(NAN_SHAPE[-1:], dtype, seed=3), 5, 1, seed=1)
+    x[:, 4], bias[4] = math.inf, -math.inf  # inf + -inf in the bias add
+    x[:, 5], residual[:, 5] = math.inf, -math.inf  # inf + -inf in the residual add, where kept
+    state = torch.tensor([seed, 0], dtype=torch.int64)
+    for name, tensor in (("x", x), ("residual", residual), ("bias", bias)):
+        write(tmp_path, name, tensor)
+    for op, has_bias in forward_cases(op_list[0]):
+        args = [x] + ([residual] if op.residual else []) + ([bias if has_bias else None] if op.optional_bias else [])
+        expected = reference_op(op.name + "_fwd")(*args, state, p)
+        report = run(emulator, tmp_path, kind="forward", op=op.name, dtype=DTYPE_NAME[dtype], numel=x.numel(),
+                     row_len=NAN_SHAPE[-1], has_bias=int(has_bias), has_residual=int(op.residual), seed=seed,
+                     offset=0, threshold=spec.keep_threshold(p), scale=repr(1 / (1 - p)), misalign=misalign,
+                     geometry="grid_stride")
+        assert report["vector_path"] == 1 - misalign
+        out = read(tmp_path, "out", dtype, NAN_SHAPE)
+        assert bool(out.isnan().any()), (op, has_bias)
+        assert bool((nan_bits(out)[out.isnan()] == CANONICAL_NAN[dtype]).all()), (op, has_bias)
+        assert torch.equal(nan_bits(out), nan_bits(expected)), (op, has_bias)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("misalign", [0, 1], ids=["vector", "scalar"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_backward_bodies_write_the_canonical_nan(emulator, op_list, tmp_path, dtype, misalign):
+    seed, p = 98, 0.3
+    state = torch.tensor([seed, 0], dtype=torch.int64)
+    keep = spec.keep_mask(math.prod(NAN_SHAPE), state, p).reshape(NAN_SHAPE)
+    # Positive inputs: the saved output y is > 0 exactly where kept, so both backward kinds keep the same elements.
+    y = reference_op("dropout_fwd")(make_input(NAN_SHAPE, dtype, seed=5).abs() + 1, state, p)
+    # NaN gradients of every kind in the left half of the columns; +inf and -inf at two kept rows of each column of
+    # the right half, so that column's bias gradient is inf + -inf.
+    half = NAN_SHAPE[1] // 2
+    grad = torch.ones(NAN_SHAPE, dtype=dtype)
+    grad[:, :half] = scatter_nans(grad[:, :half], 2, 0, seed=4)
+    for col in range(half, NAN_SHAPE[1]):
+        rows = keep[:, col].nonzero().flatten()
+        grad[rows[0], col], grad[rows[1], col] = math.inf, -math.inf
+    nan_columns = (keep & grad.isnan()).any(0)
+    nan_columns[half:] = True
+    write(tmp_path, "grad", grad)
+    write(tmp_path, "y", y)
+    for op in op_list[1]:
+        saved = {"rng_state": state, "y": y}[op.saved]
+        expected_grad_in, _ = reference_op(op.name)(grad, saved, p, True)
+        report = run(emulator, tmp_path, kind="backward", op=op.name, saved=op.saved, dtype=DTYPE_NAME[dtype],
+                     numel=grad.numel(), row_len=NAN_SHAPE[-1], bias_grad=1, seed=seed, offset=0,
+                     threshold=spec.keep_threshold(p), scale=repr(1 / (1 - p)), misalign=misalign,
+                     geometry="grid_stride")
+        assert report["vector_path"] == 1 - misalign
+        grad_in = read(tmp_path, "grad_in", dtype, NAN_SHAPE)
+        assert bool((nan_bits(grad_in)[grad_in.isnan()] == CANONICAL_NAN[dtype]).all()), op
+        assert torch.equal(nan_bits(grad_in), nan_bits(expected_grad_in)), op
+        grad_bias = read(tmp_path, "grad_bias", dtype, NAN_SHAPE[-1:])
+        assert bool((nan_bits(grad_bias)[nan_columns] == CANONICAL_NAN[dtype]).all()), op
+        assert not bool(grad_bias[~nan_columns].isnan().any()), op

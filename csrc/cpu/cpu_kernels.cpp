@@ -15,6 +15,13 @@
 #include <vector>
 
 namespace fused_dropout {
+
+// The CPU's 16-bit element types, in the canonical-NaN rule of dropout_math.h.
+template <>
+struct StorageFormat<c10::Half> : Float16Storage {};
+template <>
+struct StorageFormat<c10::BFloat16> : BFloat16Storage {};
+
 namespace cpu {
 
 #define FD_CPU_ISA_NAMESPACE generic

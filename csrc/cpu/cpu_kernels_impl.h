@@ -12,6 +12,13 @@ constexpr int64_t kGroupsPerStep = 16;   // Philox groups computed side by side 
 constexpr int64_t kWordsCapacity = 4 * (((kTile + 6) / 4 + kGroupsPerStep - 1) / kGroupsPerStep * kGroupsPerStep);
 constexpr int64_t kGrain = 32768;        // elements per parallel task; never affects the results
 
+// Every value a CPU kernel writes (output, grad_in, grad_bias) is made here: v rounded once to the element type,
+// a NaN written as the spec's canonical NaN (dropout_math.h).
+template <typename scalar_t, typename acc_t>
+inline scalar_t to_element(acc_t v) {
+  return with_canonical_nan(static_cast<scalar_t>(v), v);
+}
+
 // Writes the Philox words covering elements [first, first + n) and returns `shift` such that element first + k
 // uses words[shift + k].
 inline int64_t fill_mask_words(uint64_t seed, uint64_t offset, int64_t first, int64_t n, uint32_t* words) {
@@ -76,7 +83,7 @@ void forward(const ForwardArgs<scalar_t>& a) {
         const acc_t b = Element::kHasBias ? static_cast<acc_t>(bias[k]) : acc_t(0);
         const acc_t r = Element::kHasResidual ? static_cast<acc_t>(residual[k]) : acc_t(0);
         const bool keep = keep_rule(words[k]);
-        out[k] = static_cast<scalar_t>(Element::apply(static_cast<acc_t>(x[k]), b, r, keep, scale));
+        out[k] = to_element<scalar_t>(Element::apply(static_cast<acc_t>(x[k]), b, r, keep, scale));
       }
     });
   });
@@ -105,7 +112,7 @@ void backward(const BackwardArgs<scalar_t>& a) {
     acc_t* __restrict__ sums = kAccumulate ? column_sums + col : nullptr;
     for (int64_t k = 0; k < n; ++k) {
       const bool keep = kFromMask ? keep_rule(words[k]) : static_cast<acc_t>(y[k]) > acc_t(0);
-      const scalar_t g = static_cast<scalar_t>(backward_element(static_cast<acc_t>(grad[k]), keep, scale));
+      const scalar_t g = to_element<scalar_t>(backward_element(static_cast<acc_t>(grad[k]), keep, scale));
       grad_in[k] = g;
       if constexpr (kAccumulate) sums[k] += static_cast<acc_t>(g);
     }
@@ -168,7 +175,7 @@ void backward(const BackwardArgs<scalar_t>& a) {
         const acc_t* __restrict__ sums = partial.data() + block * row_len + c0;
         for (int64_t k = 0; k < n; ++k) total[k] += sums[k];
       }
-      for (int64_t k = 0; k < n; ++k) a.grad_bias[c0 + k] = static_cast<scalar_t>(total[k]);
+      for (int64_t k = 0; k < n; ++k) a.grad_bias[c0 + k] = to_element<scalar_t>(total[k]);
     }
   });
 }

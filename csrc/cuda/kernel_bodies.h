@@ -31,16 +31,34 @@ FD_HOST_DEVICE float to_compute(__nv_bfloat16 v) { return __bfloat162float(v); }
 FD_HOST_DEVICE float to_compute(float v) { return v; }
 FD_HOST_DEVICE double to_compute(double v) { return v; }
 
+// Rounding to nearest even. A NaN comes out as whatever the conversion makes of it (0x7FFF for half and bfloat16).
 template <typename scalar_t>
-FD_HOST_DEVICE scalar_t from_compute(typename ComputeType<scalar_t>::type v);
+FD_HOST_DEVICE scalar_t rounded_from_compute(typename ComputeType<scalar_t>::type v);
 template <>
-FD_HOST_DEVICE __half from_compute<__half>(float v) { return __float2half_rn(v); }
+FD_HOST_DEVICE __half rounded_from_compute<__half>(float v) { return __float2half_rn(v); }
 template <>
-FD_HOST_DEVICE __nv_bfloat16 from_compute<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+FD_HOST_DEVICE __nv_bfloat16 rounded_from_compute<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 template <>
-FD_HOST_DEVICE float from_compute<float>(float v) { return v; }
+FD_HOST_DEVICE float rounded_from_compute<float>(float v) { return v; }
 template <>
-FD_HOST_DEVICE double from_compute<double>(double v) { return v; }
+FD_HOST_DEVICE double rounded_from_compute<double>(double v) { return v; }
+
+}  // namespace cuda
+
+// CUDA's 16-bit element types, in the canonical-NaN rule of dropout_math.h.
+template <>
+struct StorageFormat<__half> : Float16Storage {};
+template <>
+struct StorageFormat<__nv_bfloat16> : BFloat16Storage {};
+
+namespace cuda {
+
+// Every value a kernel writes (output, grad_in, grad_bias) is made here: rounded once to the element type, a NaN
+// written as the spec's canonical NaN.
+template <typename scalar_t>
+FD_HOST_DEVICE scalar_t from_compute(typename ComputeType<scalar_t>::type v) {
+  return with_canonical_nan(rounded_from_compute<scalar_t>(v), v);
+}
 
 // 128-bit accesses: 8 half/bfloat16, 4 float or 2 double per load or store.
 template <typename scalar_t>

@@ -9,6 +9,8 @@ Pointers a specialisation does not read are None (constexpr), so nothing stands 
 import triton
 import triton.language as tl
 
+from .. import spec
+
 
 @triton.jit
 def _global_index(offset, index):
@@ -83,18 +85,30 @@ def _load_widened(pointers, mask, acc_t: tl.constexpr):
     return _widen(tl.load(pointers, mask=mask, other=0.0), acc_t)
 
 
+# Compile-time helpers of _round_to: the unsigned integer type of a bit width, and the spec's canonical NaN of a
+# format of (total bits, mantissa bits).
+_unsigned_type = triton.constexpr_function(tl.core.get_int_dtype)
+_canonical_nan_bits = triton.constexpr_function(spec.canonical_nan_bits)
+
+
 @triton.jit
 def _round_to(v, dtype: tl.constexpr):
-    """v (compute type) rounded once to `dtype`, to nearest even. bfloat16 is rounded with integer arithmetic:
-    the result is the hardware's cvt.rn, and Triton's CPU interpreter (which truncates) computes it too."""
+    """v (compute type) rounded once to `dtype`, to nearest even, a NaN written as the canonical NaN: GPUs and
+    the interpreter's numpy disagree on NaN bits, and a GPU conversion makes 0x7FFF of any NaN, so the NaN is
+    replaced after the rounding, on the output's bits. bfloat16 is rounded with integer arithmetic: the result is
+    the hardware's cvt.rn, and Triton's CPU interpreter (which truncates) computes it too; the NaN replacement
+    covers the NaNs that arithmetic would carry into the sign or exponent."""
     if dtype == tl.bfloat16:
         bits = v.to(tl.uint32, bitcast=True)
         rounded = bits + 0x7FFF + ((bits >> 16) & 1)
-        rounded = tl.where(v != v, bits | 0x400000, rounded)  # NaN stays a (quiet) NaN
         result = (rounded >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
     else:
         result = v.to(dtype)
-    return result  # one return: compiled code keeps every return of a function, constexpr branches included
+    bits_type: tl.constexpr = _unsigned_type(dtype.primitive_bitwidth, signed=False)
+    result_bits = result.to(bits_type, bitcast=True)
+    canonical_nan = tl.full(result_bits.shape, _canonical_nan_bits(dtype.primitive_bitwidth, dtype.fp_mantissa_width),
+                            bits_type)
+    return tl.where(v != v, canonical_nan, result_bits).to(dtype, bitcast=True)
 
 
 @triton.jit
