@@ -115,6 +115,41 @@ def mode_fn(fn, inputs: cases.Inputs, mode: str):
     return lambda: torch.autograd.grad(fn(inputs), targets, grad)
 
 
+def tqdm_or_none():
+    """tqdm's progress bar class, or None when it is not installed (it is optional: the `bench` extra)."""
+    try:
+        from tqdm import tqdm
+    except Exception:  # ImportError, or a broken install
+        return None
+    return tqdm
+
+
+def progress(tasks: list, quiet: bool):
+    """tasks, with a tqdm bar, or a plain line per task when tqdm is missing, or nothing when quiet."""
+    bar = tqdm_or_none()
+    if quiet:
+        yield from tasks
+    elif bar is not None:
+        yield from bar(tasks, desc="benchmark", unit="case")
+    else:
+        for index, task in enumerate(tasks, 1):
+            print(f"[{index}/{len(tasks)}] {' '.join(str(part) for part in task[:2])} {task[2][0]} {task[2][1]}",
+                  flush=True)
+            yield task
+
+
+def dependency_messages(args) -> list[str]:
+    """What is missing of the optional dependencies and what that costs: printed before measuring. numpy is not
+    needed at all; matplotlib only for the plots; tqdm only for the progress bar."""
+    messages = []
+    plot_problem = report.missing_plot_dependency()
+    if plot_problem:
+        messages.append(plot_problem)
+    if not args.no_progress and tqdm_or_none() is None:
+        messages.append("no progress bar: tqdm is not installed (`pip install tqdm`); printing plain progress lines")
+    return messages
+
+
 def run(args) -> list[report.Row]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     modes, dtypes, providers, points = build_plan(args, device)
@@ -122,12 +157,7 @@ def run(args) -> list[report.Row]:
     compiled_cache = {}
     rows: list[report.Row] = []
     tasks = [(op, dtype, point) for dtype in dtypes for op in args.ops for point in points]
-    try:
-        from tqdm import tqdm
-        progress = tqdm(tasks, disable=args.no_progress, desc="benchmark", unit="case")
-    except ImportError:
-        progress = tasks
-    for op, dtype_name, (sweep, x, shape) in progress:
+    for op, dtype_name, (sweep, x, shape) in progress(tasks, args.no_progress):
         dtype = DTYPE_NAMES[dtype_name]
         inputs = cases.make_inputs(op, shape, dtype, device)
         numel, element_size = inputs.x.numel(), inputs.x.element_size()
@@ -143,7 +173,7 @@ def run(args) -> list[report.Row]:
             else:
                 fn = provider_fn(op, provider)
             for mode in (["fwd"] if provider == "clone" else modes):
-                t50, t20, t80 = time_ms(mode_fn(fn, inputs, mode), device, quick=args.quick)
+                t50, t20, t80, _ = time_ms(mode_fn(fn, inputs, mode), device, quick=args.quick)
                 moved = cases.bytes_moved(op, mode, provider, numel, shape[-1], element_size)
                 times[(provider, mode)] = (t50, t20, t80, moved)
                 add(provider, mode, "time", "ms", t50, t20, t80)
@@ -169,14 +199,18 @@ def run(args) -> list[report.Row]:
 def main(argv=None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     started = time.time()
+    messages = dependency_messages(args)
+    for message in messages:
+        print(message, flush=True)
+    plots = report.missing_plot_dependency() is None
     if args.from_csv:
         paths = report.write_all(report.read_csv(os.path.join(args.from_csv, "results.csv")), args.from_csv,
-                                 write_rows=False)
+                                 write_rows=False, plots=plots)
         print(open(paths["summary"]).read())
         return
     rows = run(args)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    paths = report.write_all(rows, args.out or default_results_dir(device))
+    paths = report.write_all(rows, args.out or default_results_dir(device), plots=plots)
     with open(paths["summary"]) as handle:
         print(handle.read())
     print(f"wrote {', '.join(paths.values())} in {time.time() - started:.0f} s")

@@ -45,6 +45,19 @@ def read_csv(path: str) -> list[Row]:
                        "y80": float(r["y80"])}) for r in csv.DictReader(handle)]
 
 
+def missing_plot_dependency() -> str | None:
+    """None when the plots can be drawn, else a one-line message naming what to install (matplotlib is an
+    optional dependency: the `bench` extra). Checked before measuring, so a run never ends in an ImportError."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # noqa: F401
+    except Exception as error:  # ImportError, or a broken install
+        return f"plots skipped: matplotlib is unavailable ({error}); `pip install matplotlib` to draw them"
+    return None
+
+
 def plot(rows: list[Row], metric: str, ylabel: str, path: str, log_y: bool = False) -> None:
     """One subplot per (op, mode) of the size sweep: metric against elements, a line per provider and dtype."""
     import matplotlib
@@ -126,19 +139,19 @@ def summary_markdown(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def write_all(rows: list[Row], directory: str, write_rows: bool = True) -> dict[str, str]:
-    """Writes the CSV (unless re-rendering from it), the two plots and the markdown summary."""
+def write_all(rows: list[Row], directory: str, write_rows: bool = True, plots: bool = True) -> dict[str, str]:
+    """Writes the CSV (unless re-rendering from it), the markdown summary and, when `plots` (matplotlib is
+    there), the two plots. Returns the paths written."""
     os.makedirs(directory, exist_ok=True)
-    paths = {
-        "csv": os.path.join(directory, "results.csv"),
-        "bandwidth": os.path.join(directory, "bandwidth.png"),
-        "speedup": os.path.join(directory, "speedup.png"),
-        "summary": os.path.join(directory, "summary.md"),
-    }
+    paths = {"csv": os.path.join(directory, "results.csv")}
     if write_rows:
         write_csv(rows, paths["csv"])
-    plot(rows, "bandwidth", "effective GB/s", paths["bandwidth"], log_y=True)
-    plot(rows, "speedup_vs_eager", "speedup vs eager", paths["speedup"], log_y=True)
+    if plots:
+        paths["bandwidth"] = os.path.join(directory, "bandwidth.png")
+        paths["speedup"] = os.path.join(directory, "speedup.png")
+        plot(rows, "bandwidth", "effective GB/s", paths["bandwidth"], log_y=True)
+        plot(rows, "speedup_vs_eager", "speedup vs eager", paths["speedup"], log_y=True)
+    paths["summary"] = os.path.join(directory, "summary.md")
     with open(paths["summary"], "w") as handle:
         handle.write(summary_markdown(rows))
     return paths
