@@ -17,7 +17,7 @@ def no_triton_interpreter(monkeypatch):
 
 
 def test_quick_tiny_sweep_writes_csv_plots_and_summary(tmp_path):
-    cli.main(["--quick", "--modes", "fwd", "bwd", "fwd+bwd", "--sizes", "12", "13", "--ops", "dropout", "bias_relu_dropout", "--hidden", "512",
+    cli.main(["--quick", "--modes", "fwd", "bwd", "fwd+bwd", "--sizes", "13", "--ops", "dropout", "bias_relu_dropout", "--hidden", "512",
               "--hidden-numel-log2", "13", "--providers", "cpu", "eager", "compile", "clone", "--no-progress",
               "--out", str(tmp_path)])
     with open(tmp_path / "results.csv") as handle:
@@ -33,7 +33,7 @@ def test_quick_tiny_sweep_writes_csv_plots_and_summary(tmp_path):
         if r["metric"] == "time":
             assert 0 < float(r["y20"]) <= float(r["y50"]) <= float(r["y80"])
     saved = {(r["op"], r["provider"]): float(r["y50"]) for r in rows if r["metric"] == "saved_bytes_per_element"}
-    assert saved[("dropout", "cpu")] < 0.01  # 16 bytes of RNG state over 4096 elements
+    assert saved[("dropout", "cpu")] < 0.01  # 16 bytes of RNG state over 8192 elements
     assert saved[("dropout", "eager")] >= 1.0  # nn.Dropout keeps a mask
     for name in ("bandwidth.png", "speedup.png"):
         data = (tmp_path / name).read_bytes()
@@ -60,10 +60,38 @@ def test_runs_with_only_the_required_dependencies(tmp_path):
     out = result.stdout
     # Told before measuring: the messages come before the first progress line.
     assert "pip install matplotlib" in out and "pip install tqdm" in out
-    assert out.index("pip install matplotlib") < out.index("[1/1] dropout float32 size 4096")
+    assert out.index("pip install matplotlib") < out.index("[1/1] dropout float32 fwd size 4096")
     assert (tmp_path / "results.csv").stat().st_size > 0
     assert "| dropout | fwd | float32 | cpu |" in (tmp_path / "summary.md").read_text()
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_a_compile_row_that_ran_uncompiled_fails_the_run(tmp_path, monkeypatch):
+    # At its recompile limit dynamo runs the function eagerly; a limit of 0 forces that on the first call.
+    import torch._dynamo
+
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 0)
+    with pytest.raises(SystemExit) as failure:
+        cli.main(["--quick", "--modes", "fwd", "--sizes", "12", "--ops", "dropout", "--hidden", "--providers",
+                  "eager", "compile", "--no-progress", "--out", str(tmp_path)])
+    assert failure.value.code not in (0, None)
+    assert "did not run compiled code" in str(failure.value.code)
+    assert "dropout float32 fwd size 4096" in str(failure.value.code)
+    with open(tmp_path / "results.csv") as handle:
+        providers = {r["provider"] for r in csv.DictReader(handle)}
+    assert providers == {"eager"}  # the eager-timed "compile" rows are left out
+
+
+def test_each_compile_case_compiles_afresh(tmp_path, monkeypatch):
+    # Two (op, dtype, mode) cases of one shape each: with a recompile limit of 1 the second case only runs
+    # compiled if it does not share dynamo's cache with the first (one shared function would fall back to eager).
+    import torch._dynamo
+
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    cli.main(["--quick", "--modes", "fwd", "--sizes", "13", "--ops", "dropout", "dropout_add", "--hidden",
+              "--providers", "compile", "--no-progress", "--out", str(tmp_path)])
+    with open(tmp_path / "results.csv") as handle:
+        assert {r["op"] for r in csv.DictReader(handle) if r["provider"] == "compile"} == {"dropout", "dropout_add"}
 
 
 def test_byte_accounting():

@@ -97,8 +97,6 @@ def build_plan(args, device: torch.device):
 def provider_fn(op: str, provider: str):
     if provider == "eager":
         return cases.eager_fn(op)
-    if provider == "compile":
-        return cases.compiled_fn(op)
     if provider == "clone":
         return cases.clone_fn(op)
     return cases.fused_fn(op, provider)
@@ -124,7 +122,7 @@ def tqdm_or_none():
     return tqdm
 
 
-def progress(tasks: list, quiet: bool):
+def progress(tasks: list, quiet: bool, label):
     """tasks, with a tqdm bar, or a plain line per task when tqdm is missing, or nothing when quiet."""
     bar = tqdm_or_none()
     if quiet:
@@ -133,8 +131,7 @@ def progress(tasks: list, quiet: bool):
         yield from bar(tasks, desc="benchmark", unit="case")
     else:
         for index, task in enumerate(tasks, 1):
-            print(f"[{index}/{len(tasks)}] {' '.join(str(part) for part in task[:2])} {task[2][0]} {task[2][1]}",
-                  flush=True)
+            print(f"[{index}/{len(tasks)}] {label(task)}", flush=True)
             yield task
 
 
@@ -150,50 +147,81 @@ def dependency_messages(args) -> list[str]:
     return messages
 
 
-def run(args) -> list[report.Row]:
+def run(args) -> tuple[list[report.Row], list[str]]:
+    """The rows, and the torch.compile measurements left out because they did not run compiled code.
+
+    Order: dtype, op, mode, then the points of the sweeps, so that each (op, dtype, mode) torch.compile case
+    runs start to end on its own fresh compile."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     modes, dtypes, providers, points = build_plan(args, device)
     device_name, commit = device_description(device), commit_id()
-    compiled_cache = {}
     rows: list[report.Row] = []
-    tasks = [(op, dtype, point) for dtype in dtypes for op in args.ops for point in points]
-    for op, dtype_name, (sweep, x, shape) in progress(tasks, args.no_progress):
-        dtype = DTYPE_NAMES[dtype_name]
-        inputs = cases.make_inputs(op, shape, dtype, device)
+    uncompiled: list[str] = []
+    measured = {}  # (op, dtype, point index) -> {(provider, mode): (Timing, bytes moved)}
+    tasks = [(op, dtype, mode, index) for dtype in dtypes for op in args.ops for mode in modes
+             for index in range(len(points))]
+    compiled = None
+
+    def label(task):
+        op, dtype, mode, index = task
+        sweep, x, _ = points[index]
+        return f"{op} {dtype} {mode} {sweep} {x}"
+
+    def add(op, dtype_name, index, provider, mode, metric, unit, y50, y20, y80):
+        sweep, x, shape = points[index]
+        rows.append(report.Row(op, provider, mode, metric, unit, x, y50, y20, y80, dtype_name, device_name,
+                               commit, sweep, "x".join(map(str, shape))))
+
+    for op, dtype_name, mode, index in progress(tasks, args.no_progress, label):
+        sweep, x, shape = points[index]
+        if "compile" in providers and (compiled is None or compiled.case != (op, dtype_name, mode)):
+            compiled = cases.CompiledCase(op, dtype_name, mode)
+        inputs = cases.make_inputs(op, shape, DTYPE_NAMES[dtype_name], device)
         numel, element_size = inputs.x.numel(), inputs.x.element_size()
-
-        def add(provider, mode, metric, unit, y50, y20, y80):
-            rows.append(report.Row(op, provider, mode, metric, unit, x, y50, y20, y80, dtype_name, device_name,
-                                   commit, sweep, "x".join(map(str, shape))))
-
-        times = {}
+        times = measured.setdefault((op, dtype_name, index), {})
         for provider in providers:
+            provider_mode = "fwd" if provider == "clone" else mode
+            if provider == "clone" and mode != modes[0]:
+                continue  # x.clone() has no modes: timed once per point
+            fn = compiled if provider == "compile" else provider_fn(op, provider)
             if provider == "compile":
-                fn = compiled_cache.setdefault(op, cases.compiled_fn(op))
+                compiled.mark()
+                try:
+                    timing = time_ms(mode_fn(fn, inputs, mode), device, quick=args.quick)
+                    problem = compiled.problem()
+                except Exception as error:  # fullgraph=True: a graph break or the recompile limit raises
+                    problem = f"torch.compile failed: {type(error).__name__}: {str(error).splitlines()[0]}"
+                if problem:
+                    uncompiled.append(f"{op} {dtype_name} {mode} {sweep} {x}: {problem}")
+                    continue
             else:
-                fn = provider_fn(op, provider)
-            for mode in (["fwd"] if provider == "clone" else modes):
-                t50, t20, t80, _ = time_ms(mode_fn(fn, inputs, mode), device, quick=args.quick)
-                moved = cases.bytes_moved(op, mode, provider, numel, shape[-1], element_size)
-                times[(provider, mode)] = (t50, t20, t80, moved)
-                add(provider, mode, "time", "ms", t50, t20, t80)
-                # Bandwidth is inversely proportional to time: the 20th percentile of time gives the 80th of GB/s.
-                add(provider, mode, "bandwidth", "GB/s", moved / t50 / 1e6, moved / t80 / 1e6, moved / t20 / 1e6)
-            if sweep == "size" and x == points[0][1] and provider not in ("compile", "clone"):
+                timing = time_ms(mode_fn(fn, inputs, mode), device, quick=args.quick)
+            t50, t20, t80, _ = timing
+            moved = cases.bytes_moved(op, provider_mode, provider, numel, shape[-1], element_size)
+            times[(provider, provider_mode)] = (t50, t20, t80, moved)
+            add(op, dtype_name, index, provider, provider_mode, "time", "ms", t50, t20, t80)
+            # Bandwidth is inversely proportional to time: the 20th percentile of time gives the 80th of GB/s.
+            add(op, dtype_name, index, provider, provider_mode, "bandwidth", "GB/s", moved / t50 / 1e6,
+                moved / t80 / 1e6, moved / t20 / 1e6)
+            if index == 0 and sweep == "size" and mode == modes[0] and provider not in ("compile", "clone"):
                 # Memory kept for the backward does not depend on the size: measured once, at the first size.
-                add(provider, "fwd+bwd", "saved_bytes_per_element", "B", *(3 * [cases.saved_bytes_per_element(fn, inputs)]))
+                saved = cases.saved_bytes_per_element(fn, inputs)
+                add(op, dtype_name, index, provider, "fwd+bwd", "saved_bytes_per_element", "B", saved, saved, saved)
+        del inputs
+    for (op, dtype_name, index), times in measured.items():
         clone = times.get(("clone", "fwd"))
         clone_bw = clone[3] / clone[0] if clone is not None else None
         for (provider, mode), (t50, t20, t80, moved) in times.items():
             if provider == "clone":
                 continue
             if clone_bw is not None:
-                add(provider, mode, "clone_fraction", "ratio", moved / t50 / clone_bw, moved / t80 / clone_bw,
-                    moved / t20 / clone_bw)
+                add(op, dtype_name, index, provider, mode, "clone_fraction", "ratio", moved / t50 / clone_bw,
+                    moved / t80 / clone_bw, moved / t20 / clone_bw)
             eager = times.get(("eager", mode))
             if eager is not None:
-                add(provider, mode, "speedup_vs_eager", "x", eager[0] / t50, eager[0] / t80, eager[0] / t20)
-    return rows
+                add(op, dtype_name, index, provider, mode, "speedup_vs_eager", "x", eager[0] / t50, eager[0] / t80,
+                    eager[0] / t20)
+    return rows, uncompiled
 
 
 def main(argv=None) -> None:
@@ -208,9 +236,12 @@ def main(argv=None) -> None:
                                  write_rows=False, plots=plots)
         print(open(paths["summary"]).read())
         return
-    rows = run(args)
+    rows, uncompiled = run(args)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     paths = report.write_all(rows, args.out or default_results_dir(device), plots=plots)
     with open(paths["summary"]) as handle:
         print(handle.read())
     print(f"wrote {', '.join(paths.values())} in {time.time() - started:.0f} s")
+    if uncompiled:
+        sys.exit(f"error: {len(uncompiled)} torch.compile measurement(s) did not run compiled code, so their rows "
+                 "were left out and the run fails:\n  " + "\n  ".join(uncompiled))
