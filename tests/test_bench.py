@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from fused_dropout.bench import cases, cli, report
+from fused_dropout.bench import cases, cli, report, timing
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +32,10 @@ def test_quick_tiny_sweep_writes_csv_plots_and_summary(tmp_path):
     for r in rows:
         if r["metric"] == "time":
             assert 0 < float(r["y20"]) <= float(r["y50"]) <= float(r["y80"])
+    for r in rows:
+        assert (r["torch"], r["threads"]) == (torch.__version__, str(torch.get_num_threads()))
+        assert r["triton"] and r["cpu_isa"] and r["device"] and r["page_fault_dominated"] in ("True", "False")
+        assert r["samples"] == "" if r["metric"] == "saved_bytes_per_element" else int(r["samples"]) >= 1
     saved = {(r["op"], r["provider"]): float(r["y50"]) for r in rows if r["metric"] == "saved_bytes_per_element"}
     assert saved[("dropout", "cpu")] < 0.01  # 16 bytes of RNG state over 8192 elements
     assert saved[("dropout", "eager")] >= 1.0  # nn.Dropout keeps a mask
@@ -92,6 +96,36 @@ def test_each_compile_case_compiles_afresh(tmp_path, monkeypatch):
               "--providers", "compile", "--no-progress", "--out", str(tmp_path)])
     with open(tmp_path / "results.csv") as handle:
         assert {r["op"] for r in csv.DictReader(handle) if r["provider"] == "compile"} == {"dropout", "dropout_add"}
+
+
+def test_single_samples_and_page_faults_are_flagged_and_results_never_overwritten(tmp_path, monkeypatch, capsys):
+    # Every timing takes 1 ms in one sample: clone's time per byte at 2^12 elements is 256x that at 2^20.
+    def one_sample_of_1ms(fn, device, quick=False):
+        fn()
+        return timing.Timing(1.0, 1.0, 1.0, 1)
+
+    monkeypatch.setattr(cli, "time_ms", one_sample_of_1ms)
+    monkeypatch.chdir(tmp_path)
+    argv = ["--quick", "--modes", "fwd", "--sizes", "12", "20", "--ops", "dropout", "--hidden", "--providers",
+            "cpu", "clone", "--no-progress"]
+    cli.main(argv)
+    cli.main(argv)
+    out = capsys.readouterr().out
+    assert "estimated duration" in out and "the run took" in out
+    folders = sorted((tmp_path / "benchmarks" / "results").iterdir())
+    assert len(folders) == 2 and all(f.name.startswith("cpu-") for f in folders)  # a new folder per run
+    with open(folders[0] / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["page_fault_dominated"] for r in rows if r["x"] == str(2**12)} == {"True"}
+    assert {r["page_fault_dominated"] for r in rows if r["x"] == str(2**20)} == {"False"}
+    assert {r["samples"] for r in rows if r["metric"] == "time"} == {"1"}
+    summary = (folders[0] / "summary.md").read_text()
+    assert "| dropout | fwd | float32 | cpu |" in summary and "1 sample" in summary
+
+
+def test_percentiles_match_numpy_and_count_samples():
+    assert timing.summarize([3.0, 1.0, 2.0, 4.0, 5.0]) == (3.0, 1.8, 4.2, 5)
+    assert timing.summarize([2.5]) == (2.5, 2.5, 2.5, 1)
 
 
 def test_byte_accounting():

@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, fields
 
 CSV_COLUMNS = ("op", "provider", "mode", "metric", "unit", "x", "y50", "y20", "y80", "dtype", "device", "commit",
-               "sweep", "shape")
+               "sweep", "shape", "samples", "page_fault_dominated", "threads", "cpu_isa", "torch", "triton")
 
 
 @dataclass
@@ -22,10 +22,16 @@ class Row:
     y20: float
     y80: float
     dtype: str
-    device: str
+    device: str  # the machine: CPU model or GPU name
     commit: str
     sweep: str
     shape: str
+    samples: int | None = None  # timings behind the row (1: a single sample); empty for saved bytes
+    page_fault_dominated: bool | None = None  # see benchmarks/README.md; empty when clone was not timed
+    threads: int | None = None  # torch's intra-op threads
+    cpu_isa: str = ""  # fused_dropout._C.cpu_isa(): the CPU kernels' vector ISA ("none" without the extension)
+    torch: str = ""
+    triton: str = ""  # "none" when not installed
 
 
 assert tuple(f.name for f in fields(Row)) == CSV_COLUMNS
@@ -40,9 +46,17 @@ def write_csv(rows: list[Row], path: str) -> None:
 
 
 def read_csv(path: str) -> list[Row]:
+    """The rows of a results CSV, also one written before the later columns existed (they stay empty)."""
+
+    def optional(value, convert):
+        return None if value in (None, "") else convert(value)
+
     with open(path, newline="") as handle:
-        return [Row(**{**r, "x": int(r["x"]), "y50": float(r["y50"]), "y20": float(r["y20"]),
-                       "y80": float(r["y80"])}) for r in csv.DictReader(handle)]
+        return [Row(**{**{k: v for k, v in r.items() if k in CSV_COLUMNS and v is not None},
+                       "x": int(r["x"]), "y50": float(r["y50"]), "y20": float(r["y20"]), "y80": float(r["y80"]),
+                       "samples": optional(r.get("samples"), int), "threads": optional(r.get("threads"), int),
+                       "page_fault_dominated": optional(r.get("page_fault_dominated"), lambda v: v == "True")})
+                for r in csv.DictReader(handle)]
 
 
 def missing_plot_dependency() -> str | None:
@@ -107,8 +121,13 @@ def summary_markdown(rows: list[Row]) -> str:
     sizes = sorted({r.x for r in size_rows})
     shown = [x for x in (1 << 22,) if x in sizes and x != sizes[-1]] + [sizes[-1]]
     saved = {(r.op, r.dtype, r.provider): r.y50 for r in rows if r.metric == "saved_bytes_per_element"}
-    device, commit = size_rows[0].device, size_rows[0].commit
-    lines = [f"Device: {device}; commit {commit}; p = 0.1; time is the median (20th-80th percentile).", ""]
+    first = size_rows[0]
+    lines = [f"Device: {first.device}" + (f", {first.threads} threads" if first.threads else "")
+             + (f", CPU kernels {first.cpu_isa}" if first.cpu_isa else "")
+             + (f"; torch {first.torch}, triton {first.triton}" if first.torch else "")
+             + f"; commit {first.commit}; p = 0.1; time is the median (20th-80th percentile).",
+             "Notes: `1 sample` = a single timing (its percentiles are that sample); `page faults` = x.clone() "
+             "takes over 2x its time per byte at 2^20 elements here, so allocation page faults dominate.", ""]
     for size in shown:
         by_key = defaultdict(dict)
         for r in size_rows:
@@ -118,8 +137,8 @@ def summary_markdown(rows: list[Row]) -> str:
         lines += [
             f"**{size} elements ({shape})**",
             "",
-            "| op | mode | dtype | provider | time ms (p20-p80) | GB/s | of clone | vs eager | saved B/elt |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| op | mode | dtype | provider | time ms (p20-p80) | GB/s | of clone | vs eager | saved B/elt | notes |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for (op, mode, dtype, provider), metrics in sorted(by_key.items()):
             def cell(metric, fmt):
@@ -127,6 +146,10 @@ def summary_markdown(rows: list[Row]) -> str:
                 return "-" if row is None or row.y50 != row.y50 else fmt(row)
 
             memory = saved.get((op, dtype, provider))
+            timing = metrics.get("time")
+            notes = [note for note, flagged in (
+                ("1 sample", timing is not None and timing.samples == 1),
+                ("page faults", timing is not None and timing.page_fault_dominated)) if flagged]
             lines.append("| " + " | ".join([
                 op, mode, dtype, provider,
                 cell("time", lambda r: f"{r.y50:.3f} ({r.y20:.3f}-{r.y80:.3f})"),
@@ -134,6 +157,7 @@ def summary_markdown(rows: list[Row]) -> str:
                 cell("clone_fraction", lambda r: f"{r.y50:.0%}"),
                 cell("speedup_vs_eager", lambda r: f"{r.y50:.2f}x"),
                 "-" if memory is None else f"{memory:.2f}",
+                ", ".join(notes) or "-",
             ]) + " |")
         lines.append("")
     return "\n".join(lines)
