@@ -128,6 +128,42 @@ def test_percentiles_match_numpy_and_count_samples():
     assert timing.summarize([2.5]) == (2.5, 2.5, 2.5, 1)
 
 
+def test_plots_colour_per_provider_style_per_dtype_hidden_panel_and_title():
+    rows = [report.Row(op, provider, mode, metric, "u", x, 1.0 + i, 1.0, 2.0 + i, dtype, "Some CPU", "c", sweep,
+                       f"{x}x{x}" if sweep == "hidden" else f"1x{x}", 3, False, 2)
+            for i, (op, provider, mode, metric, x, dtype, sweep) in enumerate(
+                (op, provider, mode, metric, x, dtype, sweep)
+                for op in ("dropout", "dropout_add") for dtype in ("float32", "bfloat16")
+                for metric in ("bandwidth", "speedup_vs_eager") for sweep, xs in (("size", (64, 128)), ("hidden", (8, 16)))
+                for x in xs for provider in ("cpu", "eager", "compile", "clone")
+                for mode in (("fwd",) if provider == "clone" else ("fwd", "fwd+bwd")))]
+    for metric in ("bandwidth", "speedup_vs_eager"):
+        figure = report.draw(rows, metric, "effective GB/s", log_y=True)
+        axes = figure.axes
+        assert len(axes) == 2 * 3  # per op: fwd, fwd+bwd and the hidden sweep
+        assert any("hidden" in axis.get_title() for axis in axes)
+        for axis in axes:
+            drawn = [line.get_label() for line in axis.get_lines() if not line.get_label().startswith("eager =")]
+            assert len(drawn) == len(set(drawn))  # no provider and dtype drawn twice in a panel
+            for line in axis.get_lines():
+                provider, dtype = line.get_label().split(" ", 1)
+                if provider == "eager" and dtype == "= 1":
+                    assert metric == "speedup_vs_eager"
+                    continue
+                assert line.get_color() == report.PROVIDER_COLORS[provider]
+                assert line.get_linestyle() == report.DTYPE_STYLES[dtype]
+                assert not (metric == "speedup_vs_eager" and provider == "eager")  # the baseline is the line at 1
+            if metric == "bandwidth":
+                assert {line.get_label() for line in axis.get_lines()} >= {"clone float32", "clone bfloat16"}
+        title = figure._suptitle.get_text()
+        assert "Some CPU" in title and "float32" in title and "bfloat16" in title
+        if metric == "bandwidth":
+            assert "bytes the op must move" in title
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+
+
 def test_byte_accounting():
     # dropout forward: read x and write y, 4 bytes each in float32; nn.Dropout also writes a 1-byte mask.
     assert cases.bytes_moved("dropout", "fwd", "cpu", 1000, 1000, 4) == 8000

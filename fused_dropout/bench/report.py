@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
+import textwrap
 from collections import defaultdict
 from dataclasses import asdict, dataclass, fields
 
@@ -72,44 +74,103 @@ def missing_plot_dependency() -> str | None:
     return None
 
 
+PROVIDER_ORDER = ("cpu", "cuda", "triton", "torch", "eager", "compile", "clone")
+PROVIDER_COLORS = {"cpu": "tab:blue", "cuda": "tab:green", "triton": "tab:purple", "torch": "tab:olive",
+                   "eager": "tab:red", "compile": "tab:orange", "clone": "black"}
+DTYPE_STYLES = {"float32": "-", "bfloat16": "--", "float16": ":"}
+MODE_ORDER = ("fwd", "bwd", "fwd+bwd")
+METRIC_NOTES = {
+    "bandwidth": "effective GB/s = bytes the op must move (each input read once, each output written once, plus a "
+                 "1-byte-per-element mask for eager and compile) / median time; x.clone() (black) is the memory floor",
+    "speedup_vs_eager": "speedup = eager median time / provider median time (the dash-dotted line at 1 is eager)",
+}
+
+
+def _order(values, order):
+    return sorted(values, key=lambda v: (order.index(v) if v in order else len(order), v))
+
+
 def plot(rows: list[Row], metric: str, ylabel: str, path: str, log_y: bool = False) -> None:
-    """One subplot per (op, mode) of the size sweep: metric against elements, a line per provider and dtype."""
+    """draw() into a PNG at path (nothing when there is nothing to draw)."""
+    figure = draw(rows, metric, ylabel, log_y)
+    if figure is not None:
+        import matplotlib.pyplot as plt
+
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+
+
+def draw(rows: list[Row], metric: str, ylabel: str, log_y: bool = False):
+    """A row of panels per op: one per mode of the size sweep (metric against elements) and, when there is a
+    hidden sweep, one for it (metric against the hidden size, in fwd+bwd or the last mode measured). One colour
+    per provider and one line style per dtype in every panel, one legend for the figure. x.clone() is drawn in
+    every panel of a mode as the floor (it is timed once per size, without modes); eager's speedup over itself
+    is the line at 1, not a provider."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    selected = [r for r in rows if r.metric == metric and r.sweep == "size"]
-    panels = sorted({(r.op, r.mode) for r in selected})
-    if not panels:
-        return
-    columns = min(3, len(panels))
-    grid_rows = (len(panels) + columns - 1) // columns
-    figure, axes = plt.subplots(grid_rows, columns, figsize=(5.5 * columns, 3.8 * grid_rows), squeeze=False)
-    for axis, (op, mode) in zip(axes.flat, panels):
-        lines = defaultdict(list)
-        for r in selected:
-            if (r.op, r.mode) == (op, mode):
-                lines[(r.provider, r.dtype)].append(r)
-        for (provider, dtype), points in sorted(lines.items()):
-            points.sort(key=lambda r: r.x)
-            axis.plot([p.x for p in points], [p.y50 for p in points], marker="o", markersize=3,
-                      label=f"{provider} {dtype}")
-        axis.set_xscale("log", base=2)
-        if log_y:
-            axis.set_yscale("log")
-        axis.set_title(f"{op} {mode}")
-        axis.set_xlabel("elements")
-        axis.set_ylabel(ylabel)
-        axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=6)
-    for axis in list(axes.flat)[len(panels):]:
-        axis.set_visible(False)
-    device = selected[0].device
-    figure.suptitle(f"{ylabel} on {device}")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    selected = [r for r in rows if r.metric == metric]
+    if metric == "speedup_vs_eager":
+        selected = [r for r in selected if r.provider != "eager"]
+    if not selected:
+        return None
+    ops = _order({r.op for r in selected}, tuple(r.op for r in rows))
+    modes = _order({r.mode for r in selected if r.provider != "clone"} or {"fwd"}, MODE_ORDER)
+    hidden_mode = "fwd+bwd" if "fwd+bwd" in modes else modes[-1]
+    has_hidden = any(r.sweep == "hidden" for r in selected)
+    panels = [(mode, "size") for mode in modes] + ([(hidden_mode, "hidden")] if has_hidden else [])
+    providers = _order({r.provider for r in selected}, PROVIDER_ORDER)
+    dtypes = _order({r.dtype for r in selected}, tuple(DTYPE_STYLES))
+    figure, axes = plt.subplots(len(ops), len(panels), figsize=(4.8 * len(panels), 3.4 * len(ops) + 1.6),
+                                squeeze=False)
+    for row_axes, op in zip(axes, ops):
+        for axis, (mode, sweep) in zip(row_axes, panels):
+            for provider in providers:
+                for dtype in dtypes:
+                    points = sorted((r for r in selected if (r.op, r.provider, r.dtype, r.sweep) == (op, provider, dtype, sweep)
+                                     and (r.mode == mode or r.provider == "clone")), key=lambda r: r.x)
+                    if points:
+                        axis.plot([p.x for p in points], [p.y50 for p in points], color=PROVIDER_COLORS.get(provider),
+                                  linestyle=DTYPE_STYLES.get(dtype, "-."), marker="o", markersize=3,
+                                  linewidth=1.2 if provider == "clone" else 1.6, label=f"{provider} {dtype}")
+            if metric == "speedup_vs_eager":
+                axis.axhline(1.0, color=PROVIDER_COLORS["eager"], linestyle="-.", linewidth=1, label="eager = 1")
+            axis.set_xscale("log", base=2)
+            if log_y:
+                axis.set_yscale("log")
+                # Plain numbers at 1, 2, 5 x 10^k: narrow ranges get labels too, and no 6x10^-1 clutter.
+                axis.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                axis.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                axis.yaxis.set_minor_formatter(NullFormatter())
+            if sweep == "hidden":
+                hidden = sorted({r.x for r in selected if r.sweep == "hidden"})
+                axis.set_xticks(hidden, [str(h) for h in hidden], fontsize=8)
+                axis.minorticks_off()
+                rows_count, hidden_size = map(int, next(r.shape for r in selected if r.sweep == "hidden").split("x"))
+                log2 = round(math.log2(rows_count * hidden_size))  # the sweep's element count, rounded
+                axis.set_title(f"{op} {mode}, hidden (~2^{log2} elements)", fontsize=10)
+                axis.set_xlabel("hidden size (last dimension)")
+            else:
+                axis.set_title(f"{op} {mode}", fontsize=10)
+                axis.set_xlabel("elements")
+            axis.set_ylabel(ylabel)
+            axis.grid(True, which="both", alpha=0.3)
+    handles = [Line2D([], [], color=PROVIDER_COLORS.get(p), linewidth=2,
+                      label="x.clone() (floor)" if p == "clone" else p) for p in providers]
+    if metric == "speedup_vs_eager":
+        handles.append(Line2D([], [], color=PROVIDER_COLORS["eager"], linestyle="-.", label="eager (= 1)"))
+    handles += [Line2D([], [], color="grey", linestyle=DTYPE_STYLES.get(d, "-."), label=d) for d in dtypes]
+    figure.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=10, frameon=False)
+    first = selected[0]
+    threads = f", {first.threads} threads" if first.threads else ""
+    note = textwrap.fill(METRIC_NOTES.get(metric, ""), width=int(figure.get_figwidth() * 10))
+    figure.suptitle(f"{ylabel} on {first.device}{threads}, {' and '.join(dtypes)}\n{note}", fontsize=11)
+    figure.tight_layout(rect=(0, 0.05, 1, 1))
+    return figure
 
 
 def summary_markdown(rows: list[Row]) -> str:
