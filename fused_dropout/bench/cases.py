@@ -62,15 +62,61 @@ def fused_fn(op: str, backend: str) -> Callable[[Inputs], torch.Tensor]:
     return lambda i: spec.call(i.x, i.residual, i.bias, P, backend=backend)
 
 
-def compiled_fn(op: str) -> Callable[[Inputs], torch.Tensor]:
-    # The "bwd" mode replays one backward graph (retain_graph=True), which compiled backwards with donated
-    # buffers refuse; donation only saves memory, so it is turned off for the benchmark.
-    import torch._functorch.config
+class CompiledCase:
+    """torch.compile of the eager composition for one (op, dtype, mode) case, and proof that it ran compiled.
 
-    torch._functorch.config.donated_buffer = False
-    # dynamic=True: one compile per op and dtype, not one per size of the sweep.
-    compiled = torch.compile(lambda x, bias, residual: eager_fn(op)(Inputs(x, bias, residual)), dynamic=True)
-    return lambda i: compiled(i.x, i.bias, i.residual)
+    Dynamo keeps its compiled code per code object, and stops compiling a code object after
+    torch._dynamo.config.recompile_limit (8) variants: past that it runs the Python code eagerly, silently. One
+    function shared by every case would hit that part-way through a run and time eager code under the name
+    "compile". So each case resets dynamo and compiles afresh (cases run one after the other), fullgraph=True
+    makes a graph break an error, and the inductor backend is wrapped to count the calls that ran a compiled
+    graph: `problem()` after a timing tells whether every call since `mark()` did."""
+
+    def __init__(self, op: str, dtype: str, mode: str):
+        # The "bwd" mode replays one backward graph (retain_graph=True), which compiled backwards with donated
+        # buffers refuse; donation only saves memory, so it is turned off for the benchmark.
+        import torch._dynamo
+        import torch._functorch.config
+
+        torch._functorch.config.donated_buffer = False
+        torch._dynamo.reset()
+        self.case = (op, dtype, mode)
+        self.graphs = 0  # graphs the backend compiled
+        self.calls = 0  # calls of this case's function
+        self.compiled_calls = 0  # calls that ran a compiled graph
+        inductor = torch._dynamo.lookup_backend("inductor")
+
+        def backend(graph_module, example_inputs):
+            self.graphs += 1
+            compiled = inductor(graph_module, example_inputs)
+
+            def run_compiled(*args):
+                self.compiled_calls += 1
+                return compiled(*args)
+
+            return run_compiled
+
+        eager = eager_fn(op)
+        # dynamic=True: one compile for every size of the sweep, not one per size.
+        self._fn = torch.compile(lambda x, bias, residual: eager(Inputs(x, bias, residual)), backend=backend,
+                                 dynamic=True, fullgraph=True)
+        self.mark()
+
+    def __call__(self, i: Inputs) -> torch.Tensor:
+        self.calls += 1
+        return self._fn(i.x, i.bias, i.residual)
+
+    def mark(self) -> None:
+        self._marked = (self.calls, self.compiled_calls)
+
+    def problem(self) -> str | None:
+        """None when every call since mark() ran a compiled graph (fullgraph: one graph per call)."""
+        calls, compiled = self.calls - self._marked[0], self.compiled_calls - self._marked[1]
+        if self.graphs == 0:
+            return "torch.compile never compiled a graph (dynamo skipped the function, e.g. at its recompile limit)"
+        if compiled < calls:
+            return f"{calls - compiled} of {calls} calls ran uncompiled (dynamo fell back to eager)"
+        return None
 
 
 def clone_fn(op: str) -> Callable[[Inputs], torch.Tensor]:
