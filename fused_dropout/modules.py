@@ -4,7 +4,44 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import _native
 from . import functional as F
+
+# ---- TorchScript ---------------------------------------------------------------------------------------------
+# torch.jit.script cannot compile the functional API (keyword-only arguments, validation in Python), so under
+# scripting each forward takes the path below instead: it draws the RNG state with the same torch ops as
+# fused_dropout._rng.make_state (so a scripted module drops the same elements as the eager one after the same
+# torch.manual_seed) and calls the native op (fused_dropout::<name>_fwd), which a scripted module saved with
+# torch.jit.save can still call after loading wherever the extension is loaded. Module-level int constants
+# cannot be read from TorchScript: the bounds are spelled out (-2**63 and 2**63 - 1, as in _rng.py).
+_SCRIPTABLE_BACKENDS = (None, "auto", "cpu", "cuda")
+
+
+def _script_state(x: torch.Tensor, training: bool, p: float) -> torch.Tensor:
+    """make_state(x.device, None, 0) when something is dropped, else no_dropout_state(x.device)."""
+    if not training or p == 0.0:
+        return torch.zeros(2, dtype=torch.int64, device=x.device)
+    seed = torch.randint(-9223372036854775807 - 1, 9223372036854775807, (1,), dtype=torch.int64, device=x.device)
+    return torch.cat([seed, torch.zeros(1, dtype=torch.int64, device=x.device)])
+
+
+def _script_p(training: bool, p: float) -> float:
+    return p if training else 0.0
+
+
+def _check_scriptable(module: nn.Module) -> None:
+    """Called by torch.jit.script (through __prepare_scriptable__) before it compiles `module`."""
+    if not _native.LOADED:
+        raise RuntimeError(
+            f"torch.jit.script of {type(module).__name__} needs the native extension fused_dropout._C, which failed "
+            f"to import ({_native.IMPORT_ERROR}): a scripted module calls the native ops "
+            "(torch.ops.fused_dropout.*_fwd). Rebuild it with `pip install --no-build-isolation -e .`, or keep the "
+            "module in eager mode (torch.compile and torch.export work with every backend).")
+    if module.backend not in _SCRIPTABLE_BACKENDS:
+        raise RuntimeError(
+            f"torch.jit.script of {type(module).__name__} with backend={module.backend!r}: a scripted module runs "
+            "the native kernels (the 'cpu' and 'cuda' backends; the mask is the same on every backend). Set "
+            "backend=None to script it.")
 
 
 class FusedDropout(nn.Dropout):
@@ -23,7 +60,17 @@ class FusedDropout(nn.Dropout):
         self.backend = backend
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            p = float(self.p)
+            if not self.training or p == 0.0:
+                return input
+            out = torch.ops.fused_dropout.dropout_fwd(input, _script_state(input, self.training, p), p)
+            return input.copy_(out) if self.inplace else out
         return F.dropout(input, self.p, self.training, self.inplace, backend=self.backend)
+
+    def __prepare_scriptable__(self) -> FusedDropout:
+        _check_scriptable(self)
+        return self
 
 
 class FusedBiasReLUDropout(nn.Module):
@@ -39,7 +86,18 @@ class FusedBiasReLUDropout(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_features, device=device, dtype=dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            bias = self.bias
+            if bias.dtype != x.dtype:  # torch's type promotion, as the functional API applies it
+                dtype = torch.promote_types(x.dtype, bias.dtype)
+                x, bias = x.to(dtype), bias.to(dtype)
+            state = _script_state(x, self.training, self.p)
+            return torch.ops.fused_dropout.bias_relu_dropout_fwd(x, bias, state, _script_p(self.training, self.p))
         return F.bias_relu_dropout(x, self.bias, self.p, self.training, backend=self.backend)
+
+    def __prepare_scriptable__(self) -> FusedBiasReLUDropout:
+        _check_scriptable(self)
+        return self
 
     def extra_repr(self) -> str:
         return f"num_features={self.num_features}, p={self.p}"
@@ -54,7 +112,19 @@ class FusedDropoutAdd(nn.Module):
         self.backend = backend
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            dtype = torch.promote_types(x.dtype, residual.dtype)  # torch's type promotion, as in the functional API
+            if bias is not None:
+                dtype = torch.promote_types(dtype, bias.dtype)
+                bias = bias.to(dtype)
+            x, residual = x.to(dtype), residual.to(dtype)
+            state = _script_state(x, self.training, self.p)
+            return torch.ops.fused_dropout.dropout_add_fwd(x, residual, bias, state, _script_p(self.training, self.p))
         return F.dropout_add(x, residual, self.p, self.training, bias=bias, backend=self.backend)
+
+    def __prepare_scriptable__(self) -> FusedDropoutAdd:
+        _check_scriptable(self)
+        return self
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
