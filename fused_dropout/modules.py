@@ -43,6 +43,13 @@ def _check_scriptable(module: nn.Module) -> None:
             "the native kernels (the 'cpu' and 'cuda' backends; the mask is the same on every backend). Set "
             "backend=None to script it.")
 
+# ---- ONNX export ---------------------------------------------------------------------------------------------
+# _onnx_note: ONNX has no counterpart of the fused ops. When nothing is dropped (eval mode, p = 0) an op is
+# activation(x + bias) + residual, so during torch.onnx.export (either exporter) the modules compute that with
+# standard torch ops, which export as Add / Relu (FusedDropout in eval mode is already the identity). Outside an
+# ONNX export the fused op runs as before (torch.export keeps it too); the check costs about a microsecond per
+# eval-mode call and nothing in training mode. Training-mode graphs keep the fused op and do not export to ONNX.
+
 
 class FusedDropout(nn.Dropout):
     """Drop-in replacement for nn.Dropout (same arguments, attributes, repr and train/eval behaviour).
@@ -93,6 +100,8 @@ class FusedBiasReLUDropout(nn.Module):
                 x, bias = x.to(dtype), bias.to(dtype)
             state = _script_state(x, self.training, self.p)
             return torch.ops.fused_dropout.bias_relu_dropout_fwd(x, bias, state, _script_p(self.training, self.p))
+        if (not self.training or self.p == 0.0) and torch.onnx.is_in_onnx_export():
+            return torch.relu(x + self.bias)  # see _onnx_note
         return F.bias_relu_dropout(x, self.bias, self.p, self.training, backend=self.backend)
 
     def __prepare_scriptable__(self) -> FusedBiasReLUDropout:
@@ -120,6 +129,8 @@ class FusedDropoutAdd(nn.Module):
             x, residual = x.to(dtype), residual.to(dtype)
             state = _script_state(x, self.training, self.p)
             return torch.ops.fused_dropout.dropout_add_fwd(x, residual, bias, state, _script_p(self.training, self.p))
+        if (not self.training or self.p == 0.0) and torch.onnx.is_in_onnx_export():
+            return residual + (x if bias is None else x + bias)  # see _onnx_note
         return F.dropout_add(x, residual, self.p, self.training, bias=bias, backend=self.backend)
 
     def __prepare_scriptable__(self) -> FusedDropoutAdd:

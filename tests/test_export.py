@@ -168,3 +168,80 @@ def test_exported_block_matches_eager(training):
         assert torch.equal(run_seeded(exported, x, seed), run_seeded(model, x, seed))
     if training:
         assert not torch.equal(run_seeded(exported, x, 0), run_seeded(exported, x, 1))
+
+
+# ---- ONNX (eval mode) ----------------------------------------------------------------------------------------
+
+
+def run_onnx(model_proto, args):
+    """The model's outputs for `args`: with onnxruntime when installed, else with onnx's reference evaluator."""
+    feeds = {i.name: a.numpy() for i, a in zip(model_proto.graph.input, args)}
+    try:
+        import onnxruntime
+    except ImportError:
+        from onnx.reference import ReferenceEvaluator
+
+        return [torch.from_numpy(out) for out in ReferenceEvaluator(model_proto).run(None, feeds)]
+    session = onnxruntime.InferenceSession(model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return [torch.from_numpy(out) for out in session.run(None, feeds)]
+
+
+def onnx_export(model, args):
+    pytest.importorskip("onnx", reason="ONNX export tests need the onnx package (pip install onnx)")
+    pytest.importorskip("onnxscript", reason="torch.onnx.export(dynamo=True) needs onnxscript (pip install onnxscript)")
+    return torch.onnx.export(model, args, dynamo=True, verbose=False).model_proto
+
+
+class AddWithBias(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.add = fd.FusedDropoutAdd(0.5)
+
+    def forward(self, x, residual, bias):
+        return self.add(x, residual, bias)
+
+
+ONNX_CASES = {  # model, number of inputs, the op types its eval-mode graph must consist of
+    "FusedDropout": (lambda: fd.FusedDropout(0.5), 1, {"Identity"}),
+    "FusedBiasReLUDropout": (lambda: fd.FusedBiasReLUDropout(16, 0.5), 1, {"Add", "Relu"}),
+    "FusedDropoutAdd": (lambda: fd.FusedDropoutAdd(0.5), 2, {"Add"}),
+    "FusedDropoutAdd-bias": (AddWithBias, 3, {"Add"}),
+    "Block": (make_block, 1, {"Gemm", "MatMul", "Add", "Relu", "Transpose"}),
+}
+
+
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")  # raised inside torch.onnx's export (torch 2.13)
+@pytest.mark.parametrize("case", list(ONNX_CASES))
+def test_onnx_export_in_eval_mode_computes_the_eval_output_with_standard_ops(case):
+    make, n_inputs, op_types = ONNX_CASES[case]
+    model = make().eval()
+    shapes = [(8, 16), (8, 16), (16,)]
+    args = tuple(make_input(shapes[i], seed=i) for i in range(n_inputs))
+    with torch.no_grad():
+        proto = onnx_export(model, args)
+        expected = model(*args)
+    assert {node.op_type for node in proto.graph.node} <= op_types
+    assert all(node.domain in ("", "ai.onnx") for node in proto.graph.node)
+    (out,) = run_onnx(proto, args)
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_eager_eval_keeps_running_the_fused_op():
+    """The ONNX branch is taken only during an ONNX export: an ordinary eval-mode call runs the fused op."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Record(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(func._opname)
+            return func(*args, **(kwargs or {}))
+
+    x, r, b = make_input((8, 16)), make_input((8, 16), seed=1), make_input((16,), seed=2)
+    for module, args, fused in ((fd.FusedBiasReLUDropout(16).eval(), (x,), "bias_relu_dropout_fwd"),
+                                (fd.FusedDropoutAdd().eval(), (x, r, b), "dropout_add_fwd")):
+        with Record() as record:
+            module(*args)
+        assert fused in record.ops and not {"relu", "add"} & set(record.ops), record.ops
