@@ -170,6 +170,15 @@ def test_exported_block_matches_eager(training):
         assert not torch.equal(run_seeded(exported, x, 0), run_seeded(exported, x, 1))
 
 
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+def test_compiled_block_is_one_graph_and_matches_eager(training):
+    """The scripting and ONNX branches of forward are constants to dynamo: no graph break, the same mask."""
+    model, x = make_block().train(training), make_input((8, 16))
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    for seed in range(2):
+        assert torch.equal(run_seeded(compiled, x, seed), run_seeded(model, x, seed))
+
+
 # ---- ONNX (eval mode) ----------------------------------------------------------------------------------------
 
 
