@@ -1,4 +1,5 @@
-"""nn.Module wrappers of the fused ops."""
+"""nn.Module wrappers of the fused ops: FusedDropout (a drop-in nn.Dropout), FusedBiasReLUDropout, FusedDropoutAdd,
+and replace_dropout, which swaps FusedDropout into an existing model."""
 from __future__ import annotations
 
 import torch
@@ -52,10 +53,39 @@ def _check_scriptable(module: nn.Module) -> None:
 
 
 class FusedDropout(nn.Dropout):
-    """Drop-in replacement for nn.Dropout (same arguments, attributes, repr and train/eval behaviour).
+    r"""Drop-in replacement for :class:`torch.nn.Dropout`, running the fused kernels.
 
-    It is an nn.Dropout subclass, so code that looks for nn.Dropout still finds it. `backend` picks a backend
-    (None: the best one for the input's device).
+    In training mode, zeroes each element of the input with probability :attr:`p` and scales the others by
+    :math:`\frac{1}{1-p}`; in eval mode (or with ``p=0``) it returns the input itself. The mask is the
+    project's Philox mask (docs/mask_spec.md), seeded from torch's default generator, so ``torch.manual_seed``
+    reproduces it; the backward recomputes it instead of storing it.
+
+    It is an :class:`~torch.nn.Dropout` subclass with the same arguments, attributes, repr and train/eval
+    behaviour, so code that looks for ``nn.Dropout`` still finds it. It works under ``torch.compile``,
+    ``torch.export``, ``torch.jit.trace`` and ``torch.jit.script`` (a scripted module calls the native ops,
+    which needs the built extension fused_dropout._C and ``backend`` None, ``"auto"``, ``"cpu"`` or ``"cuda"``),
+    and exports to ONNX in eval mode as the identity.
+
+    Args:
+        p: probability of an element to be zeroed, in [0, 1]. Default: 0.5
+        inplace: if ``True``, writes the result into the input in training mode. Default: ``False``
+        backend: the backend that runs the op (``"cpu"``, ``"cuda"``, ``"triton"`` or ``"torch"``, see
+            :func:`fused_dropout.available_backends`); ``None`` or ``"auto"`` picks the fastest one for the
+            input's device. Keyword only. Default: ``None``
+
+    Shape:
+        - Input: :math:`(*)`, any shape; float16, bfloat16, float32 or float64.
+        - Output: :math:`(*)`, same shape, dtype and layout as the input.
+
+    Examples::
+
+        >>> m = FusedDropout(p=0.2)
+        >>> input = torch.randn(20, 16)
+        >>> output = m(input)
+        >>> output.shape
+        torch.Size([20, 16])
+        >>> torch.equal(m.eval()(input), input)
+        True
     """
 
     def __init__(self, p: float = 0.5, inplace: bool = False, *, backend: str | None = None):
@@ -81,9 +111,42 @@ class FusedDropout(nn.Dropout):
 
 
 class FusedBiasReLUDropout(nn.Module):
-    """dropout(relu(x + bias)) with a learnable bias of shape [num_features] (initialised to zeros)."""
+    r"""Applies :math:`\text{dropout}(\text{ReLU}(x + \text{bias}))` in one pass, with a learnable bias.
 
-    def __init__(self, num_features: int, p: float = 0.5, *, device=None, dtype=None, backend: str | None = None):
+    A replacement for ``nn.Dropout(p)(nn.functional.relu(x + bias))``, such as the bias, activation and dropout
+    after a bias-free ``nn.Linear``. In eval mode (or with ``p=0``) it computes :math:`\text{ReLU}(x + \text{bias})`.
+    The backward uses the saved output (no mask is stored). Mixed dtypes follow torch's type promotion: a
+    bfloat16 input with a float32 bias gives a float32 output. It works under ``torch.compile``,
+    ``torch.export``, ``torch.jit.trace`` and ``torch.jit.script`` (see :class:`FusedDropout`) and exports to ONNX
+    in eval mode as ``Relu(Add(x, bias))``.
+
+    Args:
+        num_features: the size of the input's last dimension (the length of the bias).
+        p: probability of an element to be zeroed, in [0, 1]. Default: 0.5
+        device: the device of the bias. Keyword only. Default: ``None`` (the default device)
+        dtype: the dtype of the bias. Keyword only. Default: ``None`` (the default dtype)
+        backend: the backend that runs the op, as in :class:`FusedDropout`. Keyword only. Default: ``None``
+
+    Attributes:
+        bias: the learnable bias of shape :math:`(\text{num\_features})`, initialised to zeros.
+
+    Shape:
+        - Input: :math:`(*, H)` where :math:`H = \text{num\_features}`.
+        - Output: :math:`(*, H)`, same shape as the input.
+
+    Examples::
+
+        >>> m = FusedBiasReLUDropout(16, p=0.1)
+        >>> x = torch.randn(8, 16)
+        >>> y = m(x)
+        >>> y.shape
+        torch.Size([8, 16])
+        >>> bool((y >= 0).all())
+        True
+    """
+
+    def __init__(self, num_features: int, p: float = 0.5, *, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None, backend: str | None = None):
         super().__init__()
         if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
             raise ValueError(f"num_features must be a positive int, got {num_features!r}")
@@ -113,7 +176,34 @@ class FusedBiasReLUDropout(nn.Module):
 
 
 class FusedDropoutAdd(nn.Module):
-    """residual + dropout(x + bias), for residual connections; bias is an optional forward argument."""
+    r"""Applies :math:`\text{residual} + \text{dropout}(x + \text{bias})` in one pass, for residual connections.
+
+    A replacement for ``residual + nn.Dropout(p)(x + bias)``; the bias is an optional argument of
+    :meth:`forward` (for instance the bias of the ``nn.Linear`` before it, applied here instead). In eval mode
+    (or with ``p=0``) it computes :math:`\text{residual} + (x + \text{bias})`. The backward recomputes the mask
+    (no mask is stored). Mixed dtypes follow torch's type promotion. It works under ``torch.compile``,
+    ``torch.export``, ``torch.jit.trace`` and ``torch.jit.script`` (see :class:`FusedDropout`) and exports to ONNX
+    in eval mode as ``Add`` nodes.
+
+    Args:
+        p: probability of an element of :math:`x + \text{bias}` to be zeroed, in [0, 1]. Default: 0.5
+        backend: the backend that runs the op, as in :class:`FusedDropout`. Keyword only. Default: ``None``
+
+    Shape:
+        - x: :math:`(*, H)`, any shape.
+        - residual: :math:`(*, H)`, the shape of x.
+        - bias (optional): :math:`(H)`, the size of x's last dimension.
+        - Output: :math:`(*, H)`, the shape of x.
+
+    Examples::
+
+        >>> m = FusedDropoutAdd(p=0.1)
+        >>> x, residual, bias = torch.randn(4, 10, 32), torch.randn(4, 10, 32), torch.randn(32)
+        >>> m(x, residual, bias).shape
+        torch.Size([4, 10, 32])
+        >>> torch.equal(m.eval()(x, residual), residual + x)
+        True
+    """
 
     def __init__(self, p: float = 0.5, *, backend: str | None = None):
         super().__init__()
@@ -142,11 +232,28 @@ class FusedDropoutAdd(nn.Module):
 
 
 def replace_dropout(module: nn.Module) -> nn.Module:
-    """Swaps every plain nn.Dropout inside `module` (or `module` itself) for a FusedDropout with the same p,
-    inplace flag and train/eval mode. Returns the module (a new one only when `module` itself was a Dropout).
+    r"""Swaps every plain :class:`torch.nn.Dropout` inside a model for a :class:`FusedDropout`, in place.
 
-    A Dropout held at several places (a shared instance) is replaced at all of them by one FusedDropout, so the
-    sharing survives. nn.Dropout subclasses are left alone: they may override forward.
+    Each replacement has the replaced module's ``p``, ``inplace`` flag and train/eval mode, and the default
+    backend. A Dropout held at several places (a shared instance) is replaced at all of them by one
+    FusedDropout, so the sharing survives. ``nn.Dropout`` subclasses are left alone (they may override
+    ``forward``), and so are the functional dropouts a model calls in its own ``forward``.
+
+    Args:
+        module: the model to change; it may itself be an ``nn.Dropout``.
+
+    Returns:
+        ``module`` itself, changed in place; a new :class:`FusedDropout` when ``module`` is an ``nn.Dropout``.
+
+    Raises:
+        TypeError: if ``module`` is not an ``nn.Module``.
+
+    Examples::
+
+        >>> model = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Dropout(0.1))
+        >>> model = replace_dropout(model)
+        >>> model[2]
+        FusedDropout(p=0.1, inplace=False)
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
