@@ -26,6 +26,12 @@ def _script_state(x: torch.Tensor, training: bool, p: float) -> torch.Tensor:
     return torch.cat([seed, torch.zeros(1, dtype=torch.int64, device=x.device)])
 
 
+def _script_check_floating(t: torch.Tensor, name: str) -> None:
+    """The functional API's dtype check (an integer tensor would otherwise be promoted to the bias's dtype)."""
+    if t.dtype not in [torch.float16, torch.bfloat16, torch.float32, torch.float64]:
+        raise TypeError(f"{name} must be a float16, bfloat16, float32 or float64 tensor")
+
+
 def _script_p(training: bool, p: float) -> float:
     return p if training else 0.0
 
@@ -98,6 +104,7 @@ class FusedDropout(nn.Dropout):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_scripting():
+            _script_check_floating(input, "x")
             p = float(self.p)
             if not self.training or p == 0.0:
                 return input
@@ -157,6 +164,7 @@ class FusedBiasReLUDropout(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_scripting():
+            _script_check_floating(x, "x")
             bias = self.bias
             if bias.dtype != x.dtype:  # torch's type promotion, as the functional API applies it
                 dtype = torch.promote_types(x.dtype, bias.dtype)
@@ -212,8 +220,11 @@ class FusedDropoutAdd(nn.Module):
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         if torch.jit.is_scripting():
+            _script_check_floating(x, "x")
+            _script_check_floating(residual, "residual")
             dtype = torch.promote_types(x.dtype, residual.dtype)  # torch's type promotion, as in the functional API
             if bias is not None:
+                _script_check_floating(bias, "bias")
                 dtype = torch.promote_types(dtype, bias.dtype)
                 bias = bias.to(dtype)
             x, residual = x.to(dtype), residual.to(dtype)

@@ -125,6 +125,21 @@ def test_scripted_modules_promote_mixed_dtypes_like_eager():
 
 
 @requires_native
+def test_scripted_modules_refuse_non_floating_inputs_like_eager():
+    ints = torch.ones(4, 16, dtype=torch.int32)
+    floats = make_input((4, 16))
+    cases = [(fd.FusedDropout(0.5), (ints,), "x"), (fd.FusedDropout(0.5).eval(), (ints,), "x"),
+             (fd.FusedBiasReLUDropout(16), (ints,), "x"), (fd.FusedBiasReLUDropout(16).eval(), (ints,), "x"),
+             (fd.FusedDropoutAdd(), (ints, floats), "x"), (fd.FusedDropoutAdd(), (floats, ints), "residual"),
+             (fd.FusedDropoutAdd().eval(), (floats, floats, torch.ones(16, dtype=torch.int64)), "bias")]
+    for module, args, name in cases:
+        with pytest.raises(TypeError, match=f"{name} must be"):
+            module(*args)
+        with pytest.raises(torch.jit.Error, match=f"{name} must be a float16, bfloat16, float32 or float64 tensor"):
+            torch.jit.script(module)(*args)
+
+
+@requires_native
 def test_scripting_replace_dropout_output_of_a_transformer_layer():
     torch.manual_seed(0)
     layer = fd.replace_dropout(nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, dropout=0.1,
