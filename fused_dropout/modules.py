@@ -1,17 +1,97 @@
-"""nn.Module wrappers of the fused ops."""
+"""nn.Module wrappers of the fused ops: FusedDropout (a drop-in nn.Dropout), FusedBiasReLUDropout, FusedDropoutAdd,
+and replace_dropout, which swaps FusedDropout into an existing model."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from . import _native
 from . import functional as F
+
+# ---- TorchScript ---------------------------------------------------------------------------------------------
+# torch.jit.script cannot compile the functional API (keyword-only arguments, validation in Python), so under
+# scripting each forward takes the path below instead: it draws the RNG state with the same torch ops as
+# fused_dropout._rng.make_state (so a scripted module drops the same elements as the eager one after the same
+# torch.manual_seed) and calls the native op (fused_dropout::<name>_fwd), which a scripted module saved with
+# torch.jit.save can still call after loading wherever the extension is loaded. Module-level int constants
+# cannot be read from TorchScript: the bounds are spelled out (-2**63 and 2**63 - 1, as in _rng.py).
+_SCRIPTABLE_BACKENDS = (None, "auto", "cpu", "cuda")
+
+
+def _script_state(x: torch.Tensor, training: bool, p: float) -> torch.Tensor:
+    """make_state(x.device, None, 0) when something is dropped, else no_dropout_state(x.device)."""
+    if not training or p == 0.0:
+        return torch.zeros(2, dtype=torch.int64, device=x.device)
+    seed = torch.randint(-9223372036854775807 - 1, 9223372036854775807, (1,), dtype=torch.int64, device=x.device)
+    return torch.cat([seed, torch.zeros(1, dtype=torch.int64, device=x.device)])
+
+
+def _script_check_floating(t: torch.Tensor, name: str) -> None:
+    """The functional API's dtype check (an integer tensor would otherwise be promoted to the bias's dtype)."""
+    if t.dtype not in [torch.float16, torch.bfloat16, torch.float32, torch.float64]:
+        raise TypeError(f"{name} must be a float16, bfloat16, float32 or float64 tensor")
+
+
+def _script_p(training: bool, p: float) -> float:
+    return p if training else 0.0
+
+
+def _check_scriptable(module: nn.Module) -> None:
+    """Called by torch.jit.script (through __prepare_scriptable__) before it compiles `module`."""
+    if not _native.LOADED:
+        raise RuntimeError(
+            f"torch.jit.script of {type(module).__name__} needs the native extension fused_dropout._C, which failed "
+            f"to import ({_native.IMPORT_ERROR}): a scripted module calls the native ops "
+            "(torch.ops.fused_dropout.*_fwd). Rebuild it with `pip install --no-build-isolation -e .`, or keep the "
+            "module in eager mode (torch.compile and torch.export work with every backend).")
+    if module.backend not in _SCRIPTABLE_BACKENDS:
+        raise RuntimeError(
+            f"torch.jit.script of {type(module).__name__} with backend={module.backend!r}: a scripted module runs "
+            "the native kernels (the 'cpu' and 'cuda' backends; the mask is the same on every backend). Set "
+            "backend=None to script it.")
+
+# ---- ONNX export ---------------------------------------------------------------------------------------------
+# _onnx_note: ONNX has no counterpart of the fused ops. When nothing is dropped (eval mode, p = 0) an op is
+# activation(x + bias) + residual, so during torch.onnx.export (either exporter) the modules compute that with
+# standard torch ops, which export as Add / Relu (FusedDropout in eval mode is already the identity). Outside an
+# ONNX export the fused op runs as before (torch.export keeps it too); the check costs about a microsecond per
+# eval-mode call and nothing in training mode. Training-mode graphs keep the fused op and do not export to ONNX.
 
 
 class FusedDropout(nn.Dropout):
-    """Drop-in replacement for nn.Dropout (same arguments, attributes, repr and train/eval behaviour).
+    r"""Drop-in replacement for :class:`torch.nn.Dropout`, running the fused kernels.
 
-    It is an nn.Dropout subclass, so code that looks for nn.Dropout still finds it. `backend` picks a backend
-    (None: the best one for the input's device).
+    In training mode, zeroes each element of the input with probability :attr:`p` and scales the others by
+    :math:`\frac{1}{1-p}`; in eval mode (or with ``p=0``) it returns the input itself. The mask is the
+    project's Philox mask (docs/mask_spec.md), seeded from torch's default generator, so ``torch.manual_seed``
+    reproduces it; the backward recomputes it instead of storing it.
+
+    It is an :class:`~torch.nn.Dropout` subclass with the same arguments, attributes, repr and train/eval
+    behaviour, so code that looks for ``nn.Dropout`` still finds it. It works under ``torch.compile``,
+    ``torch.export``, ``torch.jit.trace`` and ``torch.jit.script`` (a scripted module calls the native ops,
+    which needs the built extension fused_dropout._C and ``backend`` None, ``"auto"``, ``"cpu"`` or ``"cuda"``),
+    and exports to ONNX in eval mode as the identity.
+
+    Args:
+        p: probability of an element to be zeroed, in [0, 1]. Default: 0.5
+        inplace: if ``True``, writes the result into the input in training mode. Default: ``False``
+        backend: the backend that runs the op (``"cpu"``, ``"cuda"``, ``"triton"`` or ``"torch"``, see
+            :func:`fused_dropout.available_backends`); ``None`` or ``"auto"`` picks the fastest one for the
+            input's device. Keyword only. Default: ``None``
+
+    Shape:
+        - Input: :math:`(*)`, any shape; float16, bfloat16, float32 or float64.
+        - Output: :math:`(*)`, same shape, dtype and layout as the input.
+
+    Examples::
+
+        >>> m = FusedDropout(p=0.2)
+        >>> input = torch.randn(20, 16)
+        >>> output = m(input)
+        >>> output.shape
+        torch.Size([20, 16])
+        >>> torch.equal(m.eval()(input), input)
+        True
     """
 
     def __init__(self, p: float = 0.5, inplace: bool = False, *, backend: str | None = None):
@@ -23,13 +103,57 @@ class FusedDropout(nn.Dropout):
         self.backend = backend
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            _script_check_floating(input, "x")
+            p = float(self.p)
+            if not self.training or p == 0.0:
+                return input
+            out = torch.ops.fused_dropout.dropout_fwd(input, _script_state(input, self.training, p), p)
+            return input.copy_(out) if self.inplace else out
         return F.dropout(input, self.p, self.training, self.inplace, backend=self.backend)
+
+    def __prepare_scriptable__(self) -> FusedDropout:
+        _check_scriptable(self)
+        return self
 
 
 class FusedBiasReLUDropout(nn.Module):
-    """dropout(relu(x + bias)) with a learnable bias of shape [num_features] (initialised to zeros)."""
+    r"""Applies :math:`\text{dropout}(\text{ReLU}(x + \text{bias}))` in one pass, with a learnable bias.
 
-    def __init__(self, num_features: int, p: float = 0.5, *, device=None, dtype=None, backend: str | None = None):
+    A replacement for ``nn.Dropout(p)(nn.functional.relu(x + bias))``, such as the bias, activation and dropout
+    after a bias-free ``nn.Linear``. In eval mode (or with ``p=0``) it computes :math:`\text{ReLU}(x + \text{bias})`.
+    The backward uses the saved output (no mask is stored). Mixed dtypes follow torch's type promotion: a
+    bfloat16 input with a float32 bias gives a float32 output. It works under ``torch.compile``,
+    ``torch.export``, ``torch.jit.trace`` and ``torch.jit.script`` (see :class:`FusedDropout`) and exports to ONNX
+    in eval mode as ``Relu(Add(x, bias))``.
+
+    Args:
+        num_features: the size of the input's last dimension (the length of the bias).
+        p: probability of an element to be zeroed, in [0, 1]. Default: 0.5
+        device: the device of the bias. Keyword only. Default: ``None`` (the default device)
+        dtype: the dtype of the bias. Keyword only. Default: ``None`` (the default dtype)
+        backend: the backend that runs the op, as in :class:`FusedDropout`. Keyword only. Default: ``None``
+
+    Attributes:
+        bias: the learnable bias of shape :math:`(\text{num\_features})`, initialised to zeros.
+
+    Shape:
+        - Input: :math:`(*, H)` where :math:`H = \text{num\_features}`.
+        - Output: :math:`(*, H)`, same shape as the input.
+
+    Examples::
+
+        >>> m = FusedBiasReLUDropout(16, p=0.1)
+        >>> x = torch.randn(8, 16)
+        >>> y = m(x)
+        >>> y.shape
+        torch.Size([8, 16])
+        >>> bool((y >= 0).all())
+        True
+    """
+
+    def __init__(self, num_features: int, p: float = 0.5, *, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None, backend: str | None = None):
         super().__init__()
         if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
             raise ValueError(f"num_features must be a positive int, got {num_features!r}")
@@ -39,14 +163,55 @@ class FusedBiasReLUDropout(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_features, device=device, dtype=dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            _script_check_floating(x, "x")
+            bias = self.bias
+            if bias.dtype != x.dtype:  # torch's type promotion, as the functional API applies it
+                dtype = torch.promote_types(x.dtype, bias.dtype)
+                x, bias = x.to(dtype), bias.to(dtype)
+            state = _script_state(x, self.training, self.p)
+            return torch.ops.fused_dropout.bias_relu_dropout_fwd(x, bias, state, _script_p(self.training, self.p))
+        if (not self.training or self.p == 0.0) and torch.onnx.is_in_onnx_export():
+            return torch.relu(x + self.bias)  # see _onnx_note
         return F.bias_relu_dropout(x, self.bias, self.p, self.training, backend=self.backend)
+
+    def __prepare_scriptable__(self) -> FusedBiasReLUDropout:
+        _check_scriptable(self)
+        return self
 
     def extra_repr(self) -> str:
         return f"num_features={self.num_features}, p={self.p}"
 
 
 class FusedDropoutAdd(nn.Module):
-    """residual + dropout(x + bias), for residual connections; bias is an optional forward argument."""
+    r"""Applies :math:`\text{residual} + \text{dropout}(x + \text{bias})` in one pass, for residual connections.
+
+    A replacement for ``residual + nn.Dropout(p)(x + bias)``; the bias is an optional argument of
+    :meth:`forward` (for instance the bias of the ``nn.Linear`` before it, applied here instead). In eval mode
+    (or with ``p=0``) it computes :math:`\text{residual} + (x + \text{bias})`. The backward recomputes the mask
+    (no mask is stored). Mixed dtypes follow torch's type promotion. It works under ``torch.compile``,
+    ``torch.export``, ``torch.jit.trace`` and ``torch.jit.script`` (see :class:`FusedDropout`) and exports to ONNX
+    in eval mode as ``Add`` nodes.
+
+    Args:
+        p: probability of an element of :math:`x + \text{bias}` to be zeroed, in [0, 1]. Default: 0.5
+        backend: the backend that runs the op, as in :class:`FusedDropout`. Keyword only. Default: ``None``
+
+    Shape:
+        - x: :math:`(*, H)`, any shape.
+        - residual: :math:`(*, H)`, the shape of x.
+        - bias (optional): :math:`(H)`, the size of x's last dimension.
+        - Output: :math:`(*, H)`, the shape of x.
+
+    Examples::
+
+        >>> m = FusedDropoutAdd(p=0.1)
+        >>> x, residual, bias = torch.randn(4, 10, 32), torch.randn(4, 10, 32), torch.randn(32)
+        >>> m(x, residual, bias).shape
+        torch.Size([4, 10, 32])
+        >>> torch.equal(m.eval()(x, residual), residual + x)
+        True
+    """
 
     def __init__(self, p: float = 0.5, *, backend: str | None = None):
         super().__init__()
@@ -54,18 +219,52 @@ class FusedDropoutAdd(nn.Module):
         self.backend = backend
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            _script_check_floating(x, "x")
+            _script_check_floating(residual, "residual")
+            dtype = torch.promote_types(x.dtype, residual.dtype)  # torch's type promotion, as in the functional API
+            if bias is not None:
+                _script_check_floating(bias, "bias")
+                dtype = torch.promote_types(dtype, bias.dtype)
+                bias = bias.to(dtype)
+            x, residual = x.to(dtype), residual.to(dtype)
+            state = _script_state(x, self.training, self.p)
+            return torch.ops.fused_dropout.dropout_add_fwd(x, residual, bias, state, _script_p(self.training, self.p))
+        if (not self.training or self.p == 0.0) and torch.onnx.is_in_onnx_export():
+            return residual + (x if bias is None else x + bias)  # see _onnx_note
         return F.dropout_add(x, residual, self.p, self.training, bias=bias, backend=self.backend)
+
+    def __prepare_scriptable__(self) -> FusedDropoutAdd:
+        _check_scriptable(self)
+        return self
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
 
 def replace_dropout(module: nn.Module) -> nn.Module:
-    """Swaps every plain nn.Dropout inside `module` (or `module` itself) for a FusedDropout with the same p,
-    inplace flag and train/eval mode. Returns the module (a new one only when `module` itself was a Dropout).
+    r"""Swaps every plain :class:`torch.nn.Dropout` inside a model for a :class:`FusedDropout`, in place.
 
-    A Dropout held at several places (a shared instance) is replaced at all of them by one FusedDropout, so the
-    sharing survives. nn.Dropout subclasses are left alone: they may override forward.
+    Each replacement has the replaced module's ``p``, ``inplace`` flag and train/eval mode, and the default
+    backend. A Dropout held at several places (a shared instance) is replaced at all of them by one
+    FusedDropout, so the sharing survives. ``nn.Dropout`` subclasses are left alone (they may override
+    ``forward``), and so are the functional dropouts a model calls in its own ``forward``.
+
+    Args:
+        module: the model to change; it may itself be an ``nn.Dropout``.
+
+    Returns:
+        ``module`` itself, changed in place; a new :class:`FusedDropout` when ``module`` is an ``nn.Dropout``.
+
+    Raises:
+        TypeError: if ``module`` is not an ``nn.Module``.
+
+    Examples::
+
+        >>> model = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Dropout(0.1))
+        >>> model = replace_dropout(model)
+        >>> model[2]
+        FusedDropout(p=0.1, inplace=False)
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")

@@ -93,3 +93,13 @@ def test_replace_dropout_keeps_mode_and_inplace_and_handles_a_bare_dropout():
     assert isinstance(bare, fd.FusedDropout) and bare.p == 0.4
     with pytest.raises(TypeError, match="module"):
         fd.replace_dropout("not a module")
+
+
+def test_docstring_examples_run():
+    """The Examples sections of modules.py's public docstrings are doctests: they must run and print what they say."""
+    import doctest
+
+    import fused_dropout.modules
+
+    result = doctest.testmod(fused_dropout.modules, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 10 and result.failed == 0
