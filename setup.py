@@ -1,23 +1,42 @@
-"""Builds fused_dropout and its native extension fused_dropout._C.
+"""Builds the native extension fused_dropout._C; the package metadata is in pyproject.toml.
 
 The CPU kernels are always built. The CUDA kernels join when torch is a CUDA build and nvcc is found; set
 FUSED_DROPOUT_BUILD_CUDA=1 to require them or =0 to skip them. TORCH_CUDA_ARCH_LIST is respected (default:
-8.0 and 9.0). Install with `pip install --no-build-isolation .` so pip never fetches another torch.
+8.0 and 9.0). Release builds carry no debug info; FUSED_DROPOUT_DEBUG=1 keeps it.
+
+The extension is bound to the torch it is compiled against, so install with
+`pip install --no-build-isolation .` (the torch you run is the one it builds with).
 """
 import glob
 import os
 import sys
 
-from setuptools import find_packages, setup
+from setuptools import setup
+
+NO_BUILD_ISOLATION_FIX = "build with: pip install --no-build-isolation ."
+
+
+def _in_isolated_build_env():
+    """True inside pip's (or `python -m build`'s) isolated build environment, which holds no torch."""
+    return any("pip-build-env-" in path or "build-env-" in path for path in sys.path)
+
 
 try:
     import torch
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
-except ImportError:  # pragma: no cover - a plain message beats a traceback from inside pip
-    sys.exit("fused_dropout needs torch installed first; build with `pip install --no-build-isolation .`")
+except ImportError as error:  # pragma: no cover - a plain message beats a traceback from inside pip
+    if _in_isolated_build_env():
+        sys.exit(
+            "fused_dropout compiles against the torch you run it with, but pip is building it in an isolated "
+            "environment that has no torch (torch is deliberately not a build requirement: pip would download "
+            f"another, multi-GB one). Use your environment's torch; {NO_BUILD_ISOLATION_FIX}"
+        )
+    sys.exit(f"fused_dropout compiles against torch, which {sys.executable} cannot import ({error}). Install "
+             f"torch first (pip install torch), then {NO_BUILD_ISOLATION_FIX}")
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CUDA_ARCHS = "8.0;9.0"
+DEBUG = os.environ.get("FUSED_DROPOUT_DEBUG") == "1"
 
 
 def cuda_build_decision():
@@ -47,11 +66,14 @@ def make_extension():
     # No fast-math: contraction off keeps results identical across backends; no trapping/errno lets the compiler
     # vectorise the branch-free selects without changing any result.
     cxx_flags = ["-O3", "-std=c++20", "-fopenmp", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno"]
+    # Python's own CFLAGS carry -g; a release build drops the debug info (-g0 last wins) and strips at link.
+    cxx_flags += ["-g"] if DEBUG else ["-g0"]
+    link_flags = ["-fopenmp"] + ([] if DEBUG else ["-s"])
     cpu_sources = sources("csrc/*.cpp") + sources("csrc/cpu/*.cpp")
     if not build_cuda:
         print(f"fused_dropout: building the CPU kernels only ({reason})", flush=True)
         return CppExtension(
-            "fused_dropout._C", cpu_sources, extra_compile_args={"cxx": cxx_flags}, extra_link_args=["-fopenmp"]
+            "fused_dropout._C", cpu_sources, extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_flags
         )
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
     print(
@@ -65,18 +87,12 @@ def make_extension():
         "fused_dropout._C",
         cpu_sources + sources("csrc/cuda/*.cpp") + sources("csrc/cuda/*.cu"),
         extra_compile_args={"cxx": cxx_flags + ["-DFD_WITH_CUDA"], "nvcc": nvcc_flags},
-        extra_link_args=["-fopenmp"],
+        extra_link_args=link_flags,
     )
 
 
 setup(
-    name="fused_dropout",
-    version="0.1.0",
-    description="Fused dropout kernels for PyTorch (CPU, CUDA, Triton) with one bit-exact mask specification",
-    packages=find_packages(include=["fused_dropout", "fused_dropout.*"]),
-    python_requires=">=3.10",
     install_requires=["torch>=2.4"],
-    extras_require={"triton": ["triton"], "bench": ["matplotlib", "tqdm"], "test": ["pytest", "expecttest"]},
     ext_modules=[make_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     zip_safe=False,

@@ -1,4 +1,5 @@
-"""setup.py's choice of kernels: one clear line saying which, and FUSED_DROPOUT_BUILD_CUDA to force it.
+"""setup.py: its choice of kernels (one clear line saying which, FUSED_DROPOUT_BUILD_CUDA to force it), its
+message when torch cannot be imported (pip's isolated build), and the single-sourced version.
 (`setup.py --version` decides the extension without compiling anything.)"""
 import os
 import subprocess
@@ -35,3 +36,43 @@ def test_forcing_cuda_without_cuda_torch_fails_clearly():
     result = run_setup(FUSED_DROPOUT_BUILD_CUDA="1")
     assert result.returncode != 0
     assert "FUSED_DROPOUT_BUILD_CUDA=1 but torch is not a CUDA build" in result.stderr
+
+
+def run_setup_without_torch(fake_isolated_env):
+    """setup.py as pip runs it when torch cannot be imported, inside pip's isolated build env or outside it."""
+    code = (
+        "import runpy, sys\n"
+        "sys.modules['torch'] = None\n"  # `import torch` raises ImportError, as where no torch is installed
+        f"if {fake_isolated_env}: sys.path.insert(0, '/tmp/pip-build-env-fake/overlay/lib/site-packages')\n"
+        "sys.argv = ['setup.py', '--version']\n"
+        "runpy.run_path('setup.py', run_name='__main__')\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_plain_pip_install_names_build_isolation_and_the_fix():
+    result = run_setup_without_torch(fake_isolated_env=True)
+    assert result.returncode != 0
+    assert "isolated environment that has no torch" in result.stderr
+    assert result.stderr.strip().endswith("build with: pip install --no-build-isolation .")
+
+
+def test_missing_torch_outside_isolation_says_install_torch():
+    result = run_setup_without_torch(fake_isolated_env=False)
+    assert result.returncode != 0
+    assert "Install torch first" in result.stderr and "isolated" not in result.stderr
+    assert result.stderr.strip().endswith("build with: pip install --no-build-isolation .")
+
+
+def test_version_has_one_source():
+    """pyproject.toml's dynamic version and fused_dropout.__version__ both come from fused_dropout/_version.py."""
+    import fused_dropout
+    from fused_dropout import _version
+
+    result = run_setup(FUSED_DROPOUT_BUILD_CUDA="0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == _version.__version__ == fused_dropout.__version__
+    with open(os.path.join(ROOT, "pyproject.toml")) as f:
+        pyproject = f.read()
+    assert 'version = { attr = "fused_dropout._version.__version__" }' in pyproject
+    assert 'license-files = ["LICENSE"]' in pyproject and os.path.exists(os.path.join(ROOT, "LICENSE"))
