@@ -24,4 +24,4 @@ __all__ = [
     "dropout_mask",
     "replace_dropout",
 ]
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402 - the single source, read by pyproject.toml too
