@@ -117,11 +117,11 @@ def _register_forward_autograd(ops: OpFamily, op: FusedOp) -> None:
 
     def jvp(ctx, *tangents):
         # The op's Jacobian in x is the backward op's diagonal D (keep * scale * activation'); the bias enters
-        # like x, the residual with identity: dy = D (dx + dbias) + dresidual.
+        # like x, the residual with identity: dy = D (dx + dbias) + dresidual. autograd.Function materialises the
+        # tangent of a tensor input that has none as zeros, so only the absent optional bias is None here.
         (saved,) = ctx.saved_tensors
         named = op.unpack(tangents)
-        x_t = named.x if named.x is not None else torch.zeros_like(saved if not saves_rng_state else named.x)
-        dy = backward_op(_tangent_input(x_t, named.bias), saved, ctx.p, False)[0]
+        dy = backward_op(_tangent_input(named.x, named.bias), saved, ctx.p, False)[0]
         return dy if named.residual is None else dy + named.residual
 
     _autograd.register(_LIBRARY, ops.prefix + op.op_name, getattr(ops, op.op_name),
