@@ -57,7 +57,7 @@ def register(library: torch.library.Library, name: str, op, *, setup_context: Ca
 
 def register_vmap_by_loop(op) -> None:
     """vmap of `op` by running it once per sample and stacking. A sample's mask is the op's mask for that
-    sample's own rng_state: with a batched rng_state (seed drawn under randomness="different") every sample gets
+    sample's own seed: with a batched seed (drawn under randomness="different") every sample gets
     its own mask; with an unbatched one (an explicit seed, or randomness="same") every sample gets the same mask.
     Under randomness="error" (vmap's default) drawing a seed raises in torch.randint, before the op runs."""
 
