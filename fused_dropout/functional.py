@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from . import _fast_path
 from . import _validate as check
 from . import backends, spec
 from ._rng import make_seed
@@ -89,6 +90,10 @@ def dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, inplace: boo
                 [2., 2., 0., 2.]])
     """
     op = OPS_BY_NAME["dropout"]
+    if inplace is False:
+        out = _fast_path.forward(op, x, None, None, p, training, seed, offset, generator, backend)
+        if out is not None:
+            return out
     x, _, _, p, training = _validated(op, x, None, None, p, training)
     inplace = check.flag(inplace, "inplace")
     if not training or p == 0.0:
@@ -121,6 +126,9 @@ def bias_relu_dropout(x: torch.Tensor, bias: torch.Tensor | None, p: float = 0.5
         tensor([[0., 1., 4., 6.]])
     """
     op = OPS_BY_NAME["bias_relu_dropout"]
+    out = _fast_path.forward(op, x, None, bias, p, training, seed, offset, generator, backend)
+    if out is not None:
+        return out
     x, _, bias, p, training = _validated(op, x, None, bias, p, training)
     return apply(op, x, None, bias, p, training, seed, offset, generator, backend)
 
@@ -148,6 +156,9 @@ def dropout_add(x: torch.Tensor, residual: torch.Tensor, p: float = 0.5, trainin
         tensor([[12., 10., 12., 12.]])
     """
     op = OPS_BY_NAME["dropout_add"]
+    out = _fast_path.forward(op, x, residual, bias, p, training, seed, offset, generator, backend)
+    if out is not None:
+        return out
     x, residual, bias, p, training = _validated(op, x, residual, bias, p, training)
     return apply(op, x, residual, bias, p, training, seed, offset, generator, backend)
 

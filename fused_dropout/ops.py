@@ -92,6 +92,15 @@ def _tangent_input(x_t, bias_t):
     return x_t if bias_t is None else (x_t + bias_t).reshape(x_t.shape)  # a 0-d x has a bias of shape [1]
 
 
+def _autograd_installer(ops: OpFamily, name: str):
+    """Where the Python Autograd kernel of op `name` goes: the native ops have their Autograd kernel in C++
+    (csrc/op_autograd.cpp: a call costs what an ATen op's does), which runs the Python one only under forward-mode
+    AD and torch.func transforms; the Python families register it as their Autograd kernel."""
+    if ops.family == "native":
+        return lambda kernel: _native._C.set_python_autograd_kernel(ops.qualname(name), kernel)
+    return lambda kernel: _LIBRARY.impl(ops.prefix + name, kernel, "Autograd")
+
+
 def _register_forward_autograd(ops: OpFamily, op: FusedOp) -> None:
     backward_op = ops.backward[op.backward]
     saves_seed = op.backward == "mask"
@@ -128,7 +137,7 @@ def _register_forward_autograd(ops: OpFamily, op: FusedOp) -> None:
         dy = backward_op(_tangent_input(named.x, named.bias), *saved_args(ctx), ctx.p, False)[0]
         return dy if named.residual is None else dy + named.residual
 
-    _autograd.register(_LIBRARY, ops.prefix + op.op_name, getattr(ops, op.op_name),
+    _autograd.register(_autograd_installer(ops, op.op_name), ops.prefix + op.op_name, getattr(ops, op.op_name),
                        setup_context=setup_context, backward=backward, jvp=jvp)
 
 
@@ -160,7 +169,7 @@ def _register_backward_autograd(ops: OpFamily, kind: str) -> None:
         return backward_op(grad_t, *saved_args(ctx), ctx.p, ctx.bias_grad)
 
     name = BACKWARDS[kind].op_name
-    _autograd.register(_LIBRARY, ops.prefix + name, getattr(ops, name),
+    _autograd.register(_autograd_installer(ops, name), ops.prefix + name, getattr(ops, name),
                        setup_context=setup_context, backward=backward, jvp=jvp)
 
 
