@@ -167,7 +167,7 @@ struct ThreadCoord {
 
 // ---- forward, and the backward without bias gradient: a grid-stride loop over chunks ---------------------
 
-// What every body reads once: the RNG state (from device memory; absent when the keep decision comes from y),
+// What every body reads once: the seed (from device memory; absent when the keep decision comes from y or p = 0),
 // the keep rule and the scale in the compute type.
 template <typename acc_t>
 struct DropoutParams {
@@ -175,9 +175,9 @@ struct DropoutParams {
   uint64_t offset;
   KeepRule rule;
   acc_t scale;
-  FD_HOST_DEVICE DropoutParams(const int64_t* rng_state, uint64_t threshold, double scale_value)
-      : seed(rng_state != nullptr ? static_cast<uint64_t>(rng_state[0]) : 0),
-        offset(rng_state != nullptr ? static_cast<uint64_t>(rng_state[1]) : 0),
+  FD_HOST_DEVICE DropoutParams(const int64_t* seed_bits, uint64_t offset_value, uint64_t threshold, double scale_value)
+      : seed(seed_bits != nullptr ? static_cast<uint64_t>(*seed_bits) : 0),
+        offset(offset_value),
         rule(threshold),
         scale(static_cast<acc_t>(scale_value)) {}
 };
@@ -196,7 +196,7 @@ template <typename scalar_t, typename Element, bool kVec>
 FD_HOST_DEVICE void forward_thread(const ForwardArgs<scalar_t>& a, const ThreadCoord& t) {
   using acc_t = typename ComputeType<scalar_t>::type;
   constexpr int N = kChunk<scalar_t>;
-  const DropoutParams<acc_t> params(a.rng_state, a.threshold, a.scale);
+  const DropoutParams<acc_t> params(a.seed, a.offset, a.threshold, a.scale);
   // The bias column of each chunk's first element, tracked across the grid-stride loop: one 64-bit modulo per
   // thread instead of one per chunk (a 64-bit modulo costs about as much as a Philox round on a GPU).
   int64_t chunk_col = 0, col_step = 0;
@@ -258,7 +258,7 @@ FD_HOST_DEVICE void backward_chunk(const BackwardArgs<scalar_t>& a,
 template <typename scalar_t, BackwardOp kOp, bool kVec>
 FD_HOST_DEVICE void backward_thread(const BackwardArgs<scalar_t>& a, const ThreadCoord& t) {
   using acc_t = typename ComputeType<scalar_t>::type;
-  const DropoutParams<acc_t> params(kKeepFromRngState<kOp> ? a.rng_state : nullptr, a.threshold, a.scale);
+  const DropoutParams<acc_t> params(kKeepFromRngState<kOp> ? a.seed : nullptr, a.offset, a.threshold, a.scale);
   grid_stride_chunks<kChunk<scalar_t>>(a.numel, t, [&](int64_t first, int count) {
     scalar_t grad_in[kChunk<scalar_t>];
     backward_chunk<scalar_t, kOp, kVec>(a, params, first, count, grad_in);
@@ -300,7 +300,7 @@ FD_HOST_DEVICE void backward_bias_tile_thread(const BackwardArgs<scalar_t>& a, c
   const int64_t col0 = (t.block * t.block_dim + t.thread) * N;
   if (col0 >= a.row_len) return;
   const int count = static_cast<int>(a.row_len - col0 < N ? a.row_len - col0 : N);
-  const DropoutParams<acc_t> params(kKeepFromRngState<kOp> ? a.rng_state : nullptr, a.threshold, a.scale);
+  const DropoutParams<acc_t> params(kKeepFromRngState<kOp> ? a.seed : nullptr, a.offset, a.threshold, a.scale);
   const int64_t r0 = t.block_y * plan.rows_per_block;
   const int64_t r1 = r0 + plan.rows_per_block < plan.rows ? r0 + plan.rows_per_block : plan.rows;
   acc_t sums[N];

@@ -72,7 +72,7 @@ bool run_forward(const ForwardLaunch& l, const LaunchShape& shape, Runner& runne
       using Element = decltype(element);
       const ForwardArgs<scalar_t> args{static_cast<const scalar_t*>(l.x), static_cast<const scalar_t*>(l.bias),
                                        static_cast<const scalar_t*>(l.residual), static_cast<scalar_t*>(l.out),
-                                       l.numel, l.row_len, l.rng_state, l.threshold, l.scale};
+                                       l.numel, l.row_len, l.seed, l.offset, l.threshold, l.scale};
       const Grid grid = flat_grid(chunks_of<scalar_t>(l.numel), shape);
       with_vector_path(use_vector_path(args), [&](auto vec) {
         runner.template forward<scalar_t, Element, decltype(vec)::value>(grid, args);
@@ -90,7 +90,7 @@ bool run_backward(const BackwardLaunch& l, const LaunchShape& shape, Runner& run
       constexpr BackwardOp kOp = decltype(op_tag)::value;
       const BackwardArgs<scalar_t> args{static_cast<const scalar_t*>(l.grad), static_cast<const scalar_t*>(l.y),
                                         static_cast<scalar_t*>(l.grad_in), static_cast<scalar_t*>(l.grad_bias),
-                                        l.numel, l.row_len, l.rng_state, l.threshold, l.scale};
+                                        l.numel, l.row_len, l.seed, l.offset, l.threshold, l.scale};
       with_vector_path(use_vector_path(args), [&](auto vec) {
         constexpr bool kVec = decltype(vec)::value;
         if (l.grad_bias == nullptr) {
