@@ -73,7 +73,7 @@ bool run_forward(const ForwardLaunch& l, const LaunchShape& shape, Runner& runne
       const ForwardArgs<scalar_t> args{static_cast<const scalar_t*>(l.x), static_cast<const scalar_t*>(l.bias),
                                        static_cast<const scalar_t*>(l.residual), static_cast<scalar_t*>(l.out),
                                        l.numel, l.row_len, l.rng_state, l.threshold, l.scale};
-      const Grid grid = flat_grid(chunks_of<scalar_t>(l.numel), shape);
+      const Grid grid = flat_grid(chunks_of<scalar_t>(l.numel), sizeof(scalar_t), shape);
       with_vector_path(use_vector_path(args), [&](auto vec) {
         runner.template forward<scalar_t, Element, decltype(vec)::value>(grid, args);
       });
@@ -94,7 +94,7 @@ bool run_backward(const BackwardLaunch& l, const LaunchShape& shape, Runner& run
       with_vector_path(use_vector_path(args), [&](auto vec) {
         constexpr bool kVec = decltype(vec)::value;
         if (l.grad_bias == nullptr) {
-          runner.template backward<scalar_t, kOp, kVec>(flat_grid(chunks_of<scalar_t>(l.numel), shape), args);
+          runner.template backward<scalar_t, kOp, kVec>(flat_grid(chunks_of<scalar_t>(l.numel), sizeof(scalar_t), shape), args);
           return;
         }
         const BiasGradPlan plan = plan_bias_grad(l.numel, l.row_len);
@@ -102,7 +102,7 @@ bool run_backward(const BackwardLaunch& l, const LaunchShape& shape, Runner& run
         const Grid tiles{bias_tile_column_blocks<scalar_t>(l.row_len, shape.tile_threads), plan.row_blocks,
                          shape.tile_threads};
         runner.template backward_bias_tiles<scalar_t, kOp, kVec>(tiles, args, plan, partial);
-        runner.template column_sum<scalar_t>(flat_grid(l.row_len, shape), partial, plan.row_blocks, l.row_len,
+        runner.template column_sum<scalar_t>(flat_grid(l.row_len, sizeof(scalar_t), shape), partial, plan.row_blocks, l.row_len,
                                              static_cast<scalar_t*>(l.grad_bias));
       });
     });
