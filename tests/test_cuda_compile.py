@@ -30,8 +30,9 @@ def test_compiles_for_sm80_and_sm90(source, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert (tmp_path / "out.o").stat().st_size > 0
-    # The vectorised kernels must keep their per-thread arrays in registers: no kernel may spill more than the
-    # scalar-fallback float bias-gradient tile (8 bytes).
+    # The kernels must keep their per-thread arrays in registers under their __launch_bounds__ register caps
+    # (launch_geometry.h): no kernel may spill more than the 8 bytes of the scalar-fallback 16-bit
+    # bias_relu_dropout with bias for sm_80 (outside its hot path).
     spills = [int(line.split("bytes spill stores")[0].split(",")[-1]) for line in result.stderr.splitlines()
               if "bytes spill stores" in line]
     assert spills and max(spills) <= 8, result.stderr[-4000:]
