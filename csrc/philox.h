@@ -21,8 +21,8 @@ struct Philox4 {
   uint32_t r[4];
 };
 
-// High and low 32-bit halves of a 32x32 -> 64-bit product. Written with a plain 64-bit multiply so that host
-// compilers vectorise it (vpmuludq on AVX2) and nvcc emits mul.hi/mul.lo.
+// High 32-bit half of a 32x32 -> 64-bit product, the host form: a plain 64-bit multiply, which host compilers
+// vectorise (vpmuludq on AVX2).
 FD_HOST_DEVICE uint32_t philox_mulhi(uint32_t a, uint32_t b) {
   return static_cast<uint32_t>((static_cast<uint64_t>(a) * b) >> 32);
 }
