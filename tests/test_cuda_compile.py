@@ -1,5 +1,5 @@
 """Every CUDA source compiles with nvcc for sm_80 and sm_90 (object files only), without warnings that signal
-local-memory use. Skips where nvcc is absent."""
+local-memory use, and the device Philox makes one wide multiply per product. Skips where nvcc is absent."""
 import glob
 import os
 import shutil
@@ -60,3 +60,25 @@ def test_kernel_sources_include_no_torch_headers():
         for line in open(path):
             if line.startswith("#include"):
                 assert "ATen" not in line and "torch/" not in line and "c10/" not in line, (path, line)
+
+
+# The Philox multipliers (csrc/philox.h) as they can appear in PTX immediates.
+PHILOX_MULTIPLIERS = [0xD2511F53, 0xCD9E8D57]
+PHILOX_IMMEDIATES = {str(m) for m in PHILOX_MULTIPLIERS} | {str(m - 2**32) for m in PHILOX_MULTIPLIERS} | {
+    f"0x{m:08x}" for m in PHILOX_MULTIPLIERS} | {f"0x{m:08X}" for m in PHILOX_MULTIPLIERS}
+
+
+def test_device_philox_makes_one_wide_multiply_per_product(tmp_path):
+    """The GPU side of philox_mul (csrc/philox.h), which the CPU emulator of the kernels never runs: each Philox
+    product is one mul.wide.u32 whose register pair holds both halves, never a wide multiply for the high half plus
+    a mul.lo by the same multiplier for the low half (twice the multiplies in SASS)."""
+    ptx = tmp_path / "kernels.ptx"
+    result = subprocess.run([NVCC, "-std=c++17", "-O3", "-arch=sm_90", f"-I{os.path.join(ROOT, 'csrc')}", "-ptx",
+                             os.path.join(ROOT, "csrc", "cuda", "dropout_kernels.cu"), "-o", str(ptx)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-4000:]
+    lines = ptx.read_text().splitlines()
+    assert any("mul.wide.u32" in line for line in lines)
+    split_products = [line for line in lines if ("mul.lo" in line or "mul.hi" in line)
+                      and set(line.replace(",", " ").replace(";", " ").split()) & PHILOX_IMMEDIATES]
+    assert not split_products, split_products[:4]
