@@ -183,6 +183,49 @@ def test_backward_bodies_follow_the_spec(emulator, op_list, tmp_path, shape, dty
                     assert_column_sum_close(grad_bias, grad_in.reshape(-1, row_len))
 
 
+# Offsets that are multiples of 4 take the fast path: whole Philox groups per chunk
+# under the hoisted key schedule, vector bias loads where rows hold whole chunks (row lengths 40 and 3072), the
+# general path for rows that split chunks (12) and for the tail chunk (7 x 13).
+FAST_PATH_SHAPES = [(6, 40), (5, 12), (7, 13), (3, 3072)]
+FAST_PATH_OFFSETS = [8, 2**34 + 4]  # the second one's Philox group index has a nonzero high word
+
+
+@pytest.mark.parametrize("offset", FAST_PATH_OFFSETS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", FAST_PATH_SHAPES)
+def test_fast_path_at_aligned_offsets_follows_the_spec(emulator, op_list, tmp_path, shape, dtype, offset):
+    index = FAST_PATH_SHAPES.index(shape) + DTYPES.index(dtype)
+    seed, p = 2**40 + 7 * index, 0.3
+    x, residual = make_input(shape, dtype, seed=index), make_input(shape, dtype, seed=index + 50)
+    bias = make_input(shape[-1:], dtype, seed=index + 60)
+    seed_tensor = torch.tensor([seed], dtype=torch.int64)
+    numel, row_len = x.numel(), shape[-1]
+    for name, tensor in (("x", x), ("residual", residual), ("bias", bias), ("grad", x), ("y", residual)):
+        write(tmp_path, name, tensor)
+    common = dict(dtype=DTYPE_NAME[dtype], numel=numel, row_len=row_len, seed=seed, offset=offset,
+                  threshold=spec.keep_threshold(p), scale=repr(1 / (1 - p)), misalign=0)
+    for geometry in GEOMETRIES.values():
+        for op, has_bias in forward_cases(op_list[0]):
+            args = [x] + ([residual] if op.residual else []) + ([bias if has_bias else None]
+                                                               if op.optional_bias else [])
+            expected = reference_op(op.name + "_fwd")(*args, seed_tensor, offset, p)
+            report = run(emulator, tmp_path, kind="forward", op=op.name, has_bias=int(has_bias),
+                         has_residual=int(op.residual), **common, **geometry)
+            assert report["vector_path"] == 1
+            assert torch.equal(read(tmp_path, "out", dtype, shape), expected), (op, has_bias, geometry)
+        for op in op_list[1]:
+            saved = {"rng_state": (seed_tensor, offset), "y": (residual,)}[op.saved]
+            for bias_grad in (False, True):
+                expected_grad, _ = reference_op(op.name)(x, *saved, p, bias_grad)
+                run(emulator, tmp_path, kind="backward", op=op.name, saved=op.saved, bias_grad=int(bias_grad),
+                    **common, **geometry)
+                grad_in = read(tmp_path, "grad_in", dtype, shape)
+                assert torch.equal(grad_in, expected_grad), (op, bias_grad, geometry)
+                if bias_grad:
+                    grad_bias = read(tmp_path, "grad_bias", dtype, (row_len,))
+                    assert_column_sum_close(grad_bias, grad_in.reshape(-1, row_len))
+
+
 def test_launcher_caps_the_grid_at_the_resident_blocks(emulator, tmp_path):
     """The launcher's grid-stride geometry: a small input gets one block; a large one is capped at a number of
     resident blocks proportional to the multiprocessor count (threads then loop over many chunks each)."""

@@ -114,7 +114,7 @@ struct EmulatorRunner {
 LaunchShape launch_shape() {
   const std::string geometry = get("geometry");
   if (geometry == "launcher") return device_launch_shape(static_cast<int>(get_int("sms")));
-  if (geometry == "grid_stride") return {32, 32, 3};
+  if (geometry == "grid_stride") return {24, 32, 1};  // one multiprocessor of 24-thread blocks
   fail("unknown geometry " + geometry);
 }
 
