@@ -29,9 +29,9 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARCHS = (80, 90)
 TILE_CONSTEXPRS = ("BR", "BC")
-# rows is 1 in every flat view, row_len for a bias of length 1, threshold for p just above 2^-32, row_blocks whenever
-# one tile holds every row. scale_bits, the bits of 1 / (1 - p) >= 1.0 (or 0), never is.
-SCALARS_THAT_CAN_BE_ONE = ("rows", "row_len", "threshold", "row_blocks")
+# rows is 1 in every flat view, row_len for a bias of length 1, row_blocks whenever one tile holds every row.
+# threshold and scale_bits are typed (annotated) and never specialised on their values.
+SCALARS_THAT_CAN_BE_ONE = ("rows", "row_len", "row_blocks")
 TORCH_TO_TRITON = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32", torch.float64: "fp64"}
 
 try:
@@ -103,8 +103,11 @@ def _source(spec, scalars: str):
     integer scalars in the given form."""
     signature, constexprs, attrs = {}, dict(spec.constexprs), {}
     for index, name in enumerate(spec.kernel.arg_names):
-        if name in constexprs or spec.kernel.params[index].is_constexpr:
+        param = spec.kernel.params[index]
+        if name in constexprs or param.is_constexpr:
             signature[name] = "constexpr"
+        elif param.annotation_type:  # a typed scalar: the JIT passes it as that type whatever its value
+            signature[name] = param.annotation_type
         elif name.endswith("_ptr"):
             signature[name] = _pointer_type(name, spec.dtype)
             attrs[(index,)] = [["tt.divisibility", 16]]
