@@ -163,15 +163,24 @@ def test_column_blocks_fill_rows_that_are_not_powers_of_two(row_len):
 
 
 def test_p_one_keeps_nothing_even_where_a_word_reaches_the_clamped_threshold():
-    # p = 1 arrives as threshold 2^32 - 1 and scale 0: a word of 0xFFFFFFFF passes the 32-bit compare, so the
-    # kernel must keep nothing on a zero scale. With threshold 0 every word passes: only that rule drops them.
+    # p = 1 arrives as threshold 2^32 - 1 and scale 0: a word of 0xFFFFFFFF passes the 32-bit compare, so on a
+    # zero scale the kernels must write 0 for kept elements too (inf * 0 would be NaN). With threshold 0 every word
+    # passes: only that rule makes the output 0. Forward with and without bias, and the mask backward.
     x = torch.full((4, 8), float("inf"), device=DEVICE)
-    out = torch.empty_like(x)
     state = torch.tensor([3, 0], dtype=torch.int64, device=DEVICE)
-    variant = launch._forward_specialization("identity", False, False, x.dtype, launch._tile(x.numel(), False, 4))
-    launch._launch(variant, (1,), x_ptr=x, out_ptr=out, state_ptr=state, rows=1, row_len=x.numel(), threshold=0,
-                   scale_bits=0)
-    assert torch.equal(out, torch.zeros_like(x))
+    p_one = dict(state_ptr=state, threshold=0, scale_bits=0)
+    for activation, bias in (("identity", None), ("relu", x[0])):
+        out = torch.empty_like(x)
+        tile = launch._tile(8, True, 4) if bias is not None else launch._tile(32, False, 4)
+        variant = launch._forward_specialization(activation, bias is not None, False, x.dtype, tile)
+        pointers = dict(x_ptr=x, out_ptr=out, **({} if bias is None else dict(bias_ptr=bias)))
+        shape = dict(rows=4, row_len=8) if bias is not None else dict(rows=1, row_len=32)
+        launch._launch(variant, (1,), **pointers, **shape, **p_one)
+        assert torch.equal(out, torch.zeros_like(x)), activation
+    grad_in = torch.empty_like(x)
+    variant = launch._backward_specialization("mask", False, x.dtype, launch._tile(32, False, 4))
+    launch._launch(variant, (1,), grad_ptr=x, grad_in_ptr=grad_in, rows=1, row_len=32, **p_one)
+    assert torch.equal(grad_in, torch.zeros_like(x))
 
 
 def test_p_does_not_specialise_the_kernels():

@@ -2,15 +2,15 @@
 triton.compile with a GPUTarget needs no GPU. The interpreter runs kernels as Python and accepts code the compiler
 rejects (a float64/float32 return type clash, say), so this is where such errors surface.
 
-What is compiled: launch.specializations() lists every variant the launcher can pick: 314 (dtype, activation,
+What is compiled: launch.specializations() lists every variant the launcher can pick: 284 (dtype, activation,
 bias/residual flags, backward kind, bias_grad, tile; column-sum block). A compile costs about 0.6 s of CPU, so
 all of them for two archs would take ~7 minutes of CPU: too slow for CI. This compiles
   - every flag/dtype combination of each kernel at one tile of its tile class (the middle one of its tiles: flat
     views have one tile; column views several), and
   - every tile shape of each kernel at the first flag combination that uses it,
-110 variants, for both archs. Integer scalars compile as unspecialised i64; Triton also specialises them by value
-(i32, a constexpr 1, multiples of 16): the i32 and constexpr-1 forms are compiled once per kernel and tile class
-(10 more). That is ~2 x 90 s of CPU, run as one child process per arch side by side: 90-170 s of wall time on
+108 variants, for both archs. Integer scalars compile as unspecialised i64 (threshold and scale_bits as their
+annotated types: the kernels never specialise them on p); Triton also specialises the others by value (i32, a
+constexpr 1, multiples of 16): the i32 and constexpr-1 forms are compiled once per kernel and tile class (10 more). That is ~2 x 90 s of CPU, run as one child process per arch side by side: 90-170 s of wall time on
 2 cores (the upper end on a shared machine).
 
 The suite runs with TRITON_INTERPRET=1, which turns @triton.jit into the interpreter at import time, so the

@@ -85,7 +85,7 @@ def _group_words(seed, group, word):
 
 
 @triton.jit
-def _tile_keep(seed, offset, row, col0, rows, row_len, threshold, keep_any, BR: tl.constexpr, BC: tl.constexpr):
+def _tile_keep(seed, offset, row, col0, rows, row_len, threshold, BR: tl.constexpr, BC: tl.constexpr):
     """Keep decisions ([BR, BC // 4, 4]) of the [BR, BC] tile whose rows are `row` ([BR] int64) and columns col0 .. col0 + BC.
 
     Row r starts at g_r = offset + r * row_len + col0 = 4 q_r + s_r (the rule applied to g_r). When every row
@@ -94,8 +94,9 @@ def _tile_keep(seed, offset, row, col0, rows, row_len, threshold, keep_any, BR: 
     applied to s_r + c (0 .. 6) gives its group's distance from q_r + j (0 or 1) and its word; the words that
     spill into the next group come from a second call for q_r + j + 1.
 
-    keep <=> word >= T in 32 bits: T = floor(p * 2^32) arrives clamped to 2^32 - 1, and keep_any is false exactly
-    when p = 1 (T = 2^32, nothing kept), as csrc/dropout_math.h's KeepRule does.
+    keep <=> word >= T in 32 bits: T = floor(p * 2^32) arrives clamped to 2^32 - 1, so at p = 1 (T = 2^32) a word
+    of 0xFFFFFFFF is kept here: the kernels then read their input as 0 (see _reads_input), which makes a kept
+    element the same +0 as a dropped one.
     """
     row_start = _global_index(offset, row[:, None] * row_len + col0)  # [BR, 1]
     first_group, start_word = _mask_index_rule(row_start)
@@ -105,18 +106,30 @@ def _tile_keep(seed, offset, row, col0, rows, row_len, threshold, keep_any, BR: 
     else:
         next_group, word = _mask_index_rule(start_word[:, :, None] + tl.arange(0, 4)[None, None, :])  # [BR, 1, 4]
         words = tl.where(next_group == 0, _group_words(seed, group, word), _group_words(seed, group + 1, word))
-    return (words >= threshold.to(tl.uint32)) & keep_any
+    return words >= threshold.to(tl.uint32)
 
 
 @triton.jit
-def _activate(v, ACTIVATION: tl.constexpr):
-    """The op's activation of the pre-dropout value, in the compute type: the one home of activation math in
-    the Triton language (a new activation is one more branch)."""
+def _reads_input(scale_bits):
+    """False exactly when p = 1 (scale 0): then x and bias (forward) or the gradient (mask backward) are read as
+    0, so a kept element is 0 * 0 = +0 like a dropped one, whatever the input holds (inf * 0 would be NaN). This
+    stands in for a keep_any flag (csrc/dropout_math.h's KeepRule), costing one predicate per vector load instead of
+    one select per element; the result is the spec's for p = 1: 0, or residual + 0."""
+    return scale_bits != 0
+
+
+@triton.jit
+def _activate_and_drop(v, keep, scale, ACTIVATION: tl.constexpr):
+    """keep ? ACTIVATION(v) * scale : 0 in the compute type: the one home of activation math in the Triton language
+    (a new activation is one more branch). relu's zeros join the drop's select: relu(v) * scale is +0 exactly where
+    v < 0 (the scale is finite and not negative), so relu costs one compare, no select of its own. NaN and -0.0
+    pass as torch.relu leaves them (neither is < 0)."""
     if ACTIVATION == "relu":
-        v = tl.where(v < 0, 0.0, v)  # NaN stays NaN, as torch.relu does
+        out = tl.where(keep & ~(v < 0), v * scale, 0.0)
     else:
         tl.static_assert(ACTIVATION == "identity", "unknown ACTIVATION")
-    return v
+        out = tl.where(keep, v * scale, 0.0)
+    return out
 
 
 @triton.jit
@@ -155,6 +168,10 @@ def _round_to(v, dtype: tl.constexpr, INTERPRETER: tl.constexpr):
         # the canonical NaN is below it and above every other pattern a conversion writes (negatives, and +inf at
         # 0x7C00 or 0x7F80): a minimum replaces the NaN and nothing else, one instruction and no NaN test.
         signed_type: tl.constexpr = _unsigned_type(16, signed=True)
+        # v goes through an opaque move first: LLVM would otherwise move the selects that made v (the drop, relu)
+        # past the conversion onto 16-bit halves, unpacking and repacking every pair around them (2-3 more
+        # instructions per element). ptxas removes the move.
+        v = tl.inline_asm_elementwise("mov.b32 $0, $1;", "=r,r", [v], dtype=tl.float32, is_pure=True, pack=1)
         result_bits = v.to(dtype).to(signed_type, bitcast=True)
         result_bits = tl.minimum(result_bits, tl.full(result_bits.shape, canonical_nan_bits, signed_type))
     else:
@@ -200,7 +217,7 @@ def _tile_coordinates(rows, row_len, BR: tl.constexpr, BC: tl.constexpr):
 
 # threshold and scale_bits change with p: typed and not specialised on their values, so a new p never means a new
 # compile. threshold = min(floor(p * 2^32), 2^32 - 1); scale_bits = the bits of the scale in the compute type, 0
-# exactly when p = 1 (the kernels' keep_any).
+# exactly when p = 1 (see _reads_input).
 @triton.jit(do_not_specialize=["threshold", "scale_bits"])
 def forward_kernel(x_ptr, bias_ptr, residual_ptr, out_ptr, state_ptr, rows, row_len, threshold: tl.uint32,
                    scale_bits: tl.int64, ACTIVATION: tl.constexpr, HAS_BIAS: tl.constexpr,
@@ -211,11 +228,12 @@ def forward_kernel(x_ptr, bias_ptr, residual_ptr, out_ptr, state_ptr, rows, row_
     _, row, col0, col, in_bounds, index = _tile_coordinates(rows, row_len, BR, BC)
     seed = tl.load(state_ptr)
     offset = tl.load(state_ptr + 1)
-    keep = _tile_keep(seed, offset, row, col0, rows, row_len, threshold, scale_bits != 0, BR, BC)
-    v = _load_widened(x_ptr + index, in_bounds, acc_t)
+    keep = _tile_keep(seed, offset, row, col0, rows, row_len, threshold, BR, BC)
+    reads_input = _reads_input(scale_bits)
+    v = _load_widened(x_ptr + index, tl.where(reads_input, in_bounds, False), acc_t)
     if HAS_BIAS:
-        v = v + _load_widened(bias_ptr + col, col < row_len, acc_t)[None, :, :]
-    out = tl.where(keep, _activate(v, ACTIVATION) * _scale_value(scale_bits, ACC_F64), 0.0)
+        v = v + _load_widened(bias_ptr + col, tl.where(reads_input, col < row_len, False), acc_t)[None, :, :]
+    out = _activate_and_drop(v, keep, _scale_value(scale_bits, ACC_F64), ACTIVATION)
     if HAS_RESIDUAL:
         out = _load_widened(residual_ptr + index, in_bounds, acc_t) + out
     tl.store(out_ptr + index, _round_to(out, out_ptr.dtype.element_ty, INTERPRETER), mask=in_bounds)
@@ -233,11 +251,12 @@ def backward_kernel(grad_ptr, y_ptr, state_ptr, grad_in_ptr, partial_ptr, rows, 
     if KIND == "mask":
         seed = tl.load(state_ptr)
         offset = tl.load(state_ptr + 1)
-        keep = _tile_keep(seed, offset, row, col0, rows, row_len, threshold, scale_bits != 0, BR, BC)
+        keep = _tile_keep(seed, offset, row, col0, rows, row_len, threshold, BR, BC)
+        grad = _load_widened(grad_ptr + index, tl.where(_reads_input(scale_bits), in_bounds, False), acc_t)
     else:
         tl.static_assert(KIND == "relu_output", "unknown backward KIND")
         keep = _load_widened(y_ptr + index, in_bounds, acc_t) > 0
-    grad = _load_widened(grad_ptr + index, in_bounds, acc_t)
+        grad = _load_widened(grad_ptr + index, in_bounds, acc_t)
     grad_in = _round_to(tl.where(keep, grad * _scale_value(scale_bits, ACC_F64), 0.0), grad_in_ptr.dtype.element_ty,
                         INTERPRETER)
     tl.store(grad_in_ptr + index, grad_in, mask=in_bounds)
