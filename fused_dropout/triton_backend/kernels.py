@@ -86,7 +86,8 @@ def _group_words(seed, group, word):
 
 @triton.jit
 def _tile_keep(seed, offset, row, col0, rows, row_len, threshold, BR: tl.constexpr, BC: tl.constexpr):
-    """Keep decisions ([BR, BC // 4, 4]) of the [BR, BC] tile whose rows are `row` ([BR] int64) and columns col0 .. col0 + BC.
+    """Keep decisions ([BR, BC // 4, 4]) of the [BR, BC] tile whose rows are `row` ([BR] int64) and columns col0 ..
+    col0 + BC.
 
     Row r starts at g_r = offset + r * row_len + col0 = 4 q_r + s_r (the rule applied to g_r). When every row
     starts on a group boundary (s_r = 0: offset and row_len multiples of 4, or a single row), element 4j + c of a
@@ -121,9 +122,9 @@ def _reads_input(scale_bits):
 @triton.jit
 def _activate_and_drop(v, keep, scale, ACTIVATION: tl.constexpr):
     """keep ? ACTIVATION(v) * scale : 0 in the compute type: the one home of activation math in the Triton language
-    (a new activation is one more branch). relu's zeros join the drop's select: relu(v) * scale is +0 exactly where
-    v < 0 (the scale is finite and not negative), so relu costs one compare, no select of its own. NaN and -0.0
-    pass as torch.relu leaves them (neither is < 0)."""
+    (a new activation is one more branch). relu's zeros are written as part of the drop's select: relu(v) * scale
+    is +0 exactly where v < 0 (the scale is finite and not negative). NaN and -0.0 pass as torch.relu leaves them
+    (neither is < 0)."""
     if ACTIVATION == "relu":
         out = tl.where(keep & ~(v < 0), v * scale, 0.0)
     else:

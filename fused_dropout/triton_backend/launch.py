@@ -138,7 +138,8 @@ def _backward_specialization(kind: str, bias_grad: bool, dtype: torch.dtype, til
     from_mask = kind == "mask"
     constexprs = dict(
         KIND=kind, BIAS_GRAD=bias_grad, ACC_F64=dtype == torch.float64, BR=tile.rows, BC=tile.columns,
-        INTERPRETER=triton_interpreting(), **_unused_pointers(y_ptr=not from_mask, state_ptr=from_mask, partial_ptr=bias_grad),
+        INTERPRETER=triton_interpreting(),
+        **_unused_pointers(y_ptr=not from_mask, state_ptr=from_mask, partial_ptr=bias_grad),
     )
     return Specialization(kernels.backward_kernel, dtype, constexprs, tile.num_warps)
 
