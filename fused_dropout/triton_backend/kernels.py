@@ -134,18 +134,19 @@ def _activate_and_drop(v, keep, scale, ACTIVATION: tl.constexpr):
 
 
 @triton.jit
-def _widen(v, acc_t: tl.constexpr):
+def _widen(v, acc_t: tl.constexpr, INTERPRETER: tl.constexpr):
     """v in the compute type, exactly. bfloat16 moves its 16 bits into the top half of a float32, exact for every
-    value: a cast is too on GPUs, but Triton's interpreter flushes bfloat16 subnormals to zero in a cast."""
-    if v.dtype == tl.bfloat16:
+    value: the cast is that on GPUs (compiled to multiplies and byte permutes, off the busy integer pipe), but
+    Triton's interpreter flushes bfloat16 subnormals to zero in a cast, so under it the bits are moved by hand."""
+    if (v.dtype == tl.bfloat16) & INTERPRETER:
         v = (v.to(tl.uint16, bitcast=True).to(tl.uint32) << 16).to(tl.float32, bitcast=True)
     return v.to(acc_t)
 
 
 @triton.jit
-def _load_widened(pointers, mask, acc_t: tl.constexpr):
+def _load_widened(pointers, mask, acc_t: tl.constexpr, INTERPRETER: tl.constexpr):
     """Every load of a tensor goes through here: masked lanes read 0, values are widened exactly."""
-    return _widen(tl.load(pointers, mask=mask, other=0.0), acc_t)
+    return _widen(tl.load(pointers, mask=mask, other=0.0), acc_t, INTERPRETER)
 
 
 # Compile-time helpers of _round_to: the unsigned integer type of a bit width, and the spec's canonical NaN of a
@@ -231,12 +232,13 @@ def forward_kernel(x_ptr, bias_ptr, residual_ptr, out_ptr, state_ptr, rows, row_
     offset = tl.load(state_ptr + 1)
     keep = _tile_keep(seed, offset, row, col0, rows, row_len, threshold, BR, BC)
     reads_input = _reads_input(scale_bits)
-    v = _load_widened(x_ptr + index, tl.where(reads_input, in_bounds, False), acc_t)
+    v = _load_widened(x_ptr + index, tl.where(reads_input, in_bounds, False), acc_t, INTERPRETER)
     if HAS_BIAS:
-        v = v + _load_widened(bias_ptr + col, tl.where(reads_input, col < row_len, False), acc_t)[None, :, :]
+        bias = _load_widened(bias_ptr + col, tl.where(reads_input, col < row_len, False), acc_t, INTERPRETER)
+        v = v + bias[None, :, :]
     out = _activate_and_drop(v, keep, _scale_value(scale_bits, ACC_F64), ACTIVATION)
     if HAS_RESIDUAL:
-        out = _load_widened(residual_ptr + index, in_bounds, acc_t) + out
+        out = _load_widened(residual_ptr + index, in_bounds, acc_t, INTERPRETER) + out
     tl.store(out_ptr + index, _round_to(out, out_ptr.dtype.element_ty, INTERPRETER), mask=in_bounds)
 
 
@@ -253,16 +255,17 @@ def backward_kernel(grad_ptr, y_ptr, state_ptr, grad_in_ptr, partial_ptr, rows, 
         seed = tl.load(state_ptr)
         offset = tl.load(state_ptr + 1)
         keep = _tile_keep(seed, offset, row, col0, rows, row_len, threshold, BR, BC)
-        grad = _load_widened(grad_ptr + index, tl.where(_reads_input(scale_bits), in_bounds, False), acc_t)
+        reads_input = _reads_input(scale_bits)
+        grad = _load_widened(grad_ptr + index, tl.where(reads_input, in_bounds, False), acc_t, INTERPRETER)
     else:
         tl.static_assert(KIND == "relu_output", "unknown backward KIND")
-        keep = _load_widened(y_ptr + index, in_bounds, acc_t) > 0
-        grad = _load_widened(grad_ptr + index, in_bounds, acc_t)
+        keep = _load_widened(y_ptr + index, in_bounds, acc_t, INTERPRETER) > 0
+        grad = _load_widened(grad_ptr + index, in_bounds, acc_t, INTERPRETER)
     grad_in = _round_to(tl.where(keep, grad * _scale_value(scale_bits, ACC_F64), 0.0), grad_in_ptr.dtype.element_ty,
                         INTERPRETER)
     tl.store(grad_in_ptr + index, grad_in, mask=in_bounds)
     if BIAS_GRAD:
-        column_sum = tl.sum(tl.where(in_bounds, _widen(grad_in, acc_t), 0.0), axis=0)
+        column_sum = tl.sum(tl.where(in_bounds, _widen(grad_in, acc_t, INTERPRETER), 0.0), axis=0)
         tl.store(partial_ptr + row_block * row_len + col, column_sum, mask=col < row_len)
 
 
