@@ -11,8 +11,8 @@ all of them for two archs would take ~7 minutes of CPU: too slow for CI. This co
 108 variants, for both archs. Integer scalars compile as unspecialised i64 (threshold and scale_bits as their
 annotated types: the kernels never specialise them on p); Triton also specialises the others by value (i32, a
 constexpr 1, multiples of 16): the i32 and constexpr-1 forms are compiled once per kernel and tile class (10 more).
-That is ~2 x 170 s of CPU (the kernels grew: 32 elements per thread, a Philox unrolled over 8 groups), run as one
-child process per arch side by side: 345 s of wall time on 2 cores shared with other jobs, less on an idle machine.
+That is ~2 x 210 s of CPU (the kernels grew: 32 elements per thread, a Philox unrolled over 8 groups), run as one
+child process per arch side by side: about 230 s of wall time on 2 cores (more on a shared machine).
 
 The suite runs with TRITON_INTERPRET=1, which turns @triton.jit into the interpreter at import time, so the
 compiles run in one child process per arch without it (this file is also that child's script).
