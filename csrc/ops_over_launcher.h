@@ -89,7 +89,9 @@ struct FusedOps {
     }
     const at::Tensor grad = grad_in.contiguous();
     at::Tensor grad_x = empty_output(grad);
-    at::Tensor grad_bias_tensor = at::zeros({bias_grad ? row_len_of(grad) : 0}, grad.options());
+    // Zeros when wanted (an empty grad sums to 0); else an empty tensor, which needs no fill.
+    at::Tensor grad_bias_tensor =
+        bias_grad ? at::zeros({row_len_of(grad)}, grad.options()) : at::empty({0}, grad.options());
     std::optional<at::Tensor> grad_bias;
     if (bias_grad) grad_bias = grad_bias_tensor;
     if (grad.numel() > 0) Launcher::backward(kOp, grad, rng, y, grad_x, grad_bias, p);

@@ -102,7 +102,7 @@ def count_ops(op_name: str, provider: str, mode: str, device: torch.device) -> t
 
 def run(device: torch.device, out_dir: str, quick: bool = False) -> str:
     """Measures every op and mode, prints the table, writes overhead.csv and overhead.md into out_dir."""
-    rounds, calls = (3, 200) if quick else (9, 2000)
+    rounds, calls = (3, 200) if quick else (15, 2000)
     rows = []
     for op_name in OPS_BY_NAME:
         for mode in MODES:
