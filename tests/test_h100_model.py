@@ -152,6 +152,29 @@ def test_path_of_one_program_skips_the_unaligned_second_call():
     assert flow.path({"store": 1, "philox_multiply": philox_requirement(8)}).instructions == 84
 
 
+# float32: a chunk of 8 elements is two Philox calls (each guarded) and two 128-bit loads and stores.
+TWO_STORE_LOOP = (["S2R R0, SR_TID.X",  # 0
+                   "@P0 BRA L42"]  # 1: loop head; skip call 0
+                  + PHILOX_CALL  # 2 .. 41
+                  + ["@P1 BRA L83"]  # 42: skip call 1
+                  + PHILOX_CALL  # 43 .. 82
+                  + ["LDG.E.128 R8, desc[UR4][R2.64]",  # 83
+                     "LDG.E.128 R12, desc[UR4][R2.64+0x10]",  # 84
+                     "STG.E.128 desc[UR4][R2.64], R8",  # 85
+                     "STG.E.128 desc[UR4][R2.64+0x10], R12",  # 86
+                     "@!P2 BRA L1",  # 87
+                     "EXIT"])  # 88
+
+
+def test_cuda_hot_path_holds_the_philox_calls_of_every_element_it_stores():
+    from benchmarks.h100_model.model import hot_path
+
+    kernel = KernelId("cuda", "forward", "dropout", False, "fp32", "k", threads=256)
+    path, elements = hot_path(kernel, flow_of(TWO_STORE_LOOP))
+    assert elements == 8 and path.resources["philox_multiply"] == 40
+    assert path.instructions == 1 + 40 + 1 + 40 + 5  # head, call, guard, call, loads + stores + back edge
+
+
 def test_a_call_costs_its_subroutine():
     path = flow_of(CALLER).cycle("vector_store", {"vector_store": 1})
     assert path.instructions == 4 + 3  # LDG, CALL, STG, BRA + IADD3, MUFU, RET

@@ -29,6 +29,27 @@ at B = 4 bytes per element), no spills; plain dropout forward and backward also 
 """
 
 
+# The kernels issue 9 measured by running their SASS on aligned inputs, with its issue / ALU per element then.
+ISSUE_9_REFERENCE = [
+    (("cuda", "forward", "dropout", False, "bf16", ""), "38 / 18.5"),
+    (("cuda", "forward", "bias_relu_dropout", True, "bf16", ""), "53.5 / 28.0"),
+    (("cuda", "forward", "dropout_add", True, "bf16", ""), "54.8 / 26.8"),
+    (("triton", "forward", "dropout", False, "bf16", ""), "41 / 21"),
+    (("triton", "forward", "bias_relu_dropout", True, "bf16", 4096), "47 / 24.5"),
+]
+
+
+def reference_table(rows: list) -> str:
+    lines = ["| kernel (sm_90, bf16) | issue / ALU per element (this model) | issue 9 |", "|---|---|---|"]
+    for key, quoted in ISSUE_9_REFERENCE:
+        for row in rows:
+            if (row.get("arch") == "sm_90" and "issue_per_element" in row and
+                    (row["backend"], row["kind"], row["op"], row["bias"], row["dtype"], row["row_len"]) == key):
+                label = f"{key[0]} {key[2]} {key[1]}{' with bias' if key[3] else ''}{f' (row {key[5]})' if key[5] else ''}"
+                lines.append(f"| {label} | {row['issue_per_element']:.1f} / {row['alu_per_element']:.1f} | {quoted} |")
+    return "\n".join(lines)
+
+
 def write_csv(rows: list, path: str) -> None:
     with open(path, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=COLUMNS, extrasaction="ignore")
@@ -76,6 +97,7 @@ def write_summary(rows: list, path: str, command: str, when: str, commit: str, n
                          util=hw.BUDGET_UTILISATION, plain=hw.PLAIN_DROPOUT_ISSUE_BUDGET)
     text += (f"\n**Verdict:** {len(budgeted) - len(failing)} of {len(budgeted)} budgeted sm_90 kernel rows within "
              f"budget; {len(compile_errors)} compile failures (sm_80 and sm_90).\n")
+    text += "\n## The kernels issue 9 quotes\n\n" + reference_table(rows) + "\n"
     for arch in ("sm_90", "sm_80"):
         arch_rows = [row for row in rows if row.get("arch") == arch]
         if arch_rows:

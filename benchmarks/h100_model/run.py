@@ -66,8 +66,19 @@ def triton_rows(archs, words: list, work_dir: str) -> tuple:
     return rows, []
 
 
+_ORDER = {name: index for index, name in enumerate(
+    ["cuda", "triton", "sm_90", "sm_80", "bf16", "fp16", "fp32", "fp64", "forward", "backward", "column_sum",
+     "dropout", "bias_relu_dropout", "dropout_add", "mask_bwd", "relu_output_bwd"])}
+
+
+def _sort_key(row: dict) -> tuple:
+    """Backend, arch, dtype, kind, op, bias, row length: the order of the report's tables."""
+    return tuple(_ORDER.get(row.get(key), 99) for key in ("backend", "arch", "dtype", "kind", "op")) + (
+        bool(row.get("bias")), row.get("row_len") or 0)
+
+
 def model_rows(backends=BACKENDS, archs=ARCHS, words=(), work_dir: str = "") -> tuple:
-    """(rows, notes) of every selected kernel, CUDA first."""
+    """(rows, notes) of every selected kernel, in report order."""
     rows, notes = [], []
     if "cuda" in backends:
         found, said = cuda_rows(archs, list(words), work_dir)
@@ -77,4 +88,4 @@ def model_rows(backends=BACKENDS, archs=ARCHS, words=(), work_dir: str = "") -> 
         found, said = triton_rows(archs, list(words), work_dir)
         rows += found
         notes += said
-    return rows, notes
+    return sorted(rows, key=_sort_key), notes
