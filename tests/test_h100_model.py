@@ -203,7 +203,8 @@ def test_model_row_flags_a_kernel_over_budget():
                       launched_blocks_per_sm="8")
     ok = model_row(kernel, 90, flow_of(lean), 32, 0, 0)
     assert ok["within_budget"], ok
-    assert ok["issue_per_element"] == 11 / 8  # 8 LOP3, the load, the store, the back edge and ok["alu_per_element"] == 1.0
+    assert ok["issue_per_element"] == 11 / 8  # 8 LOP3, the load, the store, the back edge
+    assert ok["alu_per_element"] == 1.0
     busy = model_row(kernel, 90, flow_of(["LOP3.LUT R1, R1, R2, RZ, 0x3c, !PT"] * 160 + lean[8:]), 32, 0, 0)
     assert not busy["within_budget"] and busy["busiest_pipe"] == "alu", busy  # 20 ALU/elt: 87% busy
     assert busy["modeled_fraction_of_copy_bandwidth"] == 1.0  # still memory-bound, but over the 70% margin

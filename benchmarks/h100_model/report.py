@@ -45,7 +45,8 @@ def reference_table(rows: list) -> str:
         for row in rows:
             if (row.get("arch") == "sm_90" and "issue_per_element" in row and
                     (row["backend"], row["kind"], row["op"], row["bias"], row["dtype"], row["row_len"]) == key):
-                label = f"{key[0]} {key[2]} {key[1]}{' with bias' if key[3] else ''}{f' (row {key[5]})' if key[5] else ''}"
+                label = f"{key[0]} {key[2]} {key[1]}{' with bias' if key[3] else ''}"
+                label += f" (row {key[5]})" if key[5] else ""
                 lines.append(f"| {label} | {row['issue_per_element']:.1f} / {row['alu_per_element']:.1f} | {quoted} |")
     return "\n".join(lines)
 
