@@ -3,8 +3,9 @@ table and occupancy on hand-written SASS, and the CI check: every bf16/fp16 kern
 sm_80 and sm_90 and is within its modeled budget on an H100 (a MODEL, not a measurement; see
 benchmarks/README.md).
 
-The compiling tests take ~30 s of wall time on 2 cores with a warm Triton cache (nvcc for both archs side by
-side, Triton in one child process per arch through its on-disk cache), ~60 s cold."""
+The compiling tests share one fixture: nvcc for both archs side by side, then the 20 bf16/fp16 Triton
+specializations in one child process per arch through Triton's on-disk cache. Measured on the shared 2-core VM:
+70 s of wall time with a warm cache, 95 s cold."""
 import os
 import sys
 
