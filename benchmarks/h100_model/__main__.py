@@ -1,4 +1,4 @@
-"""python -m benchmarks.h100_model [--only cuda|triton] [--filter WORDS] [--arch 90] [--out DIR] [--check]
+"""python -m benchmarks.h100_model [--only cuda|triton] [--filter WORDS] [--arch 90] [--opcodes] [--out DIR] [--check]
 
 Compiles, disassembles and models the kernels (a MODEL of an H100, not a measurement). A full run writes
 benchmarks/results/h100-model/{results.csv,summary.md}; a run narrowed by --only / --filter / --arch prints its
@@ -16,6 +16,7 @@ import sys
 import tempfile
 
 from . import report
+from .pipes import pipe_of
 from .run import ARCHS, BACKENDS, model_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -28,6 +29,7 @@ def main(argv=None) -> int:
     parser.add_argument("--filter", default="", help="words every kernel label must contain, e.g. 'bf16 forward'"
                         " (labels: 'cuda dropout forward bf16 grid-stride', 'triton mask_bwd backward bias_grad ...')")
     parser.add_argument("--arch", type=int, choices=ARCHS, action="append", help="sm arch (default: 80 and 90)")
+    parser.add_argument("--opcodes", action="store_true", help="print each kernel's hot-path opcodes per element")
     parser.add_argument("--out", help=f"write results.csv and summary.md here (default for a full run: {DEFAULT_OUT})")
     parser.add_argument("--check", action="store_true", help="exit 1 on a compile failure or a budget overrun")
     args = parser.parse_args(argv)
@@ -38,6 +40,13 @@ def main(argv=None) -> int:
         rows, notes = model_rows(backends, archs, args.filter.split(), work_dir)
     for arch in archs:
         print(f"\nsm_{arch}:\n{report.table(rows, f'sm_{arch}')}")
+    if args.opcodes:
+        for row in rows:
+            if "hot_path_opcodes" in row:
+                print(f"\n{row['backend']} {row['arch']} {row['op']} {row['kind']} bias={row['bias']} {row['dtype']} "
+                      f"{row['tile']} {row['row_len']}: {row['issue_per_element']:.2f} issue per element")
+                for opcode, count in row["hot_path_opcodes"].items():
+                    print(f"  {opcode:32s} {pipe_of(opcode):10s} {count:6.2f}")
     for note in notes:
         print(note)
     out = args.out or (None if narrowed else DEFAULT_OUT)

@@ -90,6 +90,7 @@ def model_row(kernel: KernelId, arch: int, flow: ControlFlow | None, registers: 
     busiest = max(utilisation, key=utilisation.get)
     time = max(memory_clocks, *(per_element[pipe] / rate for pipe, rate in PIPE_RATES.items()))
     viadd = sum(count for opcode, count in path.opcodes.items() if opcode.split(".")[0] == "VIADD")
+    row["hot_path_opcodes"] = {opcode: count / (elements * use) for opcode, count in path.opcodes.most_common()}
     row.update(lane_use=round(use, 4), elements_per_pass=elements, instructions_per_pass=path.instructions,
                **{f"{pipe}_per_element": round(value, 3) for pipe, value in per_element.items()},
                viadd_per_element=round(viadd / (elements * use), 3), busiest_pipe=busiest,
