@@ -14,7 +14,8 @@ struct ForwardArgs {
   scalar_t* out;             // contiguous output, numel elements
   int64_t numel;
   int64_t row_len;            // bias length (x.shape[-1]); 1 when the op has no bias
-  const int64_t* rng_state;   // [seed bits, offset], read by the kernel itself (graph-capture safe on CUDA)
+  const int64_t* seed;        // [1] seed bits, read by the kernel itself (graph-capture safe on CUDA); nullptr when p = 0
+  uint64_t offset;            // element-index offset of the mask (docs/mask_spec.md)
   uint64_t threshold;         // keep iff word >= threshold
   double scale;               // 1 / (1 - p), rounded to the compute type in the kernel
 };
@@ -27,7 +28,8 @@ struct BackwardArgs {
   scalar_t* grad_bias;        // [row_len] or nullptr when no bias gradient is wanted
   int64_t numel;
   int64_t row_len;
-  const int64_t* rng_state;   // used when the keep decision comes from the mask (mask_bwd)
+  const int64_t* seed;        // mask_bwd: [1] seed bits (nullptr when p = 0); relu_output_bwd: nullptr
+  uint64_t offset;            // mask_bwd: the forward's offset
   uint64_t threshold;
   double scale;
 };

@@ -3,6 +3,7 @@
 #include <Python.h>
 
 #include "cpu/cpu_kernels.h"
+#include "op_autograd.h"
 
 namespace {
 
@@ -18,6 +19,18 @@ PyObject* set_cpu_isa(PyObject*, PyObject* arg) {
   Py_RETURN_NONE;
 }
 
+PyObject* set_python_autograd_kernel(PyObject*, PyObject* args) {
+  const char* name = nullptr;
+  PyObject* kernel = nullptr;
+  if (!PyArg_ParseTuple(args, "sO", &name, &kernel)) return nullptr;
+  if (!PyCallable_Check(kernel)) {
+    PyErr_SetString(PyExc_TypeError, "set_python_autograd_kernel: the kernel must be callable");
+    return nullptr;
+  }
+  fused_dropout::set_python_autograd_kernel(name, kernel);
+  Py_RETURN_NONE;
+}
+
 PyObject* has_cuda_kernels(PyObject*, PyObject*) {
 #if defined(FD_WITH_CUDA)
   Py_RETURN_TRUE;
@@ -29,6 +42,8 @@ PyObject* has_cuda_kernels(PyObject*, PyObject*) {
 PyMethodDef methods[] = {
     {"cpu_isa", cpu_isa, METH_NOARGS, "Instruction set of the CPU kernel variant chosen on this machine."},
     {"set_cpu_isa", set_cpu_isa, METH_O, "Selects the CPU kernel variant ('avx2' or 'generic'), for tests."},
+    {"set_python_autograd_kernel", set_python_autograd_kernel, METH_VARARGS,
+     "(op name, callable): the Python Autograd kernel the native op runs under forward-mode AD and torch.func."},
     {"has_cuda_kernels", has_cuda_kernels, METH_NOARGS, "Whether the extension was built with the CUDA kernels."},
     {nullptr, nullptr, 0, nullptr}};
 

@@ -9,7 +9,7 @@
 //
 // FD_FORWARD_OPS(X): X(name, activation policy (activations.h), takes an optional bias, takes a residual,
 //                      backward op). Schema: <name>_fwd(Tensor x[, Tensor residual][, Tensor? bias],
-//                      Tensor rng_state, float p) -> Tensor
+//                      Tensor? seed, int offset, float p) -> Tensor
 // The names are also the enumerators (ForwardOp::dropout, ...), so the schema name and the enum cannot diverge.
 #pragma once
 
@@ -19,8 +19,9 @@
   X(dropout_add, Identity, true, true, mask_bwd)
 
 // FD_BACKWARD_OPS(X): X(name, saved argument). The saved argument says where the keep decision comes from:
-//   rng_state: the RNG mask, recomputed from [seed, offset];   y: the saved forward output, keep where y > 0.
-// Schema: <name>(Tensor grad, Tensor <saved argument>, float p, bool bias_grad) -> (Tensor, Tensor)
+//   rng_state: the RNG mask, recomputed from the seed and offset;   y: the saved forward output, keep where y > 0.
+// Schema: <name>(Tensor grad, <saved arguments>, float p, bool bias_grad) -> (Tensor, Tensor), the saved arguments
+// being "Tensor? seed, int offset" or "Tensor y" (op_traits.h, saved_schema).
 #define FD_BACKWARD_OPS(X) \
   X(mask_bwd, rng_state)   \
   X(relu_output_bwd, y)

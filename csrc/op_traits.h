@@ -15,6 +15,12 @@ enum class BackwardOp { FD_BACKWARD_OPS(FD_ENUMERATOR) };
 // What a backward op saved from the forward, and so where its keep decision comes from.
 enum class SavedForBackward { rng_state, y };
 
+// The saved arguments in the backward op's schema: the RNG state is the seed tensor (absent when p = 0) and the
+// forward's offset; the output is one tensor.
+constexpr const char* saved_schema(SavedForBackward saved) {
+  return saved == SavedForBackward::rng_state ? "Tensor? seed, int offset" : "Tensor y";
+}
+
 template <ForwardOp kOp>
 struct ForwardOpTraits;
 template <BackwardOp kOp>
@@ -37,6 +43,7 @@ FD_FORWARD_OPS(FD_FORWARD_TRAITS)
   struct BackwardOpTraits<BackwardOp::op_name> {                                      \
     static constexpr const char* kName = #op_name;                                    \
     static constexpr const char* kSavedName = #saved;                                 \
+    static constexpr const char* kSavedSchema = saved_schema(SavedForBackward::saved); \
     static constexpr bool kKeepFromRngState = SavedForBackward::saved == SavedForBackward::rng_state; \
   };
 FD_BACKWARD_OPS(FD_BACKWARD_TRAITS)

@@ -4,11 +4,11 @@
 //
 // Launcher must provide:
 //   static void forward(ForwardOp op, const at::Tensor& x, const std::optional<at::Tensor>& bias,
-//       const std::optional<at::Tensor>& residual, at::Tensor& out, const at::Tensor& rng_state, double p);
-//   static void backward(BackwardOp op, const at::Tensor& grad, const std::optional<at::Tensor>& rng_state,
+//       const std::optional<at::Tensor>& residual, at::Tensor& out, const RngArgs& rng, double p);
+//   static void backward(BackwardOp op, const at::Tensor& grad, const RngArgs& rng,
 //       const std::optional<at::Tensor>& y, at::Tensor& grad_in, std::optional<at::Tensor>& grad_bias, double p);
-// Every tensor handed to a launcher is contiguous and non-empty; exactly one of rng_state and y is set, the one
-// the backward op saved.
+// Every tensor handed to a launcher is contiguous and non-empty. A backward gets y (relu_output_bwd) or the RNG
+// arguments (mask_bwd), whichever the backward op saved; the seed is absent when p = 0.
 #pragma once
 
 #include <torch/library.h>
@@ -37,6 +37,13 @@ inline at::Tensor in_layout_of(const at::Tensor& like, const at::Tensor& out) {
   return target;
 }
 
+// The mask's arguments as the kernels take them.
+struct RngArgs {
+  std::optional<at::Tensor> seed;
+  uint64_t offset;
+  const int64_t* seed_data() const { return seed.has_value() ? seed->data_ptr<int64_t>() : nullptr; }
+};
+
 inline std::optional<at::Tensor> contiguous_or_none(const std::optional<at::Tensor>& t) {
   if (!t.has_value()) return std::nullopt;
   return t->contiguous();
@@ -46,45 +53,51 @@ template <class Launcher>
 struct FusedOps {
   template <ForwardOp kOp>
   static at::Tensor forward(const at::Tensor& x_in, const std::optional<at::Tensor>& bias,
-                            const std::optional<at::Tensor>& residual, const at::Tensor& rng_state, double p) {
+                            const std::optional<at::Tensor>& residual, const std::optional<at::Tensor>& seed,
+                            int64_t offset, double p) {
     check_floating(x_in, "x");
     check_probability(p);
-    check_rng_state(rng_state, x_in);
+    check_seed(seed, x_in, p);
+    check_offset(offset);
     check_bias(bias, x_in);
     if (residual.has_value()) check_same_shape_like(*residual, x_in, "residual");
     const at::Tensor x = x_in.contiguous();
     at::Tensor out = empty_output(x);
     if (x.numel() > 0) {
-      Launcher::forward(kOp, x, contiguous_or_none(bias), contiguous_or_none(residual), out, rng_state, p);
+      const RngArgs rng{seed, static_cast<uint64_t>(offset)};
+      Launcher::forward(kOp, x, contiguous_or_none(bias), contiguous_or_none(residual), out, rng, p);
     }
     return in_layout_of(x_in, out);
   }
 
-  // `saved` is the backward op's saved argument: rng_state or y (BackwardOpTraits::kSavedName).
+  // What the backward op saved (BackwardOpTraits::kSavedSchema): the seed and offset (mask_bwd), or y.
   template <BackwardOp kOp>
-  static std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_in, const at::Tensor& saved, double p,
-                                                     bool bias_grad) {
+  static std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_in, const std::optional<at::Tensor>& seed,
+                                                     int64_t offset, const std::optional<at::Tensor>& saved_y,
+                                                     double p, bool bias_grad) {
     check_floating(grad_in, "grad");
     check_probability(p);
-    std::optional<at::Tensor> rng_state, y;
+    RngArgs rng{std::nullopt, 0};
+    std::optional<at::Tensor> y;
     if constexpr (kKeepFromRngState<kOp>) {
-      check_rng_state(saved, grad_in);
-      rng_state = saved;
+      check_seed(seed, grad_in, p);
+      check_offset(offset);
+      rng = {seed, static_cast<uint64_t>(offset)};
     } else {
-      check_same_shape_like(saved, grad_in, BackwardOpTraits<kOp>::kSavedName);
-      y = saved.contiguous();
+      check_same_shape_like(*saved_y, grad_in, BackwardOpTraits<kOp>::kSavedName);
+      y = saved_y->contiguous();
     }
     const at::Tensor grad = grad_in.contiguous();
     at::Tensor grad_x = empty_output(grad);
     at::Tensor grad_bias_tensor = at::zeros({bias_grad ? row_len_of(grad) : 0}, grad.options());
     std::optional<at::Tensor> grad_bias;
     if (bias_grad) grad_bias = grad_bias_tensor;
-    if (grad.numel() > 0) Launcher::backward(kOp, grad, rng_state, y, grad_x, grad_bias, p);
+    if (grad.numel() > 0) Launcher::backward(kOp, grad, rng, y, grad_x, grad_bias, p);
     return {in_layout_of(grad_in, grad_x), grad_bias_tensor};
   }
 };
 
-// The C++ signature of a forward op follows its schema (op_schemas.cpp): x[, residual][, bias?], rng_state, p.
+// The C++ signature of a forward op follows its schema (op_schemas.cpp): x[, residual][, bias?], seed?, offset, p.
 // One entry point per signature shape, not per op.
 template <class Launcher, ForwardOp kOp, bool kOptionalBias = ForwardOpTraits<kOp>::kOptionalBias,
           bool kResidual = ForwardOpTraits<kOp>::kResidual>
@@ -92,31 +105,53 @@ struct ForwardEntry;
 
 template <class Launcher, ForwardOp kOp>
 struct ForwardEntry<Launcher, kOp, false, false> {
-  static at::Tensor call(const at::Tensor& x, const at::Tensor& rng_state, double p) {
-    return FusedOps<Launcher>::template forward<kOp>(x, std::nullopt, std::nullopt, rng_state, p);
+  static at::Tensor call(const at::Tensor& x, const std::optional<at::Tensor>& seed, int64_t offset, double p) {
+    return FusedOps<Launcher>::template forward<kOp>(x, std::nullopt, std::nullopt, seed, offset, p);
   }
 };
 
 template <class Launcher, ForwardOp kOp>
 struct ForwardEntry<Launcher, kOp, true, false> {
-  static at::Tensor call(const at::Tensor& x, const std::optional<at::Tensor>& bias, const at::Tensor& rng_state,
-                         double p) {
-    return FusedOps<Launcher>::template forward<kOp>(x, bias, std::nullopt, rng_state, p);
+  static at::Tensor call(const at::Tensor& x, const std::optional<at::Tensor>& bias,
+                         const std::optional<at::Tensor>& seed, int64_t offset, double p) {
+    return FusedOps<Launcher>::template forward<kOp>(x, bias, std::nullopt, seed, offset, p);
   }
 };
 
 template <class Launcher, ForwardOp kOp>
 struct ForwardEntry<Launcher, kOp, false, true> {
-  static at::Tensor call(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& rng_state, double p) {
-    return FusedOps<Launcher>::template forward<kOp>(x, std::nullopt, residual, rng_state, p);
+  static at::Tensor call(const at::Tensor& x, const at::Tensor& residual, const std::optional<at::Tensor>& seed,
+                         int64_t offset, double p) {
+    return FusedOps<Launcher>::template forward<kOp>(x, std::nullopt, residual, seed, offset, p);
   }
 };
 
 template <class Launcher, ForwardOp kOp>
 struct ForwardEntry<Launcher, kOp, true, true> {
   static at::Tensor call(const at::Tensor& x, const at::Tensor& residual, const std::optional<at::Tensor>& bias,
-                         const at::Tensor& rng_state, double p) {
-    return FusedOps<Launcher>::template forward<kOp>(x, bias, residual, rng_state, p);
+                         const std::optional<at::Tensor>& seed, int64_t offset, double p) {
+    return FusedOps<Launcher>::template forward<kOp>(x, bias, residual, seed, offset, p);
+  }
+};
+
+// The C++ signature of a backward op follows its saved arguments: (grad, seed?, offset, p, bias_grad) or
+// (grad, y, p, bias_grad).
+template <class Launcher, BackwardOp kOp, bool kFromRngState = kKeepFromRngState<kOp>>
+struct BackwardEntry;
+
+template <class Launcher, BackwardOp kOp>
+struct BackwardEntry<Launcher, kOp, true> {
+  static std::tuple<at::Tensor, at::Tensor> call(const at::Tensor& grad, const std::optional<at::Tensor>& seed,
+                                                 int64_t offset, double p, bool bias_grad) {
+    return FusedOps<Launcher>::template backward<kOp>(grad, seed, offset, std::nullopt, p, bias_grad);
+  }
+};
+
+template <class Launcher, BackwardOp kOp>
+struct BackwardEntry<Launcher, kOp, false> {
+  static std::tuple<at::Tensor, at::Tensor> call(const at::Tensor& grad, const at::Tensor& y, double p,
+                                                 bool bias_grad) {
+    return FusedOps<Launcher>::template backward<kOp>(grad, std::nullopt, 0, y, p, bias_grad);
   }
 };
 
@@ -126,8 +161,7 @@ void register_ops(torch::Library& m) {
 #define FD_REGISTER_FORWARD(name, ...) m.impl(#name "_fwd", &ForwardEntry<Launcher, ForwardOp::name>::call);
   FD_FORWARD_OPS(FD_REGISTER_FORWARD)
 #undef FD_REGISTER_FORWARD
-#define FD_REGISTER_BACKWARD(name, ...) \
-  m.impl(#name, &FusedOps<Launcher>::template backward<BackwardOp::name>);
+#define FD_REGISTER_BACKWARD(name, ...) m.impl(#name, &BackwardEntry<Launcher, BackwardOp::name>::call);
   FD_BACKWARD_OPS(FD_REGISTER_BACKWARD)
 #undef FD_REGISTER_BACKWARD
 }

@@ -21,10 +21,36 @@ struct Philox4 {
   uint32_t r[4];
 };
 
-// High and low 32-bit halves of a 32x32 -> 64-bit product. Written with a plain 64-bit multiply so that host
-// compilers vectorise it (vpmuludq on AVX2) and nvcc emits mul.hi/mul.lo.
+// High 32-bit half of a 32x32 -> 64-bit product, the host form: a plain 64-bit multiply, which host compilers
+// vectorise (vpmuludq on AVX2).
 FD_HOST_DEVICE uint32_t philox_mulhi(uint32_t a, uint32_t b) {
   return static_cast<uint32_t>((static_cast<uint64_t>(a) * b) >> 32);
+}
+
+// Both halves of a * b. On the GPU one PTX mul.wide.u32 (one IMAD.WIDE.U32 whose register pair holds both
+// halves): left to itself nvcc emits a mul.hi and a separate mul.lo, two multiplies per product. The host keeps the
+// portable form the CPU kernels vectorise.
+FD_HOST_DEVICE void philox_mul(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo) {
+#if defined(__CUDA_ARCH__)
+  uint64_t product;
+  asm("mul.wide.u32 %0, %1, %2;" : "=l"(product) : "r"(a), "r"(b));
+  hi = static_cast<uint32_t>(product >> 32);
+  lo = static_cast<uint32_t>(product);
+#else
+  hi = philox_mulhi(a, b);
+  lo = a * b;
+#endif
+}
+
+// One Philox round on the counter c under the round key (k0, k1).
+FD_HOST_DEVICE void philox_round(uint32_t& c0, uint32_t& c1, uint32_t& c2, uint32_t& c3, uint32_t k0, uint32_t k1) {
+  uint32_t hi0, lo0, hi1, lo1;
+  philox_mul(kPhiloxRoundB, c2, hi0, lo0);
+  philox_mul(kPhiloxRoundA, c0, hi1, lo1);
+  c0 = hi0 ^ c1 ^ k0;
+  c2 = hi1 ^ c3 ^ k1;
+  c1 = lo0;
+  c3 = lo1;
 }
 
 FD_HOST_DEVICE Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1) {
@@ -32,17 +58,39 @@ FD_HOST_DEVICE Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint
 #pragma unroll
 #endif
   for (int round = 0; round < kPhiloxRounds; ++round) {
-    const uint32_t hi0 = philox_mulhi(kPhiloxRoundB, c2);
-    const uint32_t hi1 = philox_mulhi(kPhiloxRoundA, c0);
-    const uint32_t lo0 = kPhiloxRoundB * c2;
-    const uint32_t lo1 = kPhiloxRoundA * c0;
-    c0 = hi0 ^ c1 ^ k0;
-    c2 = hi1 ^ c3 ^ k1;
-    c1 = lo0;
-    c3 = lo1;
+    philox_round(c0, c1, c2, c3, k0, k1);
     k0 += kPhiloxKeyA;
     k1 += kPhiloxKeyB;
   }
+  return Philox4{{c0, c1, c2, c3}};
+}
+
+// The round keys of a seed, computed once: a GPU thread that makes many Philox calls under one seed would
+// otherwise recompute the two key additions of every round in every call.
+struct PhiloxKeySchedule {
+  uint32_t k0[kPhiloxRounds];
+  uint32_t k1[kPhiloxRounds];
+  FD_HOST_DEVICE explicit PhiloxKeySchedule(uint64_t seed) {
+    uint32_t a = static_cast<uint32_t>(seed), b = static_cast<uint32_t>(seed >> 32);
+#if defined(__CUDACC__)
+#pragma unroll
+#endif
+    for (int round = 0; round < kPhiloxRounds; ++round) {
+      k0[round] = a;
+      k1[round] = b;
+      a += kPhiloxKeyA;
+      b += kPhiloxKeyB;
+    }
+  }
+};
+
+// philox4x32_10 under a precomputed key schedule: the same rounds, so the same words.
+FD_HOST_DEVICE Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
+                                     const PhiloxKeySchedule& keys) {
+#if defined(__CUDACC__)
+#pragma unroll
+#endif
+  for (int round = 0; round < kPhiloxRounds; ++round) philox_round(c0, c1, c2, c3, keys.k0[round], keys.k1[round]);
   return Philox4{{c0, c1, c2, c3}};
 }
 
@@ -50,6 +98,11 @@ FD_HOST_DEVICE Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint
 FD_HOST_DEVICE Philox4 philox_group(uint64_t seed, uint64_t group) {
   return philox4x32_10(static_cast<uint32_t>(group), static_cast<uint32_t>(group >> 32), 0u, 0u,
                        static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+}
+
+// The same words, under the seed's precomputed key schedule.
+FD_HOST_DEVICE Philox4 philox_group(const PhiloxKeySchedule& keys, uint64_t group) {
+  return philox4x32_10(static_cast<uint32_t>(group), static_cast<uint32_t>(group >> 32), 0u, 0u, keys);
 }
 
 }  // namespace fused_dropout

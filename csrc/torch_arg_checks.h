@@ -21,11 +21,16 @@ inline void check_probability(double p) {
   TORCH_CHECK(p >= 0.0 && p <= 1.0, "p must be in [0, 1], got ", p);
 }
 
-inline void check_rng_state(const at::Tensor& state, const at::Tensor& x) {
-  TORCH_CHECK(state.scalar_type() == at::kLong && state.numel() == 2 && state.is_contiguous(),
-              "rng_state must be a contiguous int64 tensor of 2 elements [seed, offset]");
-  TORCH_CHECK(state.device() == x.device(), "rng_state must be on ", x.device(), ", got ", state.device());
+// The seed: a one-element int64 tensor on x's device (the kernels read it there), needed whenever p > 0.
+inline void check_seed(const std::optional<at::Tensor>& seed, const at::Tensor& x, double p) {
+  TORCH_CHECK(seed.has_value() || p == 0.0, "seed must be given when p > 0 (a one-element int64 tensor)");
+  if (!seed.has_value()) return;
+  TORCH_CHECK(seed->scalar_type() == at::kLong && seed->numel() == 1,
+              "seed must be a one-element int64 tensor, got ", seed->scalar_type(), " of ", seed->numel(), " elements");
+  TORCH_CHECK(seed->device() == x.device(), "seed must be on ", x.device(), ", got ", seed->device());
 }
+
+inline void check_offset(int64_t offset) { TORCH_CHECK(offset >= 0, "offset must be in [0, 2**63), got ", offset); }
 
 inline void check_like(const at::Tensor& t, const at::Tensor& x, const char* name) {
   TORCH_CHECK(t.scalar_type() == x.scalar_type(), name, " must have dtype ", x.scalar_type(), ", got ",

@@ -23,10 +23,12 @@ def _autograd_needed(args) -> bool:
     return forward_ad._current_level >= 0 or torch._C._functorch.maybe_current_level() is not None
 
 
-def register(library: torch.library.Library, name: str, op, *, setup_context: Callable, backward: Callable,
+def register(install: Callable, name: str, op, *, setup_context: Callable, backward: Callable,
              jvp: Callable) -> None:
-    """Registers the Autograd kernel of `op` (the OpOverload of library op `name`). setup_context(ctx, inputs,
-    output), backward(ctx, *grads) and jvp(ctx, *tangents) follow torch.autograd.Function's conventions."""
+    """Builds the Autograd kernel of `op` (the OpOverload of library op `name`) and hands it to install(kernel),
+    which registers it (or, for the native ops, hands it to their C++ Autograd kernel, csrc/op_autograd.cpp, which
+    runs it under forward-mode AD and torch.func transforms only). setup_context(ctx, inputs, output),
+    backward(ctx, *grads) and jvp(ctx, *tangents) follow torch.autograd.Function's conventions."""
 
     def run_below_autograd(*args):
         with torch._C._AutoDispatchBelowAutograd():
@@ -52,12 +54,12 @@ def register(library: torch.library.Library, name: str, op, *, setup_context: Ca
         with enable_single_level_autograd_function():
             return single_level_apply(*args)
 
-    library.impl(name, autograd_kernel, "Autograd")
+    install(autograd_kernel)
 
 
 def register_vmap_by_loop(op) -> None:
     """vmap of `op` by running it once per sample and stacking. A sample's mask is the op's mask for that
-    sample's own rng_state: with a batched rng_state (seed drawn under randomness="different") every sample gets
+    sample's own seed: with a batched seed (drawn under randomness="different") every sample gets
     its own mask; with an unbatched one (an explicit seed, or randomness="same") every sample gets the same mask.
     Under randomness="error" (vmap's default) drawing a seed raises in torch.randint, before the op runs."""
 

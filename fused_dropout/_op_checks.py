@@ -35,27 +35,41 @@ def _like(t: torch.Tensor, ref: torch.Tensor, name: str, ref_name: str, shape) -
         _fail(f"{name} must have shape {list(shape)}, got {list(t.shape)}")
 
 
-def _rng_state(state: torch.Tensor, ref: torch.Tensor) -> None:
-    if state.dtype != torch.int64 or state.numel() != 2 or not state.is_contiguous():
-        _fail("rng_state must be a contiguous int64 tensor of 2 elements [seed, offset]")
-    if state.device != ref.device:
-        _fail(f"rng_state must be on {ref.device}, got {state.device}")
+def _seed(seed: torch.Tensor | None, ref: torch.Tensor, p: float) -> None:
+    if seed is None:
+        if p != 0.0:
+            _fail("seed must be given when p > 0 (a one-element int64 tensor)")
+        return
+    if seed.dtype != torch.int64 or seed.numel() != 1:
+        _fail(f"seed must be a one-element int64 tensor, got {seed.dtype} of {seed.numel()} elements")
+    if seed.device != ref.device:
+        _fail(f"seed must be on {ref.device}, got {seed.device}")
+
+
+def _offset(offset: int) -> None:
+    if not 0 <= offset < 2**63:
+        _fail(f"offset must be in [0, 2**63), got {offset}")
 
 
 def check_forward(op: FusedOp, args: ForwardArgs) -> None:
     _floating(args.x, "x")
     _probability(args.p)
-    _rng_state(args.rng_state, args.x)
+    _seed(args.seed, args.x, args.p)
+    _offset(args.offset)
     if args.residual is not None:
         _like(args.residual, args.x, "residual", "x", args.x.shape)
     if args.bias is not None:
         _like(args.bias, args.x, "bias", "x", (row_len_of(args.x),))
 
 
-def check_backward(backward: Backward, grad: torch.Tensor, saved: torch.Tensor, p: float) -> None:
+def check_backward(backward: Backward, grad: torch.Tensor, saved: tuple, p: float) -> None:
+    """`saved`: the backward op's saved arguments, in backward.saved's order."""
     _floating(grad, "grad")
     _probability(p)
-    if backward.saved == "rng_state":
-        _rng_state(saved, grad)
+    if backward.kind == "mask":
+        seed, offset = saved
+        _seed(seed, grad, p)
+        _offset(offset)
     else:
-        _like(saved, grad, backward.saved, "grad", grad.shape)
+        (y,) = saved
+        _like(y, grad, backward.saved[0], "grad", grad.shape)

@@ -119,7 +119,8 @@ def promoted_dtype(*tensors) -> torch.dtype:
     dtype = None
     for t in tensors:
         if t is not None:
-            dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
+            # promote_types is a dispatched op: called only when the dtypes differ.
+            dtype = t.dtype if dtype is None or dtype == t.dtype else torch.promote_types(dtype, t.dtype)
     return dtype
 
 

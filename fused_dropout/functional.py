@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import torch
 
+from . import _fast_path
 from . import _validate as check
 from . import backends, spec
-from ._rng import make_state, no_dropout_state
+from ._rng import make_seed
 from .op_table import OPS_BY_NAME, FusedOp
 
 
-def _state(x: torch.Tensor, seed, offset, generator) -> torch.Tensor:
-    seed_bits = check.seed_bits(seed)
-    offset = check.offset(offset)
-    generator = check.generator(generator, x.device)
-    return make_state(x.device, seed_bits, offset, generator)
 
 
 def _validate_randomness(x, seed, offset, generator) -> None:
@@ -45,10 +41,12 @@ def apply(op: FusedOp, x, residual, bias, p, training, seed, offset, generator, 
     ops = backends.ops_for(backend, x.device)
     if not training or p == 0.0:
         _validate_randomness(x, seed, offset, generator)
-        state, p = no_dropout_state(x.device), 0.0
+        seed_tensor, offset, p = None, 0, 0.0
     else:
-        state = _state(x, seed, offset, generator)
-    return ops.forward[op.name](*op.pack(x, residual, bias, state, p))
+        seed_bits = check.seed_bits(seed)
+        offset = check.offset(offset)
+        seed_tensor = make_seed(x.device, seed_bits, check.generator(generator, x.device))
+    return ops.forward[op.name](*op.pack(x, residual, bias, seed_tensor, offset, p))
 
 
 _COMMON_ARGS = """
@@ -74,7 +72,7 @@ def dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, inplace: boo
             offset: int = 0, generator: torch.Generator | None = None, backend: str | None = None) -> torch.Tensor:
     """Dropout with the project's mask: element i is kept iff its Philox word is >= floor(p * 2^32), and kept
     elements are scaled by 1 / (1 - p). Same contract as torch.nn.functional.dropout; the backward saves no mask
-    (16 bytes of RNG state instead).
+    (the 8-byte seed tensor instead).
 
     Args:
         x (Tensor): float16, bfloat16, float32 or float64, any shape and strides (the mask follows the logical
@@ -92,6 +90,10 @@ def dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, inplace: boo
                 [2., 2., 0., 2.]])
     """
     op = OPS_BY_NAME["dropout"]
+    if inplace is False:
+        out = _fast_path.forward(op, x, None, None, p, training, seed, offset, generator, backend)
+        if out is not None:
+            return out
     x, _, _, p, training = _validated(op, x, None, None, p, training)
     inplace = check.flag(inplace, "inplace")
     if not training or p == 0.0:
@@ -124,6 +126,9 @@ def bias_relu_dropout(x: torch.Tensor, bias: torch.Tensor | None, p: float = 0.5
         tensor([[0., 1., 4., 6.]])
     """
     op = OPS_BY_NAME["bias_relu_dropout"]
+    out = _fast_path.forward(op, x, None, bias, p, training, seed, offset, generator, backend)
+    if out is not None:
+        return out
     x, _, bias, p, training = _validated(op, x, None, bias, p, training)
     return apply(op, x, None, bias, p, training, seed, offset, generator, backend)
 
@@ -133,7 +138,7 @@ def dropout_add(x: torch.Tensor, residual: torch.Tensor, p: float = 0.5, trainin
                 bias: torch.Tensor | None = None, seed: int | None = None, offset: int = 0,
                 generator: torch.Generator | None = None, backend: str | None = None) -> torch.Tensor:
     """residual + dropout(x + bias) in one pass over memory, for residual connections. The backward saves no
-    mask (16 bytes of RNG state); the residual's gradient is the incoming gradient itself.
+    mask (the 8-byte seed tensor); the residual's gradient is the incoming gradient itself.
 
     Args:
         x (Tensor): float16, bfloat16, float32 or float64, shape (*, N).
@@ -151,6 +156,9 @@ def dropout_add(x: torch.Tensor, residual: torch.Tensor, p: float = 0.5, trainin
         tensor([[12., 10., 12., 12.]])
     """
     op = OPS_BY_NAME["dropout_add"]
+    out = _fast_path.forward(op, x, residual, bias, p, training, seed, offset, generator, backend)
+    if out is not None:
+        return out
     x, residual, bias, p, training = _validated(op, x, residual, bias, p, training)
     return apply(op, x, residual, bias, p, training, seed, offset, generator, backend)
 
@@ -183,5 +191,5 @@ def dropout_mask(shape, p: float, seed: int, *, offset: int = 0, device=None) ->
     if any(size < 0 for size in shape):
         raise ValueError(f"shape must have non-negative sizes, got {list(shape)}")
     device = torch.device(device) if device is not None else torch.device("cpu")
-    state = make_state(device, check.seed_bits(seed), check.offset(offset))
-    return spec.keep_mask(shape.numel(), state, p).reshape(shape)
+    seed_tensor = make_seed(device, check.seed_bits(seed))
+    return spec.keep_mask(shape.numel(), seed_tensor, check.offset(offset), p).reshape(shape)

@@ -2,6 +2,8 @@
 and replace_dropout, which swaps FusedDropout into an existing model."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -10,20 +12,19 @@ from . import functional as F
 
 # ---- TorchScript ---------------------------------------------------------------------------------------------
 # torch.jit.script cannot compile the functional API (keyword-only arguments, validation in Python), so under
-# scripting each forward takes the path below instead: it draws the RNG state with the same torch ops as
-# fused_dropout._rng.make_state (so a scripted module drops the same elements as the eager one after the same
+# scripting each forward takes the path below instead: it draws the seed with the same torch op as
+# fused_dropout._rng.make_seed (so a scripted module drops the same elements as the eager one after the same
 # torch.manual_seed) and calls the native op (fused_dropout::<name>_fwd), which a scripted module saved with
 # torch.jit.save can still call after loading wherever the extension is loaded. Module-level int constants
 # cannot be read from TorchScript: the bounds are spelled out (-2**63 and 2**63 - 1, as in _rng.py).
 _SCRIPTABLE_BACKENDS = (None, "auto", "cpu", "cuda")
 
 
-def _script_state(x: torch.Tensor, training: bool, p: float) -> torch.Tensor:
-    """make_state(x.device, None, 0) when something is dropped, else no_dropout_state(x.device)."""
+def _script_seed(x: torch.Tensor, training: bool, p: float) -> Optional[torch.Tensor]:
+    """make_seed(x.device, None) when something is dropped, else None (nothing is drawn)."""
     if not training or p == 0.0:
-        return torch.zeros(2, dtype=torch.int64, device=x.device)
-    seed = torch.randint(-9223372036854775807 - 1, 9223372036854775807, (1,), dtype=torch.int64, device=x.device)
-    return torch.cat([seed, torch.zeros(1, dtype=torch.int64, device=x.device)])
+        return None
+    return torch.randint(-9223372036854775807 - 1, 9223372036854775807, (1,), dtype=torch.int64, device=x.device)
 
 
 def _script_check_floating(t: torch.Tensor, name: str) -> None:
@@ -108,7 +109,7 @@ class FusedDropout(nn.Dropout):
             p = float(self.p)
             if not self.training or p == 0.0:
                 return input
-            out = torch.ops.fused_dropout.dropout_fwd(input, _script_state(input, self.training, p), p)
+            out = torch.ops.fused_dropout.dropout_fwd(input, _script_seed(input, self.training, p), 0, p)
             return input.copy_(out) if self.inplace else out
         return F.dropout(input, self.p, self.training, self.inplace, backend=self.backend)
 
@@ -169,8 +170,8 @@ class FusedBiasReLUDropout(nn.Module):
             if bias.dtype != x.dtype:  # torch's type promotion, as the functional API applies it
                 dtype = torch.promote_types(x.dtype, bias.dtype)
                 x, bias = x.to(dtype), bias.to(dtype)
-            state = _script_state(x, self.training, self.p)
-            return torch.ops.fused_dropout.bias_relu_dropout_fwd(x, bias, state, _script_p(self.training, self.p))
+            seed = _script_seed(x, self.training, self.p)
+            return torch.ops.fused_dropout.bias_relu_dropout_fwd(x, bias, seed, 0, _script_p(self.training, self.p))
         if (not self.training or self.p == 0.0) and torch.onnx.is_in_onnx_export():
             return torch.relu(x + self.bias)  # see _onnx_note
         return F.bias_relu_dropout(x, self.bias, self.p, self.training, backend=self.backend)
@@ -228,8 +229,9 @@ class FusedDropoutAdd(nn.Module):
                 dtype = torch.promote_types(dtype, bias.dtype)
                 bias = bias.to(dtype)
             x, residual = x.to(dtype), residual.to(dtype)
-            state = _script_state(x, self.training, self.p)
-            return torch.ops.fused_dropout.dropout_add_fwd(x, residual, bias, state, _script_p(self.training, self.p))
+            seed = _script_seed(x, self.training, self.p)
+            return torch.ops.fused_dropout.dropout_add_fwd(x, residual, bias, seed, 0,
+                                                           _script_p(self.training, self.p))
         if (not self.training or self.p == 0.0) and torch.onnx.is_in_onnx_export():
             return residual + (x if bias is None else x + bias)  # see _onnx_note
         return F.dropout_add(x, residual, self.p, self.training, bias=bias, backend=self.backend)

@@ -26,7 +26,8 @@ class Backward:
     The op is linear in grad, so its own backward is itself (applied to the incoming second-order gradient)."""
 
     kind: str
-    saved: str  # the schema name of what the forward saves for it
+    saved: tuple  # the names of what the forward saves for it, in schema order (after grad)
+    saved_schema: str  # their schema
     reads_saved_per_element: bool  # whether the saved tensor is per element (counts towards bytes moved)
     doc: str
 
@@ -36,12 +37,14 @@ class Backward:
 
     @property
     def schema(self) -> str:
-        return f"(Tensor grad, Tensor {self.saved}, float p, bool bias_grad) -> (Tensor, Tensor)"
+        return f"(Tensor grad, {self.saved_schema}, float p, bool bias_grad) -> (Tensor, Tensor)"
 
 
 BACKWARDS = {
-    "mask": Backward("mask", "rng_state", False, "keep from the mask of rng_state, recomputed (16 bytes saved)"),
-    "relu_output": Backward("relu_output", "y", True, "keep where the saved output y > 0 (kept and ReLU active)"),
+    "mask": Backward("mask", ("seed", "offset"), "Tensor? seed, int offset", False,
+                     "keep from the mask of the seed and offset, recomputed (an 8-byte seed tensor saved)"),
+    "relu_output": Backward("relu_output", ("y",), "Tensor y", True,
+                            "keep where the saved output y > 0 (kept and ReLU active)"),
 }
 
 
@@ -49,7 +52,8 @@ class ForwardArgs(NamedTuple):
     x: torch.Tensor
     residual: torch.Tensor | None
     bias: torch.Tensor | None
-    rng_state: torch.Tensor
+    seed: torch.Tensor | None  # one int64 element on x's device; None when p = 0
+    offset: int
     p: float
 
 
@@ -79,11 +83,11 @@ class FusedOp:
     def schema(self) -> str:
         residual = ", Tensor residual" if self.residual else ""
         bias = ", Tensor? bias" if self.bias else ""
-        return f"(Tensor x{residual}{bias}, Tensor rng_state, float p) -> Tensor"
+        return f"(Tensor x{residual}{bias}, Tensor? seed, int offset, float p) -> Tensor"
 
-    def pack(self, x, residual, bias, rng_state, p) -> tuple:
+    def pack(self, x, residual, bias, seed, offset, p) -> tuple:
         """The op's positional arguments in schema order."""
-        return (x,) + ((residual,) if self.residual else ()) + ((bias,) if self.bias else ()) + (rng_state, p)
+        return (x,) + ((residual,) if self.residual else ()) + ((bias,) if self.bias else ()) + (seed, offset, p)
 
     def unpack(self, args) -> ForwardArgs:
         """The inverse of pack: named arguments (None for the parts the op does not take)."""
@@ -91,12 +95,12 @@ class FusedOp:
         x = args.pop(0)
         residual = args.pop(0) if self.residual else None
         bias = args.pop(0) if self.bias else None
-        rng_state, p = args
-        return ForwardArgs(x, residual, bias, rng_state, p)
+        seed, offset, p = args
+        return ForwardArgs(x, residual, bias, seed, offset, p)
 
     def input_grad_index(self, part: str) -> int:
         """Position of x / residual / bias among the op's inputs (for ctx.needs_input_grad)."""
-        return self.pack("x", "residual", "bias", "rng_state", "p").index(part)
+        return self.pack("x", "residual", "bias", "seed", "offset", "p").index(part)
 
     @property
     def backward_op(self) -> Backward:

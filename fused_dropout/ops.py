@@ -75,8 +75,9 @@ def _fake_forward(op: FusedOp):
 
 
 def _fake_backward(backward: Backward):
-    def fake(grad, saved, p, bias_grad):
-        check_backward(backward, grad, saved, p)
+    def fake(grad, *args):
+        *saved, p, bias_grad = args
+        check_backward(backward, grad, tuple(saved), p)
         bias_len = row_len_of(grad) if bias_grad else 0
         return torch.empty_like(grad), grad.new_empty((bias_len,))
 
@@ -91,27 +92,40 @@ def _tangent_input(x_t, bias_t):
     return x_t if bias_t is None else (x_t + bias_t).reshape(x_t.shape)  # a 0-d x has a bias of shape [1]
 
 
+def _autograd_installer(ops: OpFamily, name: str):
+    """Where the Python Autograd kernel of op `name` goes: the native ops have their Autograd kernel in C++
+    (csrc/op_autograd.cpp: a call costs what an ATen op's does), which runs the Python one only under forward-mode
+    AD and torch.func transforms; the Python families register it as their Autograd kernel."""
+    if ops.family == "native":
+        return lambda kernel: _native._C.set_python_autograd_kernel(ops.qualname(name), kernel)
+    return lambda kernel: _LIBRARY.impl(ops.prefix + name, kernel, "Autograd")
+
+
 def _register_forward_autograd(ops: OpFamily, op: FusedOp) -> None:
     backward_op = ops.backward[op.backward]
-    saves_rng_state = op.backward_op.saved == "rng_state"
-    order = op.pack("x", "residual", "bias", "rng_state", "p")
+    saves_seed = op.backward == "mask"
+    order = op.pack("x", "residual", "bias", "seed", "offset", "p")
 
     def setup_context(ctx, inputs, output):
         args = op.unpack(inputs)
-        # The mask is never stored: either the 16-byte RNG state (the backward recomputes the mask) or the
-        # output y, which the next layer holds anyway (y > 0 exactly where kept and ReLU active).
-        saved = args.rng_state if saves_rng_state else output
+        # The mask is never stored: either the seed (8 bytes; the backward recomputes the mask) or the output y,
+        # which the next layer holds anyway (y > 0 exactly where kept and ReLU active).
+        saved = args.seed if saves_seed else output
         ctx.save_for_backward(saved)
         ctx.save_for_forward(saved)
+        ctx.offset = args.offset
         ctx.p = args.p
         ctx.has_bias = args.bias is not None
 
-    def backward(ctx, grad):
+    def saved_args(ctx) -> tuple:
         (saved,) = ctx.saved_tensors
+        return (saved, ctx.offset) if saves_seed else (saved,)
+
+    def backward(ctx, grad):
         if grad.layout != torch.strided:  # autograd lets a sparse COO gradient in; the kernels read dense rows
             grad = grad.to_dense()
         want_bias = ctx.has_bias and ctx.needs_input_grad[order.index("bias")]
-        grad_x, grad_bias = backward_op(grad, saved, ctx.p, want_bias)
+        grad_x, grad_bias = backward_op(grad, *saved_args(ctx), ctx.p, want_bias)
         grads = {"x": grad_x, "residual": grad, "bias": grad_bias if want_bias else None}
         return tuple(grads.get(name) for name in order)
 
@@ -119,12 +133,11 @@ def _register_forward_autograd(ops: OpFamily, op: FusedOp) -> None:
         # The op's Jacobian in x is the backward op's diagonal D (keep * scale * activation'); the bias enters
         # like x, the residual with identity: dy = D (dx + dbias) + dresidual. autograd.Function materialises the
         # tangent of a tensor input that has none as zeros, so only the absent optional bias is None here.
-        (saved,) = ctx.saved_tensors
         named = op.unpack(tangents)
-        dy = backward_op(_tangent_input(named.x, named.bias), saved, ctx.p, False)[0]
+        dy = backward_op(_tangent_input(named.x, named.bias), *saved_args(ctx), ctx.p, False)[0]
         return dy if named.residual is None else dy + named.residual
 
-    _autograd.register(_LIBRARY, ops.prefix + op.op_name, getattr(ops, op.op_name),
+    _autograd.register(_autograd_installer(ops, op.op_name), ops.prefix + op.op_name, getattr(ops, op.op_name),
                        setup_context=setup_context, backward=backward, jvp=jvp)
 
 
@@ -134,25 +147,29 @@ def _register_backward_autograd(ops: OpFamily, kind: str) -> None:
     and their jvp is themselves applied to the tangent of grad. The saved tensor (mask state or y) gets no
     gradient: the keep decision is piecewise constant in it."""
     backward_op = ops.backward[kind]
+    saves_seed = kind == "mask"
 
     def setup_context(ctx, inputs, output):
-        _, saved, p, bias_grad = inputs
-        ctx.save_for_backward(saved)
-        ctx.save_for_forward(saved)
+        _, *saved, p, bias_grad = inputs
+        ctx.save_for_backward(saved[0])  # the seed or y; an offset is an int
+        ctx.save_for_forward(saved[0])
+        ctx.offset = saved[1] if saves_seed else None
         ctx.p = p
         ctx.bias_grad = bias_grad
 
-    def backward(ctx, gg_x, gg_bias):
+    def saved_args(ctx) -> tuple:
         (saved,) = ctx.saved_tensors
-        return backward_op(_tangent_input(gg_x, gg_bias if ctx.bias_grad else None), saved, ctx.p, False)[0], \
-            None, None, None
+        return (saved, ctx.offset) if saves_seed else (saved,)
 
-    def jvp(ctx, grad_t, saved_t, p_t, bias_grad_t):
-        (saved,) = ctx.saved_tensors
-        return backward_op(grad_t, saved, ctx.p, ctx.bias_grad)
+    def backward(ctx, gg_x, gg_bias):
+        gg = backward_op(_tangent_input(gg_x, gg_bias if ctx.bias_grad else None), *saved_args(ctx), ctx.p, False)[0]
+        return (gg,) + (None,) * (len(BACKWARDS[kind].saved) + 2)
+
+    def jvp(ctx, grad_t, *other_tangents):
+        return backward_op(grad_t, *saved_args(ctx), ctx.p, ctx.bias_grad)
 
     name = BACKWARDS[kind].op_name
-    _autograd.register(_LIBRARY, ops.prefix + name, getattr(ops, name),
+    _autograd.register(_autograd_installer(ops, name), ops.prefix + name, getattr(ops, name),
                        setup_context=setup_context, backward=backward, jvp=jvp)
 
 
@@ -179,9 +196,10 @@ def _register_python_kernels(ops: OpFamily, module_name: str, dispatch_keys) -> 
         return kernel
 
     def backward_kernel(backward: Backward):
-        def kernel(grad, saved, p, bias_grad):
-            check_backward(backward, grad, saved, p)
-            grad_in, grad_bias = module().backward(backward.kind, grad, saved, p, bias_grad)
+        def kernel(grad, *args):
+            *saved, p, bias_grad = args
+            check_backward(backward, grad, tuple(saved), p)
+            grad_in, grad_bias = module().backward(backward.kind, grad, tuple(saved), p, bias_grad)
             return in_layout_of(grad, grad_in), grad_bias
 
         return kernel

@@ -15,9 +15,9 @@ def _masked_scale(v: torch.Tensor, keep: torch.Tensor, p: float, dtype: torch.dt
     return torch.where(keep, v * scale_tensor(p, dtype, v.device), zero)
 
 
-def forward(op: FusedOp, x, residual, bias, rng_state, p):
+def forward(op: FusedOp, x, residual, bias, seed, offset, p):
     acc = compute_dtype(x.dtype)
-    keep = keep_mask(x.numel(), rng_state, p).reshape(x.shape)
+    keep = keep_mask(x.numel(), seed, offset, p).to(x.device).reshape(x.shape)
     v = x.to(acc)
     if bias is not None:
         v = v + bias.to(acc).reshape(x.shape[-1:])  # a 0-d x takes a bias of shape [1]
@@ -35,12 +35,14 @@ def _column_sums(grad_in: torch.Tensor, bias_grad: bool) -> torch.Tensor:
     return to_output_dtype(grad_in.to(acc).reshape(-1, row_len).sum(0), grad_in.dtype)
 
 
-def backward(kind: str, grad, saved, p, bias_grad):
-    """kind "mask": saved is the rng_state; "relu_output": saved is the forward's output y (keep <=> y > 0)."""
+def backward(kind: str, grad, saved: tuple, p, bias_grad):
+    """kind "mask": saved is (seed, offset); "relu_output": saved is (y,), the forward's output (keep <=> y > 0)."""
     if kind == "mask":
-        keep = keep_mask(grad.numel(), saved, p).reshape(grad.shape)
+        seed, offset = saved
+        keep = keep_mask(grad.numel(), seed, offset, p).to(grad.device).reshape(grad.shape)
     elif kind == "relu_output":
-        keep = saved > 0
+        (y,) = saved
+        keep = y > 0
     else:
         raise ValueError(f"unknown backward kind {kind!r}")
     grad_in = to_output_dtype(_masked_scale(grad.to(compute_dtype(grad.dtype)), keep, p, grad.dtype), grad.dtype)

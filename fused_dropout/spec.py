@@ -96,10 +96,15 @@ def mask_word_coordinates(offset: torch.Tensor, index: torch.Tensor) -> tuple[to
     return (global_index >> 2) & MASK32, (global_index >> 34) & 0x3FFFFFFF, global_index & 3
 
 
-def keep_mask(numel: int, rng_state: torch.Tensor, p: float) -> torch.Tensor:
-    """The flat keep-mask of `numel` elements for rng_state = [seed bits, offset] (int64, any device)."""
-    seed, offset = rng_state[0], rng_state[1]
-    index = torch.arange(numel, dtype=torch.int64, device=rng_state.device)
+def keep_mask(numel: int, seed: torch.Tensor | None, offset: int, p: float) -> torch.Tensor:
+    """The flat keep-mask of `numel` elements for the seed bits (a one-element int64 tensor, any device) and the
+    element offset. With p = 0 every element is kept and the seed may be None."""
+    if seed is None:
+        if p != 0.0:
+            raise ValueError("keep_mask: a seed is needed when p > 0")
+        return torch.ones(numel, dtype=torch.bool)
+    seed = seed.reshape(())
+    index = torch.arange(numel, dtype=torch.int64, device=seed.device)
     group_lo, group_hi, word = mask_word_coordinates(offset, index)
     zero = torch.zeros_like(group_lo)
     words = torch.stack(philox4x32_10(group_lo, group_hi, zero, zero, seed & MASK32, (seed >> 32) & MASK32), -1)

@@ -182,26 +182,37 @@ def test_direct_op_calls_are_checked_too(family):
     """Callers that bypass the Python API get the same errors from every family, not a bad read."""
     ops = fd.backends.FAMILIES[family]
     x = make_input((4, 6))
-    state = torch.tensor([1, 0])
+    seed = torch.tensor([1])
     copy = x.clone()
-    with pytest.raises(RuntimeError, match="rng_state"):
-        ops.dropout_fwd(x, torch.tensor([1]), 0.5)
+    for bad_seed in (torch.tensor([1, 0]), torch.tensor([1], dtype=torch.int32), torch.tensor([1.0])):
+        with pytest.raises(RuntimeError, match="seed must be a one-element int64 tensor"):
+            ops.dropout_fwd(x, bad_seed, 0, 0.5)
+        with pytest.raises(RuntimeError, match="seed must be a one-element int64 tensor"):
+            ops.mask_bwd(x, bad_seed, 0, 0.5, False)
+    with pytest.raises(RuntimeError, match="seed must be given when p > 0"):
+        ops.dropout_fwd(x, None, 0, 0.5)
+    with pytest.raises(RuntimeError, match="seed must be given when p > 0"):
+        ops.mask_bwd(x, None, 0, 0.5, False)
+    with pytest.raises(RuntimeError, match="offset must be in"):
+        ops.dropout_fwd(x, seed, -1, 0.5)
+    with pytest.raises(RuntimeError, match="offset must be in"):
+        ops.mask_bwd(x, seed, -4, 0.5, False)
     for p in (1.5, -0.5, 2.0, math.nan):
         with pytest.raises(RuntimeError, match="p must be in"):
-            ops.dropout_fwd(x, state, p)
+            ops.dropout_fwd(x, seed, 0, p)
         with pytest.raises(RuntimeError, match="p must be in"):
-            ops.mask_bwd(x, state, p, False)
+            ops.mask_bwd(x, seed, 0, p, False)
     with pytest.raises(RuntimeError, match="bias must have shape"):
-        ops.bias_relu_dropout_fwd(x, make_input((5,)), state, 0.5)
+        ops.bias_relu_dropout_fwd(x, make_input((5,)), seed, 0, 0.5)
     with pytest.raises(RuntimeError, match="residual must have shape"):
-        ops.dropout_add_fwd(x, make_input((4, 5)), None, state, 0.5)
+        ops.dropout_add_fwd(x, make_input((4, 5)), None, seed, 0, 0.5)
     with pytest.raises(RuntimeError, match="residual must have dtype"):
-        ops.dropout_add_fwd(x, x.double(), None, state, 0.5)
+        ops.dropout_add_fwd(x, x.double(), None, seed, 0, 0.5)
     for dtype in (torch.int32, torch.int64, torch.bool):
         with pytest.raises(RuntimeError, match="x must be"):
-            ops.dropout_fwd(torch.ones(3, dtype=dtype), state, 0.5)
+            ops.dropout_fwd(torch.ones(3, dtype=dtype), seed, 0, 0.5)
         with pytest.raises(RuntimeError, match="grad must be"):
-            ops.mask_bwd(torch.ones(3, dtype=dtype), state, 0.5, False)
+            ops.mask_bwd(torch.ones(3, dtype=dtype), seed, 0, 0.5, False)
     with pytest.raises(RuntimeError, match="y must have shape"):
         ops.relu_output_bwd(x, make_input((4, 5)), 0.5, True)
     assert torch.equal(x, copy)
@@ -212,13 +223,13 @@ def test_a_companion_on_another_device_is_refused_not_read(family):
     """A meta residual or bias with a CPU x used to reach the meta kernel and return uninitialised memory."""
     ops = fd.backends.FAMILIES[family]
     x = make_input((4, 6))
-    state = torch.tensor([1, 0])
+    seed = torch.tensor([1])
     with pytest.raises(RuntimeError, match="residual must be on cpu"):
-        ops.dropout_add_fwd(x, torch.empty((4, 6), device="meta"), None, state, 0.5)
+        ops.dropout_add_fwd(x, torch.empty((4, 6), device="meta"), None, seed, 0, 0.5)
     with pytest.raises(RuntimeError, match="bias must be on cpu"):
-        ops.bias_relu_dropout_fwd(x, torch.empty((6,), device="meta"), state, 0.5)
-    with pytest.raises(RuntimeError, match="rng_state must be on cpu"):
-        ops.dropout_fwd(x, torch.empty((2,), dtype=torch.int64, device="meta"), 0.5)
+        ops.bias_relu_dropout_fwd(x, torch.empty((6,), device="meta"), seed, 0, 0.5)
+    with pytest.raises(RuntimeError, match="seed must be on cpu"):
+        ops.dropout_fwd(x, torch.empty((1,), dtype=torch.int64, device="meta"), 0, 0.5)
 
 
 def test_a_broken_native_build_warns_once_and_names_the_error():

@@ -11,17 +11,18 @@ from fused_dropout.op_table import BACKWARDS
 def op_samples(dtype=torch.float32):
     """{op schema name: [argument tuples]} for every forward op of the table (with and without bias, p in
     {0.3, 0, 1}) and every backward op (with and without the bias gradient)."""
-    state = torch.tensor([123456789, 5], dtype=torch.int64)
+    seed, offset = torch.tensor([123456789], dtype=torch.int64), 5
     samples = {}
     for op in OPS:
         samples[op.op_name] = []
         for with_bias in ([True, False] if op.bias else [False]):
             x, residual, bias = op_inputs(op, (6, 20), dtype, requires_grad=True, with_bias=with_bias)
-            samples[op.op_name] += [op.pack(x, residual, bias, state, p) for p in (0.3, 0.0, 1.0)]
+            samples[op.op_name] += [op.pack(x, residual, bias, seed, offset, p) for p in (0.3, 0.0, 1.0)]
+            samples[op.op_name].append(op.pack(x, residual, bias, None, 0, 0.0))  # no seed when p = 0
     plain = make_input((6, 20), dtype)
-    saved = {"rng_state": state, "y": plain.relu()}
+    saved = {"mask": (seed, offset), "relu_output": (plain.relu(),)}
     for backward in BACKWARDS.values():
-        samples[backward.op_name] = [(plain, saved[backward.saved], 0.3, bias_grad) for bias_grad in (True, False)]
+        samples[backward.op_name] = [(plain, *saved[backward.kind], 0.3, bias_grad) for bias_grad in (True, False)]
     return samples
 
 

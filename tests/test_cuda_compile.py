@@ -1,5 +1,5 @@
 """Every CUDA source compiles with nvcc for sm_80 and sm_90 (object files only), without warnings that signal
-local-memory use. Skips where nvcc is absent."""
+local-memory use, and the device Philox makes one wide multiply per product. Skips where nvcc is absent."""
 import glob
 import os
 import shutil
@@ -30,11 +30,30 @@ def test_compiles_for_sm80_and_sm90(source, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert (tmp_path / "out.o").stat().st_size > 0
-    # The vectorised kernels must keep their per-thread arrays in registers: no kernel may spill more than the
-    # scalar-fallback float bias-gradient tile (8 bytes).
-    spills = [int(line.split("bytes spill stores")[0].split(",")[-1]) for line in result.stderr.splitlines()
-              if "bytes spill stores" in line]
-    assert spills and max(spills) <= 8, result.stderr[-4000:]
+    # The kernels must keep their per-thread arrays in registers under their __launch_bounds__ register caps
+    # (launch_geometry.h): the vector-path kernels (the hot path; kVec, the last template argument, is true) and
+    # the column sums spill nothing; a scalar fallback (misaligned pointers) may spill up to 16 bytes (the float
+    # mask_bwd bias-gradient tile for sm_80 spills 16 outside its row loop's hot part).
+    spills = kernel_spills(result.stderr)
+    assert spills, result.stderr[-4000:]
+    for (kernel, arch), spilled in spills.items():
+        limit = SCALAR_FALLBACK_SPILL_LIMIT if kernel.endswith("Lb0EEEv") or "Lb0EEEvNS" in kernel else 0
+        assert spilled <= limit, (kernel, arch, spilled)
+
+
+SCALAR_FALLBACK_SPILL_LIMIT = 16
+
+
+def kernel_spills(ptxas_log: str) -> dict:
+    """{(mangled kernel name, arch): bytes of spill stores} from ptxas -v output."""
+    spills, current = {}, None
+    for line in ptxas_log.splitlines():
+        if "Compiling entry function" in line:
+            name, arch = line.split("'")[1], line.split("'")[3]
+            current = (name, arch)
+        elif "bytes spill stores" in line and current is not None:
+            spills[current] = int(line.split("bytes spill stores")[0].split(",")[-1])
+    return spills
 
 
 @pytest.mark.skipif(shutil.which("g++") is None or not os.path.exists(os.path.join(CUDA_HOME, "include")),
@@ -59,3 +78,25 @@ def test_kernel_sources_include_no_torch_headers():
         for line in open(path):
             if line.startswith("#include"):
                 assert "ATen" not in line and "torch/" not in line and "c10/" not in line, (path, line)
+
+
+# The Philox multipliers (csrc/philox.h) as they can appear in PTX immediates.
+PHILOX_MULTIPLIERS = [0xD2511F53, 0xCD9E8D57]
+PHILOX_IMMEDIATES = {str(m) for m in PHILOX_MULTIPLIERS} | {str(m - 2**32) for m in PHILOX_MULTIPLIERS} | {
+    f"0x{m:08x}" for m in PHILOX_MULTIPLIERS} | {f"0x{m:08X}" for m in PHILOX_MULTIPLIERS}
+
+
+def test_device_philox_makes_one_wide_multiply_per_product(tmp_path):
+    """The GPU side of philox_mul (csrc/philox.h), which the CPU emulator of the kernels never runs: each Philox
+    product is one mul.wide.u32 whose register pair holds both halves, never a wide multiply for the high half plus
+    a mul.lo by the same multiplier for the low half (twice the multiplies in SASS)."""
+    ptx = tmp_path / "kernels.ptx"
+    result = subprocess.run([NVCC, "-std=c++17", "-O3", "-arch=sm_90", f"-I{os.path.join(ROOT, 'csrc')}", "-ptx",
+                             os.path.join(ROOT, "csrc", "cuda", "dropout_kernels.cu"), "-o", str(ptx)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-4000:]
+    lines = ptx.read_text().splitlines()
+    assert any("mul.wide.u32" in line for line in lines)
+    split_products = [line for line in lines if ("mul.lo" in line or "mul.hi" in line)
+                      and set(line.replace(",", " ").replace(";", " ").split()) & PHILOX_IMMEDIATES]
+    assert not split_products, split_products[:4]

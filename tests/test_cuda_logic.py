@@ -134,13 +134,13 @@ def test_forward_bodies_follow_the_spec(emulator, op_list, tmp_path, shape, dtyp
     seed, p = 2**63 + 12345 + index, 0.35
     x, residual = make_input(shape, dtype, seed=index), make_input(shape, dtype, seed=index + 100)
     bias = make_input(shape[-1:], dtype, seed=index + 200)
-    state = torch.tensor([seed - 2**64, offset], dtype=torch.int64)  # the seed's bits as an int64
+    seed_tensor = torch.tensor([seed - 2**64], dtype=torch.int64)  # the seed's bits as an int64
     numel, row_len = x.numel(), shape[-1]
     for name, tensor in (("x", x), ("residual", residual), ("bias", bias)):
         write(tmp_path, name, tensor)
     for op, has_bias in forward_cases(op_list[0]):
         args = [x] + ([residual] if op.residual else []) + ([bias if has_bias else None] if op.optional_bias else [])
-        expected = reference_op(op.name + "_fwd")(*args, state, p)
+        expected = reference_op(op.name + "_fwd")(*args, seed_tensor, offset, p)
         report = run(emulator, tmp_path, kind="forward", op=op.name, dtype=DTYPE_NAME[dtype], numel=numel,
                      row_len=row_len, has_bias=int(has_bias), has_residual=int(op.residual), seed=seed,
                      offset=offset, threshold=spec.keep_threshold(p), scale=repr(1 / (1 - p)),
@@ -158,16 +158,16 @@ def test_backward_bodies_follow_the_spec(emulator, op_list, tmp_path, shape, dty
     misalign = index % 2
     seed, p = 77 + index, 0.4
     grad = make_input(shape, dtype, seed=index)
-    state = torch.tensor([seed, offset], dtype=torch.int64)
+    seed_tensor = torch.tensor([seed], dtype=torch.int64)
     # A saved output y: zeros where dropped, negative and positive values elsewhere (relu cut nothing here).
-    y = reference_op("dropout_fwd")(make_input(shape, dtype, seed=index + 1), state, p)
-    saved_inputs = {"rng_state": state, "y": y}
+    y = reference_op("dropout_fwd")(make_input(shape, dtype, seed=index + 1), seed_tensor, offset, p)
+    saved_inputs = {"rng_state": (seed_tensor, offset), "y": (y,)}
     write(tmp_path, "grad", grad)
     write(tmp_path, "y", y)
     numel, row_len = grad.numel(), shape[-1]
     for op in op_list[1]:
         for bias_grad in (False, True):
-            expected_grad, _ = reference_op(op.name)(grad, saved_inputs[op.saved], p, bias_grad)
+            expected_grad, _ = reference_op(op.name)(grad, *saved_inputs[op.saved], p, bias_grad)
             for geometry in GEOMETRIES.values():
                 report = run(emulator, tmp_path, kind="backward", op=op.name, saved=op.saved,
                              dtype=DTYPE_NAME[dtype], numel=numel, row_len=row_len, bias_grad=int(bias_grad),
@@ -176,6 +176,49 @@ def test_backward_bodies_follow_the_spec(emulator, op_list, tmp_path, shape, dty
                 vector_width = 16 // grad.element_size()
                 expect_vector = misalign == 0 and (not bias_grad or row_len % vector_width == 0)
                 assert report["vector_path"] == int(expect_vector)
+                grad_in = read(tmp_path, "grad_in", dtype, shape)
+                assert torch.equal(grad_in, expected_grad), (op, bias_grad, geometry)
+                if bias_grad:
+                    grad_bias = read(tmp_path, "grad_bias", dtype, (row_len,))
+                    assert_column_sum_close(grad_bias, grad_in.reshape(-1, row_len))
+
+
+# Offsets that are multiples of 4 take the fast path: whole Philox groups per chunk
+# under the hoisted key schedule, vector bias loads where rows hold whole chunks (row lengths 40 and 3072), the
+# general path for rows that split chunks (12) and for the tail chunk (7 x 13).
+FAST_PATH_SHAPES = [(6, 40), (5, 12), (7, 13), (3, 3072)]
+FAST_PATH_OFFSETS = [8, 2**34 + 4]  # the second one's Philox group index has a nonzero high word
+
+
+@pytest.mark.parametrize("offset", FAST_PATH_OFFSETS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", FAST_PATH_SHAPES)
+def test_fast_path_at_aligned_offsets_follows_the_spec(emulator, op_list, tmp_path, shape, dtype, offset):
+    index = FAST_PATH_SHAPES.index(shape) + DTYPES.index(dtype)
+    seed, p = 2**40 + 7 * index, 0.3
+    x, residual = make_input(shape, dtype, seed=index), make_input(shape, dtype, seed=index + 50)
+    bias = make_input(shape[-1:], dtype, seed=index + 60)
+    seed_tensor = torch.tensor([seed], dtype=torch.int64)
+    numel, row_len = x.numel(), shape[-1]
+    for name, tensor in (("x", x), ("residual", residual), ("bias", bias), ("grad", x), ("y", residual)):
+        write(tmp_path, name, tensor)
+    common = dict(dtype=DTYPE_NAME[dtype], numel=numel, row_len=row_len, seed=seed, offset=offset,
+                  threshold=spec.keep_threshold(p), scale=repr(1 / (1 - p)), misalign=0)
+    for geometry in GEOMETRIES.values():
+        for op, has_bias in forward_cases(op_list[0]):
+            args = [x] + ([residual] if op.residual else []) + ([bias if has_bias else None]
+                                                               if op.optional_bias else [])
+            expected = reference_op(op.name + "_fwd")(*args, seed_tensor, offset, p)
+            report = run(emulator, tmp_path, kind="forward", op=op.name, has_bias=int(has_bias),
+                         has_residual=int(op.residual), **common, **geometry)
+            assert report["vector_path"] == 1
+            assert torch.equal(read(tmp_path, "out", dtype, shape), expected), (op, has_bias, geometry)
+        for op in op_list[1]:
+            saved = {"rng_state": (seed_tensor, offset), "y": (residual,)}[op.saved]
+            for bias_grad in (False, True):
+                expected_grad, _ = reference_op(op.name)(x, *saved, p, bias_grad)
+                run(emulator, tmp_path, kind="backward", op=op.name, saved=op.saved, bias_grad=int(bias_grad),
+                    **common, **geometry)
                 grad_in = read(tmp_path, "grad_in", dtype, shape)
                 assert torch.equal(grad_in, expected_grad), (op, bias_grad, geometry)
                 if bias_grad:
@@ -221,8 +264,9 @@ def test_emulator_detects_a_wrong_mask(emulator, tmp_path):
     run(emulator, tmp_path, kind="forward", op="dropout", dtype="float32", numel=64, row_len=64, has_bias=0,
         has_residual=0, seed=1, offset=0, threshold=spec.keep_threshold(0.5), scale=repr(2.0), misalign=0,
         geometry="grid_stride")
-    state = torch.tensor([2, 0], dtype=torch.int64)
-    assert not torch.equal(read(tmp_path, "out", torch.float32, (64,)), reference_op("dropout_fwd")(x, state, 0.5))
+    other_seed = torch.tensor([2], dtype=torch.int64)
+    assert not torch.equal(read(tmp_path, "out", torch.float32, (64,)),
+                           reference_op("dropout_fwd")(x, other_seed, 0, 0.5))
 
 
 def test_an_op_without_a_kernel_is_an_error(emulator, op_list, tmp_path):
@@ -252,12 +296,12 @@ def test_forward_bodies_write_the_canonical_nan(emulator, op_list, tmp_path, dty
     bias = scatter_nans(make_input(NAN_SHAPE[-1:], dtype, seed=3), 5, 1, seed=1)
     x[:, 4], bias[4] = math.inf, -math.inf  # inf + -inf in the bias add
     x[:, 5], residual[:, 5] = math.inf, -math.inf  # inf + -inf in the residual add, where kept
-    state = torch.tensor([seed, 0], dtype=torch.int64)
+    seed_tensor = torch.tensor([seed], dtype=torch.int64)
     for name, tensor in (("x", x), ("residual", residual), ("bias", bias)):
         write(tmp_path, name, tensor)
     for op, has_bias in forward_cases(op_list[0]):
         args = [x] + ([residual] if op.residual else []) + ([bias if has_bias else None] if op.optional_bias else [])
-        expected = reference_op(op.name + "_fwd")(*args, state, p)
+        expected = reference_op(op.name + "_fwd")(*args, seed_tensor, 0, p)
         report = run(emulator, tmp_path, kind="forward", op=op.name, dtype=DTYPE_NAME[dtype], numel=x.numel(),
                      row_len=NAN_SHAPE[-1], has_bias=int(has_bias), has_residual=int(op.residual), seed=seed,
                      offset=0, threshold=spec.keep_threshold(p), scale=repr(1 / (1 - p)), misalign=misalign,
@@ -274,10 +318,10 @@ def test_forward_bodies_write_the_canonical_nan(emulator, op_list, tmp_path, dty
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_backward_bodies_write_the_canonical_nan(emulator, op_list, tmp_path, dtype, misalign):
     seed, p = 98, 0.3
-    state = torch.tensor([seed, 0], dtype=torch.int64)
-    keep = spec.keep_mask(math.prod(NAN_SHAPE), state, p).reshape(NAN_SHAPE)
+    seed_tensor = torch.tensor([seed], dtype=torch.int64)
+    keep = spec.keep_mask(math.prod(NAN_SHAPE), seed_tensor, 0, p).reshape(NAN_SHAPE)
     # Positive inputs: the saved output y is > 0 exactly where kept, so both backward kinds keep the same elements.
-    y = reference_op("dropout_fwd")(make_input(NAN_SHAPE, dtype, seed=5).abs() + 1, state, p)
+    y = reference_op("dropout_fwd")(make_input(NAN_SHAPE, dtype, seed=5).abs() + 1, seed_tensor, 0, p)
     # NaN gradients of every kind in the left half of the columns; +inf and -inf at two kept rows of each column of
     # the right half, so that column's bias gradient is inf + -inf.
     half = NAN_SHAPE[1] // 2
@@ -291,8 +335,8 @@ def test_backward_bodies_write_the_canonical_nan(emulator, op_list, tmp_path, dt
     write(tmp_path, "grad", grad)
     write(tmp_path, "y", y)
     for op in op_list[1]:
-        saved = {"rng_state": state, "y": y}[op.saved]
-        expected_grad_in, _ = reference_op(op.name)(grad, saved, p, True)
+        saved = {"rng_state": (seed_tensor, 0), "y": (y,)}[op.saved]
+        expected_grad_in, _ = reference_op(op.name)(grad, *saved, p, True)
         report = run(emulator, tmp_path, kind="backward", op=op.name, saved=op.saved, dtype=DTYPE_NAME[dtype],
                      numel=grad.numel(), row_len=NAN_SHAPE[-1], bias_grad=1, seed=seed, offset=0,
                      threshold=spec.keep_threshold(p), scale=repr(1 / (1 - p)), misalign=misalign,

@@ -70,10 +70,10 @@ def test_torch_func_grad_and_vjp_equal_autograd(backend, op, with_bias):
 def test_forward_ad_through_a_direct_op_call(backend):
     ops = fd.backends.FAMILIES[fd.backends._FAMILY_OF_BACKEND[backend]]
     x, dx = make_input((4, 6), torch.float64), make_input((4, 6), torch.float64, seed=1)
-    state = torch.tensor([SEED, 0])
+    seed = torch.tensor([SEED])
     with fwAD.dual_level():
-        tangent = fwAD.unpack_dual(ops.dropout_fwd(fwAD.make_dual(x, dx), state, P)).tangent
-    assert torch.equal(tangent, ops.dropout_fwd(dx, state, P))
+        tangent = fwAD.unpack_dual(ops.dropout_fwd(fwAD.make_dual(x, dx), seed, 3, P)).tangent
+    assert torch.equal(tangent, ops.dropout_fwd(dx, seed, 3, P))
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

@@ -62,9 +62,8 @@ def test_dropout_stride_and_mean_are_preserved_for_every_permutation(backend):
 def test_fake_kernels_promise_the_real_layout(backend):
     ops = FAMILIES[_FAMILY_OF_BACKEND[backend]]
     x = make_input((2, 3, 4, 5)).contiguous(memory_format=torch.channels_last)
-    state = torch.tensor([SEED, 0])
-    for args in ((x, state, P),):
-        torch.library.opcheck(ops.dropout_fwd, args)
-    torch.library.opcheck(ops.dropout_add_fwd, (x, x.contiguous(), None, state, P))
-    torch.library.opcheck(ops.mask_bwd, (x, state, P, True))
+    seed = torch.tensor([SEED])
+    torch.library.opcheck(ops.dropout_fwd, (x, seed, 0, P))
+    torch.library.opcheck(ops.dropout_add_fwd, (x, x.contiguous(), None, seed, 0, P))
+    torch.library.opcheck(ops.mask_bwd, (x, seed, 0, P, True))
     torch.library.opcheck(ops.relu_output_bwd, (x, x.relu(), P, False))

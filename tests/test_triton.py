@@ -151,26 +151,26 @@ def test_forward_follows_any_declaration(activation, has_bias, has_residual):
     x = make_input(shape, device=DEVICE)
     bias = make_input(shape[-1:], seed=1, device=DEVICE) if has_bias else None
     residual = make_input(shape, seed=2, device=DEVICE) if has_residual else None
-    state = torch.tensor([77, 3], dtype=torch.int64, device=DEVICE)
+    seed = torch.tensor([77], dtype=torch.int64, device=DEVICE)
     op = declared_op(activation, bias=has_bias, residual=has_residual)
-    out = launch.forward(op, x, residual, bias, state, p)
+    out = launch.forward(op, x, residual, bias, seed, 3, p)
     v = TORCH_ACTIVATIONS[activation](x + bias if has_bias else x)
     expected = torch.where(fd.dropout_mask(shape, p, 77, offset=3, device=DEVICE), v * (1 / (1 - p)), 0.0)
     assert torch.equal(out, expected + residual if has_residual else expected)
 
 
 def test_forward_refuses_calls_its_declaration_does_not_allow():
-    x, state = torch.ones(2, 4, device=DEVICE), torch.zeros(2, dtype=torch.int64, device=DEVICE)
+    x, seed = torch.ones(2, 4, device=DEVICE), torch.zeros(1, dtype=torch.int64, device=DEVICE)
     with pytest.raises(ValueError, match="takes no bias"):
-        launch.forward(declared_op(), x, None, x[0], state, 0.5)
+        launch.forward(declared_op(), x, None, x[0], seed, 0, 0.5)
     with pytest.raises(ValueError, match="needs a residual"):
-        launch.forward(declared_op(residual=True), x, None, None, state, 0.5)
+        launch.forward(declared_op(residual=True), x, None, None, seed, 0, 0.5)
     with pytest.raises(ValueError, match="takes no residual"):
-        launch.forward(declared_op(), x, x, None, state, 0.5)
+        launch.forward(declared_op(), x, x, None, seed, 0, 0.5)
     with pytest.raises(NotImplementedError, match="'gelu'"):
-        launch.forward(declared_op("gelu"), x, None, None, state, 0.5)
+        launch.forward(declared_op("gelu"), x, None, None, seed, 0, 0.5)
     with pytest.raises(ValueError, match="unknown backward kind"):
-        launch.backward("gelu_input", x, state, 0.5, False)
+        launch.backward("gelu_input", x, (seed, 0), 0.5, False)
 
 
 def _variant(spec):
@@ -181,7 +181,7 @@ def test_specializations_list_every_variant_the_launcher_launches(monkeypatch):
     # tests/test_triton_compile.py compiles what specializations() lists: it must hold whatever a call launches.
     launched = []
     monkeypatch.setattr(launch, "_launch", lambda spec, grid, **args: launched.append(_variant(spec)))
-    state = torch.zeros(2, dtype=torch.int64, device=DEVICE)
+    seed = torch.zeros(1, dtype=torch.int64, device=DEVICE)
     for dtype in DTYPES:
         for row_len in [1, 3, 4, 5, 100, 768, 4099, 50000]:
             x = torch.ones(2, row_len, dtype=dtype, device=DEVICE)
@@ -189,8 +189,8 @@ def test_specializations_list_every_variant_the_launcher_launches(monkeypatch):
                 for bias in (None, x[0]):
                     for residual in (None, x):
                         op = declared_op(activation, bias=True, residual=residual is not None)
-                        launch.forward(op, x, residual, bias, state, 0.5)
-            for kind, saved in (("mask", state), ("relu_output", x)):
+                        launch.forward(op, x, residual, bias, seed, 0, 0.5)
+            for kind, saved in (("mask", (seed, 0)), ("relu_output", (x,))):
                 for bias_grad in (False, True):
                     launch.backward(kind, x, saved, 0.5, bias_grad)
     listed = {_variant(spec) for spec in launch.specializations()}
@@ -202,12 +202,12 @@ def test_specializations_list_every_variant_the_launcher_launches(monkeypatch):
 @pytest.mark.parametrize("entry_point", ["forward", "backward"])
 def test_cpu_tensors_need_the_interpreter(monkeypatch, entry_point):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    x, state = torch.ones(4), torch.zeros(2, dtype=torch.int64)
+    x, seed = torch.ones(4), torch.zeros(1, dtype=torch.int64)
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
         if entry_point == "forward":
-            launch.forward(declared_op(), x, None, None, state, 0.5)
+            launch.forward(declared_op(), x, None, None, seed, 0, 0.5)
         else:
-            launch.backward("mask", x, state, 0.5, False)
+            launch.backward("mask", x, (seed, 0), 0.5, False)
 
 
 def test_p_zero_and_one_and_empty():

@@ -91,8 +91,8 @@ def jobs() -> dict:
 
 
 def _pointer_type(name: str, dtype: torch.dtype) -> str:
-    if name == "state_ptr":
-        return "*i64"  # rng_state
+    if name == "seed_ptr":
+        return "*i64"  # the seed
     if name == "partial_ptr":
         return "*" + TORCH_TO_TRITON[torch.float64 if dtype == torch.float64 else torch.float32]  # compute type
     return "*" + TORCH_TO_TRITON[dtype]

@@ -68,8 +68,8 @@ inline void for_each_piece(int64_t begin, int64_t end, int64_t row_len, uint64_t
 template <typename scalar_t, typename Element>
 void forward(const ForwardArgs<scalar_t>& a) {
   using acc_t = typename ComputeType<scalar_t>::type;
-  const uint64_t seed = static_cast<uint64_t>(a.rng_state[0]);
-  const uint64_t offset = static_cast<uint64_t>(a.rng_state[1]);
+  const uint64_t seed = a.seed != nullptr ? static_cast<uint64_t>(*a.seed) : 0;  // none when p = 0
+  const uint64_t offset = a.offset;
   const KeepRule keep_rule(a.threshold);
   const acc_t scale = static_cast<acc_t>(a.scale);
   at::parallel_for(0, a.numel, kGrain, [&](int64_t begin, int64_t end) {
@@ -97,8 +97,8 @@ template <typename scalar_t, BackwardOp kOp>
 void backward(const BackwardArgs<scalar_t>& a) {
   using acc_t = typename ComputeType<scalar_t>::type;
   constexpr bool kFromMask = kKeepFromRngState<kOp>;
-  const uint64_t seed = kFromMask ? static_cast<uint64_t>(a.rng_state[0]) : 0;
-  const uint64_t offset = kFromMask ? static_cast<uint64_t>(a.rng_state[1]) : 0;
+  const uint64_t seed = kFromMask && a.seed != nullptr ? static_cast<uint64_t>(*a.seed) : 0;
+  const uint64_t offset = kFromMask ? a.offset : 0;
   const KeepRule keep_rule(a.threshold);
   const acc_t scale = static_cast<acc_t>(a.scale);
 

@@ -20,13 +20,12 @@ const scalar_t* data_or_null(const std::optional<at::Tensor>& t) {
 
 struct CpuLauncher {
   static void forward(ForwardOp op, const at::Tensor& x, const std::optional<at::Tensor>& bias,
-                      const std::optional<at::Tensor>& residual, at::Tensor& out, const at::Tensor& rng_state,
-                      double p) {
+                      const std::optional<at::Tensor>& residual, at::Tensor& out, const RngArgs& rng, double p) {
     bool listed = false;
     FD_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_dropout_forward_cpu", [&] {
       const ForwardArgs<scalar_t> args{x.data_ptr<scalar_t>(), data_or_null<scalar_t>(bias),
                                        data_or_null<scalar_t>(residual), out.data_ptr<scalar_t>(), x.numel(),
-                                       bias.has_value() ? row_len_of(x) : 1, rng_state.data_ptr<int64_t>(),
+                                       bias.has_value() ? row_len_of(x) : 1, rng.seed_data(), rng.offset,
                                        keep_threshold(p), dropout_scale(p)};
       listed = cpu::forward<scalar_t>(op, args);
     });
@@ -34,7 +33,7 @@ struct CpuLauncher {
                 " bias has no CPU kernel (not in csrc/op_list.h)");
   }
 
-  static void backward(BackwardOp op, const at::Tensor& grad, const std::optional<at::Tensor>& rng_state,
+  static void backward(BackwardOp op, const at::Tensor& grad, const RngArgs& rng,
                        const std::optional<at::Tensor>& y, at::Tensor& grad_in, std::optional<at::Tensor>& grad_bias,
                        double p) {
     bool listed = false;
@@ -45,7 +44,8 @@ struct CpuLauncher {
                                         grad_bias.has_value() ? grad_bias->data_ptr<scalar_t>() : nullptr,
                                         grad.numel(),
                                         grad_bias.has_value() ? row_len_of(grad) : 1,
-                                        rng_state.has_value() ? rng_state->data_ptr<int64_t>() : nullptr,
+                                        rng.seed_data(),
+                                        rng.offset,
                                         keep_threshold(p),
                                         dropout_scale(p)};
       listed = cpu::backward<scalar_t>(op, args);

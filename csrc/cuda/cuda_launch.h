@@ -21,14 +21,15 @@ struct ForwardLaunch {
   void* out;
   int64_t numel;
   int64_t row_len;
-  const int64_t* rng_state;  // device pointer [seed, offset]
+  const int64_t* seed;  // device pointer to the seed bits; nullptr when p = 0
+  uint64_t offset;
   uint64_t threshold;
   double scale;
 };
 
 struct BackwardLaunch {
   DType dtype;
-  BackwardOp op;          // where the keep decision comes from: rng_state (mask_bwd) or y > 0 (relu_output_bwd)
+  BackwardOp op;          // where the keep decision comes from: the mask (mask_bwd) or y > 0 (relu_output_bwd)
   const void* grad;
   const void* y;          // relu_output_bwd's saved output, else nullptr
   void* grad_in;
@@ -36,7 +37,8 @@ struct BackwardLaunch {
   void* workspace;        // backward_workspace_bytes() bytes when grad_bias is set
   int64_t numel;
   int64_t row_len;
-  const int64_t* rng_state;  // mask_bwd's saved device pointer [seed, offset], else nullptr
+  const int64_t* seed;  // mask_bwd's saved device pointer to the seed bits, else nullptr
+  uint64_t offset;      // mask_bwd's saved offset
   uint64_t threshold;
   double scale;
 };

@@ -35,16 +35,15 @@ void check_launch(cudaError_t status, const char* what) {
 
 struct CudaLauncher {
   static void forward(ForwardOp op, const at::Tensor& x, const std::optional<at::Tensor>& bias,
-                      const std::optional<at::Tensor>& residual, at::Tensor& out, const at::Tensor& rng_state,
-                      double p) {
+                      const std::optional<at::Tensor>& residual, at::Tensor& out, const RngArgs& rng, double p) {
     const c10::cuda::CUDAGuard guard(x.device());
     const cuda::ForwardLaunch launch{cuda_dtype(x), op, x.data_ptr(), data_or_null(bias), data_or_null(residual),
                                      out.data_ptr(), x.numel(), bias.has_value() ? row_len_of(x) : 1,
-                                     rng_state.data_ptr<int64_t>(), keep_threshold(p), dropout_scale(p)};
+                                     rng.seed_data(), rng.offset, keep_threshold(p), dropout_scale(p)};
     check_launch(cuda::launch_forward(launch, at::cuda::getCurrentCUDAStream()), "forward");
   }
 
-  static void backward(BackwardOp op, const at::Tensor& grad, const std::optional<at::Tensor>& rng_state,
+  static void backward(BackwardOp op, const at::Tensor& grad, const RngArgs& rng,
                        const std::optional<at::Tensor>& y, at::Tensor& grad_in, std::optional<at::Tensor>& grad_bias,
                        double p) {
     const c10::cuda::CUDAGuard guard(grad.device());
@@ -63,7 +62,8 @@ struct CudaLauncher {
                                       workspace.defined() ? workspace.data_ptr() : nullptr,
                                       grad.numel(),
                                       row_len,
-                                      rng_state.has_value() ? rng_state->data_ptr<int64_t>() : nullptr,
+                                      rng.seed_data(),
+                                      rng.offset,
                                       keep_threshold(p),
                                       dropout_scale(p)};
     check_launch(cuda::launch_backward(launch, at::cuda::getCurrentCUDAStream()), "backward");

@@ -16,12 +16,14 @@ __device__ __forceinline__ ThreadCoord coord() {
 }
 
 template <typename scalar_t, typename Element, bool kVec>
-__global__ void __launch_bounds__(kFlatThreads) forward_kernel(ForwardArgs<scalar_t> args) {
+__global__ void __launch_bounds__(kFlatThreads, kForwardBlocksPerSm<scalar_t, Element>)
+    forward_kernel(ForwardArgs<scalar_t> args) {
   forward_thread<scalar_t, Element, kVec>(args, coord());
 }
 
 template <typename scalar_t, BackwardOp kOp, bool kVec>
-__global__ void __launch_bounds__(kFlatThreads) backward_kernel(BackwardArgs<scalar_t> args) {
+__global__ void __launch_bounds__(kFlatThreads, kBackwardBlocksPerSm<scalar_t, kOp>)
+    backward_kernel(BackwardArgs<scalar_t> args) {
   backward_thread<scalar_t, kOp, kVec>(args, coord());
 }
 
@@ -33,7 +35,7 @@ __global__ void __launch_bounds__(kTileThreads)
 }
 
 template <typename scalar_t>
-__global__ void __launch_bounds__(kFlatThreads)
+__global__ void __launch_bounds__(kFlatThreads, kColumnSumBlocksPerSm<scalar_t>)
     column_sum_kernel(const typename ComputeType<scalar_t>::type* partial, int64_t row_blocks, int64_t row_len,
                       scalar_t* grad_bias) {
   column_sum_thread<scalar_t>(partial, row_blocks, row_len, grad_bias, coord());

@@ -9,6 +9,9 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <stdint.h>
+#include <string.h>
+
+#include <type_traits>
 
 #include "../dropout_math.h"
 #include "../kernel_args.h"
@@ -60,6 +63,38 @@ FD_HOST_DEVICE scalar_t from_compute(typename ComputeType<scalar_t>::type v) {
   return with_canonical_nan(rounded_from_compute<scalar_t>(v), v);
 }
 
+// Rounds a chunk of compute-type values to the element type, as from_compute does element by element. The
+// 16-bit types convert in pairs (one F2FP per two elements); whether any value is a NaN is one unordered compare
+// per pair, and only a chunk holding a NaN pays for the canonical-NaN fix.
+FD_HOST_DEVICE void round_pair(float a, float b, __half* out) {
+  const __half2 pair = __floats2half2_rn(a, b);
+  memcpy(out, &pair, sizeof(pair));
+}
+FD_HOST_DEVICE void round_pair(float a, float b, __nv_bfloat16* out) {
+  const __nv_bfloat162 pair = __floats2bfloat162_rn(a, b);
+  memcpy(out, &pair, sizeof(pair));
+}
+
+template <typename scalar_t, int N>
+FD_HOST_DEVICE void round_chunk(const typename ComputeType<scalar_t>::type (&v)[N], scalar_t (&out)[N]) {
+  if constexpr (sizeof(scalar_t) == 2) {
+    static_assert(N % 2 == 0, "16-bit chunks convert in pairs");
+    bool any_nan = false;
+    FD_UNROLL
+    for (int e = 0; e < N; e += 2) {
+      round_pair(v[e], v[e + 1], &out[e]);
+      any_nan |= !(v[e] == v[e] && v[e + 1] == v[e + 1]);
+    }
+    if (any_nan) {
+      FD_UNROLL
+      for (int e = 0; e < N; ++e) out[e] = with_canonical_nan(out[e], v[e]);
+    }
+  } else {
+    FD_UNROLL
+    for (int e = 0; e < N; ++e) out[e] = from_compute<scalar_t>(v[e]);
+  }
+}
+
 // 128-bit accesses: 8 half/bfloat16, 4 float or 2 double per load or store.
 template <typename scalar_t>
 constexpr int kVecWidth = static_cast<int>(16 / sizeof(scalar_t));
@@ -81,7 +116,8 @@ inline bool aligned16(const void* p) { return p == nullptr || (reinterpret_cast<
 // The vector-path decision, taken by launch_plan.h for the launcher and the CPU emulator of the tests alike.
 template <typename scalar_t>
 inline bool use_vector_path(const ForwardArgs<scalar_t>& a) {
-  return aligned16(a.x) && aligned16(a.residual) && aligned16(a.out);
+  // The bias is read a vector at a time too, when its rows hold whole chunks.
+  return aligned16(a.x) && aligned16(a.residual) && aligned16(a.out) && aligned16(a.bias);
 }
 
 template <typename scalar_t>
@@ -115,6 +151,25 @@ FD_HOST_DEVICE uint32_t chunk_keep_bits(uint64_t seed, uint64_t offset, uint64_t
     }
   }
   return bits;
+}
+
+// Keep flags of a chunk whose elements are exactly N / 4 whole Philox groups (offset and first both multiples of
+// 4): element e is word e % 4 of group group0 + e / 4. The fast path of every body: no per-element bookkeeping.
+template <int N>
+FD_HOST_DEVICE void whole_group_keep(const PhiloxKeySchedule& keys, uint64_t group0, KeepRule rule, bool (&keep)[N]) {
+  static_assert(N % 4 == 0, "a chunk of whole groups");
+  FD_UNROLL
+  for (int g = 0; g < N / 4; ++g) {
+    const Philox4 words = philox_group(keys, group0 + static_cast<uint64_t>(g));
+    FD_UNROLL
+    for (int w = 0; w < 4; ++w) keep[4 * g + w] = rule(words.r[w]);
+  }
+}
+
+template <int N>
+FD_HOST_DEVICE void keep_flags_of(uint32_t bits, bool (&keep)[N]) {
+  FD_UNROLL
+  for (int e = 0; e < N; ++e) keep[e] = ((bits >> e) & 1u) != 0;
 }
 
 // ---- loads and stores of one chunk ------------------------------------------------------------------------
@@ -167,7 +222,7 @@ struct ThreadCoord {
 
 // ---- forward, and the backward without bias gradient: a grid-stride loop over chunks ---------------------
 
-// What every body reads once: the RNG state (from device memory; absent when the keep decision comes from y),
+// What every body reads once: the seed (from device memory; absent when the keep decision comes from y or p = 0),
 // the keep rule and the scale in the compute type.
 template <typename acc_t>
 struct DropoutParams {
@@ -175,94 +230,190 @@ struct DropoutParams {
   uint64_t offset;
   KeepRule rule;
   acc_t scale;
-  FD_HOST_DEVICE DropoutParams(const int64_t* rng_state, uint64_t threshold, double scale_value)
-      : seed(rng_state != nullptr ? static_cast<uint64_t>(rng_state[0]) : 0),
-        offset(rng_state != nullptr ? static_cast<uint64_t>(rng_state[1]) : 0),
+  FD_HOST_DEVICE DropoutParams(const int64_t* seed_bits, uint64_t offset_value, uint64_t threshold, double scale_value)
+      : seed(seed_bits != nullptr ? static_cast<uint64_t>(*seed_bits) : 0),
+        offset(offset_value),
         rule(threshold),
         scale(static_cast<acc_t>(scale_value)) {}
 };
 
-// Calls fn(first, count) for this thread's chunks of N elements: chunk c covers [c * N, min((c + 1) * N, numel)).
-template <int N, typename Fn>
-FD_HOST_DEVICE void grid_stride_chunks(int64_t numel, const ThreadCoord& t, Fn&& fn) {
-  const int64_t chunks = (numel + N - 1) / N;
-  for (int64_t chunk = t.block * t.block_dim + t.thread; chunk < chunks; chunk += t.grid_dim * t.block_dim) {
-    const int64_t first = chunk * N;
-    fn(first, static_cast<int>(numel - first < N ? numel - first : N));
+// The mask of the fast path: when the offset is a multiple of 4, a chunk starting at a multiple of 4 is made of
+// whole Philox groups. The seed's key schedule is computed once per thread.
+struct WholeGroupMask {
+  PhiloxKeySchedule keys;
+  uint64_t group_base;  // the group of element 0
+  KeepRule rule;
+  template <typename acc_t>
+  FD_HOST_DEVICE explicit WholeGroupMask(const DropoutParams<acc_t>& p)
+      : keys(p.seed), group_base(p.offset >> 2), rule(p.rule) {}
+  template <typename acc_t>
+  FD_HOST_DEVICE static bool applies(const DropoutParams<acc_t>& p) {
+    return (p.offset & 3u) == 0;
   }
+  // Keep flags of elements first .. first + N - 1, first a multiple of 4.
+  template <int N>
+  FD_HOST_DEVICE void keep(int64_t first, bool (&flags)[N]) const {
+    whole_group_keep<N>(keys, group_base + (static_cast<uint64_t>(first) >> 2), rule, flags);
+  }
+};
+
+// Keep flags of any chunk (any offset, count <= N): the general path.
+template <int N, typename acc_t>
+FD_HOST_DEVICE void general_keep(const DropoutParams<acc_t>& p, int64_t first, int count, bool (&flags)[N]) {
+  keep_flags_of<N>(chunk_keep_bits<N>(p.seed, p.offset, static_cast<uint64_t>(first), count, p.rule), flags);
+}
+
+// This thread's chunks of N elements in grid-stride order (chunk c covers [c * N, min((c + 1) * N, numel))).
+// With `fast`, its whole chunks go to whole(first); the rest (all of them without `fast`, else at most the last,
+// partial one) go to partial(first, count), after one call of partial_start(first) with the first of them.
+template <int N, typename Whole, typename PartialStart, typename Partial>
+FD_HOST_DEVICE void grid_stride_chunks(int64_t numel, const ThreadCoord& t, bool fast, Whole&& whole,
+                                       PartialStart&& partial_start, Partial&& partial) {
+  const int64_t stride = t.grid_dim * t.block_dim;
+  int64_t chunk = t.block * t.block_dim + t.thread;
+  if (fast) {
+    for (const int64_t whole_chunks = numel / N; chunk < whole_chunks; chunk += stride) whole(chunk * N);
+  }
+  const int64_t chunks = (numel + N - 1) / N;
+  if (chunk < chunks) partial_start(chunk * N);
+  for (; chunk < chunks; chunk += stride) {
+    const int64_t first = chunk * N;
+    partial(first, static_cast<int>(numel - first < N ? numel - first : N));
+  }
+}
+
+// One chunk of the forward given its keep flags; bias_at(e) gives element e's bias (called in element order, only
+// for ops with a bias). The loads and stores are 128-bit on the vector path when the chunk is whole (count == N,
+// a constant on the fast path).
+template <typename scalar_t, typename Element, bool kVec, int N, typename acc_t, typename BiasAt>
+FD_HOST_DEVICE void forward_chunk(const ForwardArgs<scalar_t>& a, acc_t scale, int64_t first, int count,
+                                  const bool (&keep)[N], BiasAt&& bias_at) {
+  acc_t x[N], residual[N], value[N];
+  load_chunk<N, kVec>(a.x + first, count, x);
+  if (Element::kHasResidual) load_chunk<N, kVec>(a.residual + first, count, residual);
+  FD_UNROLL
+  for (int e = 0; e < N; ++e) {
+    const acc_t bias = Element::kHasBias ? bias_at(e) : acc_t(0);
+    value[e] = Element::apply(x[e], bias, Element::kHasResidual ? residual[e] : acc_t(0), keep[e], scale);
+  }
+  scalar_t out[N];
+  round_chunk<scalar_t>(value, out);
+  store_chunk<N, kVec>(a.out + first, count, out);
+}
+
+// Whether bias rows hold whole chunks (so a chunk's bias is one contiguous run, read like x) with columns that fit
+// 32 bits.
+template <int N>
+FD_HOST_DEVICE bool rows_hold_whole_chunks(int64_t row_len) {
+  return row_len % N == 0 && row_len <= INT32_MAX;
 }
 
 template <typename scalar_t, typename Element, bool kVec>
 FD_HOST_DEVICE void forward_thread(const ForwardArgs<scalar_t>& a, const ThreadCoord& t) {
   using acc_t = typename ComputeType<scalar_t>::type;
   constexpr int N = kChunk<scalar_t>;
-  const DropoutParams<acc_t> params(a.rng_state, a.threshold, a.scale);
-  // The bias column of each chunk's first element, tracked across the grid-stride loop: one 64-bit modulo per
-  // thread instead of one per chunk (a 64-bit modulo costs about as much as a Philox round on a GPU).
-  int64_t chunk_col = 0, col_step = 0;
-  if (Element::kHasBias) {
-    chunk_col = (t.block * t.block_dim + t.thread) * N % a.row_len;
-    col_step = t.grid_dim * t.block_dim * N % a.row_len;
-  }
-  grid_stride_chunks<N>(a.numel, t, [&](int64_t first, int count) {
-    const uint32_t keep =
-        chunk_keep_bits<N>(params.seed, params.offset, static_cast<uint64_t>(first), count, params.rule);
-    acc_t x[N], residual[N];
-    load_chunk<N, kVec>(a.x + first, count, x);
-    if (Element::kHasResidual) load_chunk<N, kVec>(a.residual + first, count, residual);
-    int64_t col = chunk_col;
+  const DropoutParams<acc_t> params(a.seed, a.offset, a.threshold, a.scale);
+  // With a bias, the fast path reads it a vector per chunk: the scalar path (misaligned pointers) keeps the general
+  // per-element bias walk, which needs fewer registers.
+  const bool fast = WholeGroupMask::applies(params) &&
+                    (!Element::kHasBias || (kVec && rows_hold_whole_chunks<N>(a.row_len)));
+  const int64_t stride_elements = t.grid_dim * t.block_dim * N;
+  const int64_t thread_first = (t.block * t.block_dim + t.thread) * N;
+  // Bias columns are tracked across the grid-stride loop: one 64-bit modulo per thread and path instead of one
+  // per chunk (a 64-bit modulo costs about as much as a Philox round on a GPU). Both stay below row_len, so one
+  // subtraction wraps their sum.
+  int64_t col_step = 0;
+  if (Element::kHasBias) col_step = stride_elements % a.row_len;
+
+  const WholeGroupMask mask(params);
+  int32_t fast_col = 0;
+  if (Element::kHasBias && fast) fast_col = static_cast<int32_t>(thread_first % a.row_len);
+  auto whole = [&](int64_t first) {
+    bool keep[N];
+    mask.keep<N>(first, keep);
+    acc_t bias[N];
     if (Element::kHasBias) {
-      chunk_col += col_step;  // both below row_len, so one subtraction wraps it
+      load_chunk<N, kVec>(a.bias + fast_col, N, bias);
+      fast_col += static_cast<int32_t>(col_step);
+      if (fast_col >= static_cast<int32_t>(a.row_len)) fast_col -= static_cast<int32_t>(a.row_len);
+    }
+    forward_chunk<scalar_t, Element, kVec>(a, params.scale, first, N, keep, [&](int e) { return bias[e]; });
+  };
+
+  int64_t chunk_col = 0;  // the bias column of the partial chunk's first element
+  auto partial_start = [&](int64_t first) {
+    if (Element::kHasBias) chunk_col = first % a.row_len;
+  };
+  auto partial = [&](int64_t first, int count) {
+    bool keep[N];
+    general_keep<N>(params, first, count, keep);
+    int64_t col = 0;
+    if (Element::kHasBias) {
+      col = chunk_col;
+      chunk_col += col_step;
       if (chunk_col >= a.row_len) chunk_col -= a.row_len;
     }
-    scalar_t out[N];
-    FD_UNROLL
-    for (int e = 0; e < N; ++e) {
-      acc_t bias = acc_t(0);
-      if (Element::kHasBias) {
-        bias = to_compute(a.bias[col]);
-        col = col + 1 == a.row_len ? 0 : col + 1;
-      }
-      const acc_t r = Element::kHasResidual ? residual[e] : acc_t(0);
-      out[e] = from_compute<scalar_t>(Element::apply(x[e], bias, r, ((keep >> e) & 1u) != 0, params.scale));
-    }
-    store_chunk<N, kVec>(a.out + first, count, out);
-  });
+    forward_chunk<scalar_t, Element, kVec>(a, params.scale, first, count, keep, [&](int) {
+      const acc_t bias = to_compute(a.bias[col]);
+      col = col + 1 == a.row_len ? 0 : col + 1;
+      return bias;
+    });
+  };
+  grid_stride_chunks<N>(a.numel, t, fast, whole, partial_start, partial);
 }
 
-// grad_in for one chunk, stored and also returned (the bias-gradient sums use the rounded values).
-template <typename scalar_t, BackwardOp kOp, bool kVec>
-FD_HOST_DEVICE void backward_chunk(const BackwardArgs<scalar_t>& a,
-                                   const DropoutParams<typename ComputeType<scalar_t>::type>& params,
-                                   int64_t first, int count, scalar_t (&grad_in)[kChunk<scalar_t>]) {
+// grad_in for one chunk given its keep flags (mask_bwd; relu_output_bwd reads y instead), stored and also
+// returned (the bias-gradient sums use the rounded values).
+template <typename scalar_t, BackwardOp kOp, bool kVec, int N>
+FD_HOST_DEVICE void backward_chunk(const BackwardArgs<scalar_t>& a, typename ComputeType<scalar_t>::type scale,
+                                   int64_t first, int count, const bool (&mask_keep)[N], scalar_t (&grad_in)[N]) {
   using acc_t = typename ComputeType<scalar_t>::type;
-  constexpr int N = kChunk<scalar_t>;
-  uint32_t keep = 0;
+  bool keep[N];
   if (kKeepFromRngState<kOp>) {
-    keep = chunk_keep_bits<N>(params.seed, params.offset, static_cast<uint64_t>(first), count, params.rule);
+    FD_UNROLL
+    for (int e = 0; e < N; ++e) keep[e] = mask_keep[e];
   } else {
     acc_t y[N];
     load_chunk<N, kVec>(a.y + first, count, y);
     FD_UNROLL
-    for (int e = 0; e < N; ++e) keep |= (y[e] > acc_t(0) ? 1u : 0u) << e;
+    for (int e = 0; e < N; ++e) keep[e] = y[e] > acc_t(0);
   }
-  acc_t grad[N];
+  acc_t grad[N], value[N];
   load_chunk<N, kVec>(a.grad + first, count, grad);
   FD_UNROLL
-  for (int e = 0; e < N; ++e) {
-    grad_in[e] = from_compute<scalar_t>(backward_element(grad[e], ((keep >> e) & 1u) != 0, params.scale));
-  }
+  for (int e = 0; e < N; ++e) value[e] = backward_element(grad[e], keep[e], scale);
+  round_chunk<scalar_t>(value, grad_in);
   store_chunk<N, kVec>(a.grad_in + first, count, grad_in);
+}
+
+// The keep flags backward_chunk takes from the mask: whole groups on the fast path, the general rule otherwise,
+// nothing when the keep decision comes from y.
+template <BackwardOp kOp, int N, typename acc_t>
+FD_HOST_DEVICE void backward_mask(const DropoutParams<acc_t>& params, const WholeGroupMask& mask, bool whole,
+                                  int64_t first, int count, bool (&keep)[N]) {
+  if (!kKeepFromRngState<kOp>) return;
+  if (whole) {
+    mask.keep<N>(first, keep);
+  } else {
+    general_keep<N>(params, first, count, keep);
+  }
 }
 
 template <typename scalar_t, BackwardOp kOp, bool kVec>
 FD_HOST_DEVICE void backward_thread(const BackwardArgs<scalar_t>& a, const ThreadCoord& t) {
   using acc_t = typename ComputeType<scalar_t>::type;
-  const DropoutParams<acc_t> params(kKeepFromRngState<kOp> ? a.rng_state : nullptr, a.threshold, a.scale);
-  grid_stride_chunks<kChunk<scalar_t>>(a.numel, t, [&](int64_t first, int count) {
-    scalar_t grad_in[kChunk<scalar_t>];
-    backward_chunk<scalar_t, kOp, kVec>(a, params, first, count, grad_in);
-  });
+  constexpr int N = kChunk<scalar_t>;
+  const DropoutParams<acc_t> params(kKeepFromRngState<kOp> ? a.seed : nullptr, a.offset, a.threshold, a.scale);
+  const WholeGroupMask mask(params);
+  auto chunk = [&](int64_t first, int count, bool whole) {
+    bool keep[N];
+    backward_mask<kOp, N>(params, mask, whole, first, count, keep);
+    scalar_t grad_in[N];
+    backward_chunk<scalar_t, kOp, kVec, N>(a, params.scale, first, count, keep, grad_in);
+  };
+  grid_stride_chunks<N>(
+      a.numel, t, WholeGroupMask::applies(params), [&](int64_t first) { chunk(first, N, true); },
+      [](int64_t) {}, [&](int64_t first, int count) { chunk(first, count, false); });
 }
 
 // ---- backward with the bias gradient: [rows, row_len] in tiles of (row block) x (block_dim * chunk columns) --
@@ -300,17 +451,32 @@ FD_HOST_DEVICE void backward_bias_tile_thread(const BackwardArgs<scalar_t>& a, c
   const int64_t col0 = (t.block * t.block_dim + t.thread) * N;
   if (col0 >= a.row_len) return;
   const int count = static_cast<int>(a.row_len - col0 < N ? a.row_len - col0 : N);
-  const DropoutParams<acc_t> params(kKeepFromRngState<kOp> ? a.rng_state : nullptr, a.threshold, a.scale);
+  const DropoutParams<acc_t> params(kKeepFromRngState<kOp> ? a.seed : nullptr, a.offset, a.threshold, a.scale);
+  const WholeGroupMask mask(params);
+  // Every row's chunk is whole groups when the offset, the row length and the chunk (col0 is a multiple of N) all
+  // start on a group boundary.
+  const bool whole = count == N && WholeGroupMask::applies(params) && a.row_len % 4 == 0;
   const int64_t r0 = t.block_y * plan.rows_per_block;
   const int64_t r1 = r0 + plan.rows_per_block < plan.rows ? r0 + plan.rows_per_block : plan.rows;
   acc_t sums[N];
   FD_UNROLL
   for (int e = 0; e < N; ++e) sums[e] = acc_t(0);
-  for (int64_t r = r0; r < r1; ++r) {
-    scalar_t grad_in[N];
-    backward_chunk<scalar_t, kOp, kVec>(a, params, r * a.row_len + col0, count, grad_in);
-    FD_UNROLL
-    for (int e = 0; e < N; ++e) sums[e] += e < count ? to_compute(grad_in[e]) : acc_t(0);
+  auto rows = [&](auto whole_tag) {
+    constexpr bool kWhole = decltype(whole_tag)::value;
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t first = r * a.row_len + col0;
+      bool keep[N];
+      backward_mask<kOp, N>(params, mask, kWhole, first, count, keep);
+      scalar_t grad_in[N];
+      backward_chunk<scalar_t, kOp, kVec, N>(a, params.scale, first, kWhole ? N : count, keep, grad_in);
+      FD_UNROLL
+      for (int e = 0; e < N; ++e) sums[e] += e < count ? to_compute(grad_in[e]) : acc_t(0);
+    }
+  };
+  if (whole) {
+    rows(std::true_type{});
+  } else {
+    rows(std::false_type{});
   }
   FD_UNROLL
   for (int e = 0; e < N; ++e) {

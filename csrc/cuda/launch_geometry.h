@@ -10,18 +10,28 @@ namespace cuda {
 
 constexpr int kFlatThreads = 256;  // grid-stride kernels (forward, backward, column sums)
 constexpr int kTileThreads = 128;  // the row-tiled bias-gradient backward
-constexpr int kBlocksPerSm = 8;    // grid-stride kernels: enough resident blocks to hide latency, no more
+
+// Resident blocks per multiprocessor of a grid-stride kernel, by element size and the number of element streams it
+// reads. The kernels are compiled for it (__launch_bounds__ min-blocks caps their registers at
+// 65536 / (kFlatThreads * blocks)) and launched with it (the grid is capped at that many blocks per
+// multiprocessor), so a launch never asks for more resident blocks than fit. 16-bit kernels reading up to two
+// streams fit in 32 registers: 8 blocks of 256 threads fill a multiprocessor; dropout_add with a bias (three
+// streams) needs 48: 5 blocks. The float and double kernels need up to 64: 4 blocks. No kernel spills for sm_90;
+// for sm_80 the scalar (misaligned) 16-bit bias_relu_dropout with bias spills 8 bytes outside its hot path.
+constexpr int blocks_per_sm(int element_bytes, int streams_read) {
+  return element_bytes == 2 ? (streams_read <= 2 ? 8 : 5) : 4;
+}
 
 // Block sizes and the grid-stride grid cap of one launch.
 struct LaunchShape {
   int flat_threads;
   int tile_threads;
-  int64_t max_flat_blocks;
+  int64_t sms;  // multiprocessors: a grid-stride grid holds at most sms * (its kernel's blocks_per_sm) blocks
 };
 
 // The launcher's shape on a device with `sms` multiprocessors.
 inline LaunchShape device_launch_shape(int sms) {
-  return {kFlatThreads, kTileThreads, static_cast<int64_t>(sms > 0 ? sms : 1) * kBlocksPerSm};
+  return {kFlatThreads, kTileThreads, static_cast<int64_t>(sms > 0 ? sms : 1)};
 }
 
 struct Grid {
@@ -30,10 +40,12 @@ struct Grid {
   int block;
 };
 
-// Blocks for a grid-stride loop over `work_items`: one item per thread, capped at max_blocks (threads loop).
-inline Grid flat_grid(int64_t work_items, const LaunchShape& shape) {
+// Blocks for a grid-stride loop over `work_items`: one item per thread, capped at the kernel's resident blocks
+// (threads loop).
+inline Grid flat_grid(int64_t work_items, int resident_blocks_per_sm, const LaunchShape& shape) {
   const int64_t needed = (work_items + shape.flat_threads - 1) / shape.flat_threads;
-  const int64_t blocks = needed < shape.max_flat_blocks ? (needed > 0 ? needed : 1) : shape.max_flat_blocks;
+  const int64_t max_blocks = shape.sms * resident_blocks_per_sm;
+  const int64_t blocks = needed < max_blocks ? (needed > 0 ? needed : 1) : max_blocks;
   return {blocks, 1, shape.flat_threads};
 }
 

@@ -51,6 +51,15 @@ void with_vector_path(bool vectorised, Fn&& fn) {
   }
 }
 
+// The resident blocks per multiprocessor each grid-stride kernel is compiled for and launched with.
+template <typename scalar_t, typename Element>
+constexpr int kForwardBlocksPerSm =
+    blocks_per_sm(sizeof(scalar_t), 1 + int{Element::kHasResidual} + int{Element::kHasBias});
+template <typename scalar_t, BackwardOp kOp>
+constexpr int kBackwardBlocksPerSm = blocks_per_sm(sizeof(scalar_t), kKeepFromRngState<kOp> ? 1 : 2);
+template <typename scalar_t>
+constexpr int kColumnSumBlocksPerSm = blocks_per_sm(sizeof(scalar_t), 1);
+
 template <typename scalar_t>
 int64_t chunks_of(int64_t numel) {
   return (numel + kChunk<scalar_t> - 1) / kChunk<scalar_t>;
@@ -72,8 +81,8 @@ bool run_forward(const ForwardLaunch& l, const LaunchShape& shape, Runner& runne
       using Element = decltype(element);
       const ForwardArgs<scalar_t> args{static_cast<const scalar_t*>(l.x), static_cast<const scalar_t*>(l.bias),
                                        static_cast<const scalar_t*>(l.residual), static_cast<scalar_t*>(l.out),
-                                       l.numel, l.row_len, l.rng_state, l.threshold, l.scale};
-      const Grid grid = flat_grid(chunks_of<scalar_t>(l.numel), shape);
+                                       l.numel, l.row_len, l.seed, l.offset, l.threshold, l.scale};
+      const Grid grid = flat_grid(chunks_of<scalar_t>(l.numel), kForwardBlocksPerSm<scalar_t, Element>, shape);
       with_vector_path(use_vector_path(args), [&](auto vec) {
         runner.template forward<scalar_t, Element, decltype(vec)::value>(grid, args);
       });
@@ -90,11 +99,12 @@ bool run_backward(const BackwardLaunch& l, const LaunchShape& shape, Runner& run
       constexpr BackwardOp kOp = decltype(op_tag)::value;
       const BackwardArgs<scalar_t> args{static_cast<const scalar_t*>(l.grad), static_cast<const scalar_t*>(l.y),
                                         static_cast<scalar_t*>(l.grad_in), static_cast<scalar_t*>(l.grad_bias),
-                                        l.numel, l.row_len, l.rng_state, l.threshold, l.scale};
+                                        l.numel, l.row_len, l.seed, l.offset, l.threshold, l.scale};
       with_vector_path(use_vector_path(args), [&](auto vec) {
         constexpr bool kVec = decltype(vec)::value;
         if (l.grad_bias == nullptr) {
-          runner.template backward<scalar_t, kOp, kVec>(flat_grid(chunks_of<scalar_t>(l.numel), shape), args);
+          runner.template backward<scalar_t, kOp, kVec>(
+              flat_grid(chunks_of<scalar_t>(l.numel), kBackwardBlocksPerSm<scalar_t, kOp>, shape), args);
           return;
         }
         const BiasGradPlan plan = plan_bias_grad(l.numel, l.row_len);
@@ -102,7 +112,8 @@ bool run_backward(const BackwardLaunch& l, const LaunchShape& shape, Runner& run
         const Grid tiles{bias_tile_column_blocks<scalar_t>(l.row_len, shape.tile_threads), plan.row_blocks,
                          shape.tile_threads};
         runner.template backward_bias_tiles<scalar_t, kOp, kVec>(tiles, args, plan, partial);
-        runner.template column_sum<scalar_t>(flat_grid(l.row_len, shape), partial, plan.row_blocks, l.row_len,
+        const Grid sums = flat_grid(l.row_len, kColumnSumBlocksPerSm<scalar_t>, shape);
+        runner.template column_sum<scalar_t>(sums, partial, plan.row_blocks, l.row_len,
                                              static_cast<scalar_t*>(l.grad_bias));
       });
     });

@@ -13,7 +13,7 @@ import torch
 
 import fused_dropout as fd
 
-from . import cases, report
+from . import cases, overhead, report
 from .timing import time_ms
 
 DTYPE_NAMES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -41,6 +41,9 @@ def parse_args(argv):
     parser.add_argument("--out", default=None,
                         help="results folder (default: a new benchmarks/results/<device>-<date>-<time>)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--overhead", action="store_true",
+                        help="measure only the per-call cost on a tiny tensor (host path, dispatched ops) against the "
+                             "eager compositions; writes overhead.csv and overhead.md")
     parser.add_argument("--from-csv", metavar="DIR", default=None,
                         help="measure nothing: redraw the plots and summary of DIR/results.csv (into --out if given)")
     return parser.parse_args(argv)
@@ -295,8 +298,13 @@ def main(argv=None) -> None:
                                  write_rows=os.path.abspath(out) != os.path.abspath(args.from_csv), plots=plots)
         print(open(paths["summary"]).read())
         return
-    rows, uncompiled = run(args)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.overhead:
+        out = args.out or default_results_dir(device)
+        overhead.run(device, out, quick=args.quick)
+        print(f"wrote {out}/overhead.csv and overhead.md; the run took {time.time() - started:.0f} s")
+        return
+    rows, uncompiled = run(args)
     paths = report.write_all(rows, args.out or default_results_dir(device), plots=plots)
     with open(paths["summary"]) as handle:
         print(handle.read())

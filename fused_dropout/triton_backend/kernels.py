@@ -134,15 +134,14 @@ def _tile_coordinates(rows, row_len, BR: tl.constexpr, BC: tl.constexpr):
     return row_block, row, col0, col, in_bounds, index
 
 
-@triton.jit
-def forward_kernel(x_ptr, bias_ptr, residual_ptr, out_ptr, state_ptr, rows, row_len, threshold, scale_bits,
+@triton.jit(do_not_specialize=["offset"])
+def forward_kernel(x_ptr, bias_ptr, residual_ptr, out_ptr, seed_ptr, offset, rows, row_len, threshold, scale_bits,
                    ACTIVATION: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
                    ACC_F64: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr):
     """out = [residual +] (keep ? ACTIVATION(x [+ bias]) * scale : 0), rounded once."""
     acc_t = tl.float64 if ACC_F64 else tl.float32
     _, row, col0, col, in_bounds, index = _tile_coordinates(rows, row_len, BR, BC)
-    seed = tl.load(state_ptr)
-    offset = tl.load(state_ptr + 1)
+    seed = tl.load(seed_ptr)
     keep = _tile_keep(seed, offset, row, col0, rows, row_len, threshold, BR, BC)
     v = _load_widened(x_ptr + index, in_bounds, acc_t)
     if HAS_BIAS:
@@ -153,8 +152,8 @@ def forward_kernel(x_ptr, bias_ptr, residual_ptr, out_ptr, state_ptr, rows, row_
     tl.store(out_ptr + index, _round_to(out, out_ptr.dtype.element_ty), mask=in_bounds)
 
 
-@triton.jit
-def backward_kernel(grad_ptr, y_ptr, state_ptr, grad_in_ptr, partial_ptr, rows, row_len, threshold, scale_bits,
+@triton.jit(do_not_specialize=["offset"])
+def backward_kernel(grad_ptr, y_ptr, seed_ptr, offset, grad_in_ptr, partial_ptr, rows, row_len, threshold, scale_bits,
                     KIND: tl.constexpr, BIAS_GRAD: tl.constexpr, ACC_F64: tl.constexpr,
                     BR: tl.constexpr, BC: tl.constexpr):
     """grad_in = keep ? grad * scale : 0, keep from the mask (KIND "mask") or where the saved output y > 0 (KIND
@@ -163,8 +162,7 @@ def backward_kernel(grad_ptr, y_ptr, state_ptr, grad_in_ptr, partial_ptr, rows, 
     acc_t = tl.float64 if ACC_F64 else tl.float32
     row_block, row, col0, col, in_bounds, index = _tile_coordinates(rows, row_len, BR, BC)
     if KIND == "mask":
-        seed = tl.load(state_ptr)
-        offset = tl.load(state_ptr + 1)
+        seed = tl.load(seed_ptr)
         keep = _tile_keep(seed, offset, row, col0, rows, row_len, threshold, BR, BC)
     else:
         tl.static_assert(KIND == "relu_output", "unknown backward KIND")

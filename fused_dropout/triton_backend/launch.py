@@ -18,7 +18,7 @@ __all__ = ["forward", "backward", "specializations"]
 
 # What kernels.py implements: _activate has a branch per activation, backward_kernel one per kind.
 ACTIVATIONS = ("identity", "relu")
-BACKWARD_KINDS = ("mask", "relu_output")  # keep from the RNG mask (saved rng_state) / where saved output y > 0
+BACKWARD_KINDS = ("mask", "relu_output")  # keep from the RNG mask (saved seed, offset) / where saved output y > 0
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 # Elements per program, by element size: enough bytes in flight per program to stream at full bandwidth while
@@ -113,7 +113,7 @@ def _backward_specialization(kind: str, bias_grad: bool, dtype: torch.dtype, til
     from_mask = kind == "mask"
     constexprs = dict(
         KIND=kind, BIAS_GRAD=bias_grad, ACC_F64=dtype == torch.float64, BR=tile.rows, BC=tile.columns,
-        **_unused_pointers(y_ptr=not from_mask, state_ptr=from_mask, partial_ptr=bias_grad),
+        **_unused_pointers(y_ptr=not from_mask, seed_ptr=from_mask, partial_ptr=bias_grad),
     )
     return Specialization(kernels.backward_kernel, dtype, constexprs, tile.num_warps)
 
@@ -122,9 +122,15 @@ def _column_sum_specialization(dtype: torch.dtype, block: int) -> Specialization
     return Specialization(kernels.column_sum_kernel, dtype, dict(BC=block, ACC_F64=dtype == torch.float64), 4)
 
 
-def forward(op, x, residual, bias, rng_state, p) -> torch.Tensor:
+def _seed_or_zero(seed, device) -> torch.Tensor:
+    """The seed tensor; with p = 0 there may be none, and a zero stands in (every element is kept anyway)."""
+    return seed if seed is not None else torch.zeros(1, dtype=torch.int64, device=device)
+
+
+def forward(op, x, residual, bias, seed, offset, p) -> torch.Tensor:
     """[residual +] dropout(activation(x [+ bias])) for the declared op; residual and bias may be None (a
-    residual exactly when op.residual, a bias only when op.bias). rng_state = [seed bits, offset] (int64)."""
+    residual exactly when op.residual, a bias only when op.bias). seed: a one-element int64 tensor (None when p = 0),
+    offset: the mask's element offset."""
     _check_declaration(op, residual, bias)
     _check_device(x)
     x = x.contiguous()
@@ -137,7 +143,7 @@ def forward(op, x, residual, bias, rng_state, p) -> torch.Tensor:
     tile = _tile(row_len, has_columns, x.element_size())
     variant = _forward_specialization(op.activation, has_columns, residual is not None, x.dtype, tile)
     grid = (triton.cdiv(rows, tile.rows) * triton.cdiv(row_len, tile.columns),)
-    pointers = dict(x_ptr=x, out_ptr=out, state_ptr=rng_state)
+    pointers = dict(x_ptr=x, out_ptr=out, seed_ptr=_seed_or_zero(seed, x.device), offset=offset)
     if bias is not None:
         pointers["bias_ptr"] = bias.contiguous()
     if residual is not None:
@@ -148,8 +154,8 @@ def forward(op, x, residual, bias, rng_state, p) -> torch.Tensor:
 
 
 def backward(kind, grad, saved, p, bias_grad) -> tuple[torch.Tensor, torch.Tensor]:
-    """(grad_in, grad_bias): grad_in = keep ? grad * scale : 0, keep from the mask of `saved` = rng_state (kind
-    "mask") or where `saved` = the forward's output y is > 0 (kind "relu_output"); grad_bias = the column sums
+    """(grad_in, grad_bias): grad_in = keep ? grad * scale : 0, keep from the mask of `saved` = (seed, offset)
+    (kind "mask") or where `saved` = (y,), the forward's output, is > 0 (kind "relu_output"); grad_bias = the column sums
     of grad_in over its last dimension when bias_grad, else an empty tensor."""
     if kind not in BACKWARD_KINDS:
         raise ValueError(f"unknown backward kind {kind!r}: the triton backend has {list(BACKWARD_KINDS)}")
@@ -165,9 +171,10 @@ def backward(kind, grad, saved, p, bias_grad) -> tuple[torch.Tensor, torch.Tenso
     row_blocks = triton.cdiv(rows, tile.rows)
     pointers = dict(grad_ptr=grad, grad_in_ptr=grad_in)
     if kind == "mask":
-        pointers["state_ptr"] = saved
+        seed, offset = saved
+        pointers.update(seed_ptr=_seed_or_zero(seed, grad.device), offset=offset)
     else:
-        pointers["y_ptr"] = saved.contiguous()
+        pointers.update(y_ptr=saved[0].contiguous(), offset=0)
     if bias_grad:
         acc_dtype = spec.compute_dtype(grad.dtype)
         pointers["partial_ptr"] = torch.empty((row_blocks, row_len), dtype=acc_dtype, device=grad.device)

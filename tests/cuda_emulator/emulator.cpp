@@ -114,7 +114,7 @@ struct EmulatorRunner {
 LaunchShape launch_shape() {
   const std::string geometry = get("geometry");
   if (geometry == "launcher") return device_launch_shape(static_cast<int>(get_int("sms")));
-  if (geometry == "grid_stride") return {32, 32, 3};
+  if (geometry == "grid_stride") return {24, 32, 1};  // one multiprocessor of 24-thread blocks
   fail("unknown geometry " + geometry);
 }
 
@@ -168,10 +168,11 @@ void forward(const std::string& dir, DType dtype, size_t element_size) {
   Buffer residual = read_tensor(dir, has_residual ? "residual" : "x", numel, element_size, misalign);
   Buffer bias = read_tensor(dir, has_bias ? "bias" : "x", has_bias ? row_len : 0, element_size, 0);
   Buffer out(numel, element_size, 0, kPoison);
-  const int64_t state[2] = {static_cast<int64_t>(get_u64("seed")), get_int("offset")};
+  const int64_t seed = static_cast<int64_t>(get_u64("seed"));
+  const uint64_t offset = get_u64("offset");
   const ForwardLaunch launch{dtype, op, x.data, has_bias ? bias.data : nullptr,
                              has_residual ? residual.data : nullptr, out.data, numel, has_bias ? row_len : 1,
-                             state, get_u64("threshold"), std::strtod(get("scale").c_str(), nullptr)};
+                             &seed, offset, get_u64("threshold"), std::strtod(get("scale").c_str(), nullptr)};
   EmulatorRunner runner;
   if (!run_forward(launch, launch_shape(), runner)) fail("the launcher found no kernel for this forward launch");
   write_tensor(dir, "out", out.data, numel * element_size);
@@ -188,10 +189,11 @@ void backward(const std::string& dir, DType dtype, size_t element_size) {
   // The partial sums start poisoned too: every one the column sums read must have been written.
   const size_t workspace_bytes = bias_grad ? bias_grad_workspace_bytes(dtype, numel, row_len) : 0;
   Buffer workspace(workspace_bytes, 1, 0, kPoison);
-  const int64_t state[2] = {static_cast<int64_t>(get_u64("seed")), get_int("offset")};
+  const int64_t seed = static_cast<int64_t>(get_u64("seed"));
+  const uint64_t offset = get_u64("offset");
   const BackwardLaunch launch{dtype, op, grad.data, saved_y ? y.data : nullptr, grad_in.data,
                               bias_grad ? grad_bias.data : nullptr, bias_grad ? workspace.data : nullptr, numel,
-                              bias_grad ? row_len : 1, saved_y ? nullptr : state, get_u64("threshold"),
+                              bias_grad ? row_len : 1, saved_y ? nullptr : &seed, offset, get_u64("threshold"),
                               std::strtod(get("scale").c_str(), nullptr)};
   EmulatorRunner runner;
   if (!run_backward(launch, launch_shape(), runner)) fail("the launcher found no kernel for this backward launch");

@@ -1,0 +1,315 @@
+// Autograd of the native ops (op_list.h), in C++: a call's cost must stay that of a plain ATen op, and a Python
+// Autograd kernel costs several microseconds per call, more than the tiny-tensor kernel itself. Every forward and
+// backward op gets one boxed Autograd kernel that takes one of three paths:
+//   1. nothing to record (grad mode off or no input requires grad, no tangents, no torch.func transform):
+//      redispatch straight to the CPU/CUDA kernel;
+//   2. reverse mode only: a C++ torch::autograd::Function whose backward calls the backward op (itself
+//      differentiable through the same kernels: double backward);
+//   3. forward-mode AD (a tangent on an input) or an active torch.func transform, which C++ Functions do not
+//      support: the Python Autograd kernel of fused_dropout/_autograd.py, which the Python side hands over with
+//      set_python_autograd_kernel. Its formulas are the same; only these modes pay Python's cost.
+#include "op_autograd.h"
+
+#include <ATen/ATen.h>
+#include <ATen/FuncTorchTLS.h>
+#include <torch/csrc/Exceptions.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/autograd/python_variable.h>
+#include <torch/library.h>
+
+#include <map>
+#include <string>
+
+#include "op_traits.h"
+
+namespace fused_dropout {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using torch::jit::Stack;
+
+// ---- path 3: the Python kernel ------------------------------------------------------------------------------
+
+std::map<std::string, PyObject*>& python_kernels() {
+  static std::map<std::string, PyObject*> kernels;  // op name -> callable (a strong reference, never released)
+  return kernels;
+}
+
+PyObject* to_python(const c10::IValue& v) {
+  if (v.isNone()) Py_RETURN_NONE;
+  if (v.isTensor()) return THPVariable_Wrap(v.toTensor());
+  if (v.isBool()) return PyBool_FromLong(v.toBool());
+  if (v.isInt()) return PyLong_FromLongLong(v.toInt());
+  if (v.isDouble()) return PyFloat_FromDouble(v.toDouble());
+  TORCH_CHECK(false, "fused_dropout: unexpected argument type ", v.tagKind(), " for the Python autograd kernel");
+}
+
+at::Tensor tensor_from_python(PyObject* obj) {
+  TORCH_CHECK(THPVariable_Check(obj), "fused_dropout: the Python autograd kernel returned a non-tensor");
+  return THPVariable_Unpack(obj);
+}
+
+// Runs the op's Python Autograd kernel on the stack's arguments and leaves its results on the stack. A Python
+// exception travels back to the caller as itself.
+void run_python_kernel(const c10::OperatorHandle& op, Stack* stack) {
+  const std::string& name = op.schema().name();
+  const auto found = python_kernels().find(name);
+  TORCH_CHECK(found != python_kernels().end(), name,
+              ": forward-mode AD and torch.func transforms need the Python autograd kernel, which fused_dropout "
+              "registers when it is imported (import fused_dropout before calling torch.ops.fused_dropout)");
+  const size_t num_args = op.schema().arguments().size();
+  const size_t num_returns = op.schema().returns().size();
+  PyGILState_STATE gil = PyGILState_Ensure();
+  PyObject* args = PyTuple_New(static_cast<Py_ssize_t>(num_args));
+  for (size_t i = 0; i < num_args; ++i) {
+    PyTuple_SET_ITEM(args, i, to_python(torch::jit::peek(*stack, i, num_args)));
+  }
+  PyObject* result = PyObject_CallObject(found->second, args);
+  Py_DECREF(args);
+  if (result == nullptr) {
+    python_error error;
+    error.persist();
+    PyGILState_Release(gil);
+    throw error;
+  }
+  std::vector<at::Tensor> outputs;
+  if (num_returns == 1) {
+    outputs.push_back(tensor_from_python(result));
+  } else {
+    for (size_t i = 0; i < num_returns; ++i) outputs.push_back(tensor_from_python(PyTuple_GetItem(result, i)));
+  }
+  Py_DECREF(result);
+  PyGILState_Release(gil);
+  torch::jit::drop(*stack, num_args);
+  for (auto& t : outputs) torch::jit::push(*stack, std::move(t));
+}
+
+// ---- which path ---------------------------------------------------------------------------------------------
+
+enum class Path { kNoGraph, kCppFunction, kPython };
+
+// Whether a torch.func transform is active on this thread. The public header that says so directly
+// (ATen/functorch/DynamicLayer.h) does not compile outside torch's tree, so this asks the check C++ Functions
+// themselves run, which refuses exactly when transform layers are on the stack (an exception only in that case).
+bool functorch_transform_active() {
+  const auto& tls = at::functorch::functorchTLSAccessor();
+  if (!tls) return false;
+  try {
+    tls->checkSupportsCppAutogradFunction();
+    return false;
+  } catch (const c10::Error&) {
+    return true;
+  }
+}
+
+Path path_of(const c10::OperatorHandle& op, const Stack& stack) {
+  if (functorch_transform_active()) return Path::kPython;
+  const size_t num_args = op.schema().arguments().size();
+  bool requires_grad = false;
+  for (size_t i = 0; i < num_args; ++i) {
+    const c10::IValue& v = torch::jit::peek(stack, i, num_args);
+    if (!v.isTensor()) continue;
+    const at::Tensor& t = v.toTensor();
+    if (t._fw_grad(/*level=*/0).defined()) return Path::kPython;
+    requires_grad = requires_grad || t.requires_grad();
+  }
+  return requires_grad && at::GradMode::is_enabled() ? Path::kCppFunction : Path::kNoGraph;
+}
+
+// ---- calls of the ops ---------------------------------------------------------------------------------------
+
+template <ForwardOp kOp>
+const c10::OperatorHandle& forward_handle() {
+  static const c10::OperatorHandle handle =
+      c10::Dispatcher::singleton().findSchemaOrThrow((std::string("fused_dropout::") + ForwardOpTraits<kOp>::kName +
+                                                      "_fwd").c_str(), "");
+  return handle;
+}
+
+template <BackwardOp kOp>
+const c10::OperatorHandle& backward_handle() {
+  static const c10::OperatorHandle handle = c10::Dispatcher::singleton().findSchemaOrThrow(
+      (std::string("fused_dropout::") + BackwardOpTraits<kOp>::kName).c_str(), "");
+  return handle;
+}
+
+c10::IValue optional_tensor(const at::Tensor& t) { return t.defined() ? c10::IValue(t) : c10::IValue(); }
+
+// The forward op's kernel below autograd (the arguments in schema order).
+template <ForwardOp kOp>
+at::Tensor call_forward_below_autograd(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& bias,
+                                       const at::Tensor& seed, int64_t offset, double p) {
+  using Traits = ForwardOpTraits<kOp>;
+  Stack stack{x};
+  if (Traits::kResidual) stack.emplace_back(residual);
+  if (Traits::kOptionalBias) stack.push_back(optional_tensor(bias));
+  stack.push_back(optional_tensor(seed));
+  stack.emplace_back(offset);
+  stack.emplace_back(p);
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  forward_handle<kOp>().callBoxed(stack);
+  return stack[0].toTensor();
+}
+
+// The backward op through the full dispatch (recorded when a graph is being built: double backward). `saved`
+// is the seed (mask_bwd; undefined when p = 0) or y.
+template <BackwardOp kOp>
+std::pair<at::Tensor, at::Tensor> call_backward(const at::Tensor& grad, const at::Tensor& saved, int64_t offset,
+                                                double p, bool bias_grad) {
+  Stack stack{grad, optional_tensor(saved)};
+  if (kKeepFromRngState<kOp>) stack.emplace_back(offset);
+  stack.emplace_back(p);
+  stack.emplace_back(bias_grad);
+  backward_handle<kOp>().callBoxed(stack);
+  return {stack[0].toTensor(), stack[1].toTensor()};
+}
+
+// ---- path 2: the C++ Functions ------------------------------------------------------------------------------
+
+// The incoming gradient as the kernels read it: autograd lets a sparse COO gradient in.
+at::Tensor dense(const at::Tensor& grad) { return grad.layout() == at::kStrided ? grad : grad.to_dense(); }
+
+template <ForwardOp kOp>
+struct ForwardFunction : torch::autograd::Function<ForwardFunction<kOp>> {
+  using Traits = ForwardOpTraits<kOp>;
+
+  // The mask is never stored: either the seed (8 bytes; the backward recomputes the mask) or the output y,
+  // which the next layer holds anyway (y > 0 exactly where kept and ReLU active).
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const std::optional<at::Tensor>& residual,
+                            const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& seed,
+                            int64_t offset, double p) {
+    const at::Tensor seed_tensor = seed.value_or(at::Tensor());
+    at::Tensor out = call_forward_below_autograd<kOp>(x, residual.value_or(at::Tensor()), bias.value_or(at::Tensor()),
+                                                      seed_tensor, offset, p);
+    ctx->save_for_backward({kKeepFromRngState<Traits::kBackward> ? seed_tensor : out});
+    ctx->saved_data["offset"] = offset;
+    ctx->saved_data["p"] = p;
+    ctx->saved_data["bias_grad"] = bias.has_value() && bias->requires_grad();
+    return out;
+  }
+
+  // Gradients for (x, residual, bias, seed, offset, p): grad_x from the backward op, the residual's is grad.
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const at::Tensor grad = dense(grads[0]);
+    const bool bias_grad = ctx->saved_data["bias_grad"].toBool();
+    auto [grad_x, grad_bias] = call_backward<Traits::kBackward>(grad, ctx->get_saved_variables()[0],
+                                                                ctx->saved_data["offset"].toInt(),
+                                                                ctx->saved_data["p"].toDouble(), bias_grad);
+    return {grad_x, Traits::kResidual ? grad : at::Tensor(), bias_grad ? grad_bias : at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor()};
+  }
+};
+
+// The backward ops are linear in grad: (grad_x, grad_bias) = (D grad, column sums of D grad) with D diagonal
+// (keep * scale), so their own backward is D applied to gg_x plus gg_bias broadcast along the rows. The saved
+// tensor (seed or y) gets no gradient: the keep decision is piecewise constant in it.
+template <BackwardOp kOp>
+struct BackwardFunction : torch::autograd::Function<BackwardFunction<kOp>> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& grad, const std::optional<at::Tensor>& saved,
+                               int64_t offset, double p, bool bias_grad) {
+    const at::Tensor saved_tensor = saved.value_or(at::Tensor());
+    std::pair<at::Tensor, at::Tensor> result;
+    {
+      at::AutoDispatchBelowADInplaceOrView below_autograd;
+      result = call_backward<kOp>(grad, saved_tensor, offset, p, bias_grad);
+    }
+    ctx->save_for_backward({saved_tensor});
+    ctx->saved_data["offset"] = offset;
+    ctx->saved_data["p"] = p;
+    ctx->saved_data["bias_grad"] = bias_grad;
+    return {result.first, result.second};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    at::Tensor input = dense(grads[0]);
+    if (ctx->saved_data["bias_grad"].toBool()) input = (input + dense(grads[1])).reshape(input.sizes());
+    at::Tensor gg = call_backward<kOp>(input, ctx->get_saved_variables()[0], ctx->saved_data["offset"].toInt(),
+                                       ctx->saved_data["p"].toDouble(), false)
+                        .first;
+    return {gg, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+// ---- the boxed Autograd kernels -----------------------------------------------------------------------------
+
+at::Tensor tensor_or_undefined(const c10::IValue& v) { return v.isTensor() ? v.toTensor() : at::Tensor(); }
+std::optional<at::Tensor> optional_arg(const c10::IValue& v) {
+  return v.isTensor() ? std::optional<at::Tensor>(v.toTensor()) : std::nullopt;
+}
+
+template <ForwardOp kOp>
+void forward_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet keys, Stack* stack) {
+  using Traits = ForwardOpTraits<kOp>;
+  switch (path_of(op, *stack)) {
+    case Path::kNoGraph:
+      op.redispatchBoxed(keys & c10::after_autograd_keyset, stack);
+      return;
+    case Path::kPython:
+      run_python_kernel(op, stack);
+      return;
+    case Path::kCppFunction:
+      break;
+  }
+  const size_t num_args = op.schema().arguments().size();
+  size_t i = 0;
+  auto next = [&]() -> const c10::IValue& { return torch::jit::peek(*stack, i++, num_args); };
+  const at::Tensor x = next().toTensor();
+  const std::optional<at::Tensor> residual = Traits::kResidual ? optional_arg(next()) : std::nullopt;
+  const std::optional<at::Tensor> bias = Traits::kOptionalBias ? optional_arg(next()) : std::nullopt;
+  const std::optional<at::Tensor> seed = optional_arg(next());
+  const int64_t offset = next().toInt();
+  const double p = next().toDouble();
+  at::Tensor out = ForwardFunction<kOp>::apply(x, residual, bias, seed, offset, p);
+  torch::jit::drop(*stack, num_args);
+  torch::jit::push(*stack, std::move(out));
+}
+
+template <BackwardOp kOp>
+void backward_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet keys, Stack* stack) {
+  switch (path_of(op, *stack)) {
+    case Path::kNoGraph:
+      op.redispatchBoxed(keys & c10::after_autograd_keyset, stack);
+      return;
+    case Path::kPython:
+      run_python_kernel(op, stack);
+      return;
+    case Path::kCppFunction:
+      break;
+  }
+  const size_t num_args = op.schema().arguments().size();
+  size_t i = 0;
+  auto next = [&]() -> const c10::IValue& { return torch::jit::peek(*stack, i++, num_args); };
+  const at::Tensor grad = next().toTensor();
+  const std::optional<at::Tensor> saved = optional_arg(next());
+  const int64_t offset = kKeepFromRngState<kOp> ? next().toInt() : 0;
+  const double p = next().toDouble();
+  const bool bias_grad = next().toBool();
+  variable_list result = BackwardFunction<kOp>::apply(grad, saved, offset, p, bias_grad);
+  torch::jit::drop(*stack, num_args);
+  torch::jit::push(*stack, std::move(result[0]), std::move(result[1]));
+}
+
+}  // namespace
+
+bool set_python_autograd_kernel(const std::string& op_name, PyObject* kernel) {
+  auto& kernels = python_kernels();
+  Py_INCREF(kernel);
+  auto found = kernels.find(op_name);
+  if (found != kernels.end()) Py_DECREF(found->second);
+  kernels[op_name] = kernel;
+  return true;
+}
+
+TORCH_LIBRARY_IMPL(fused_dropout, Autograd, m) {
+#define FD_AUTOGRAD_FORWARD(name, ...) \
+  m.impl(#name "_fwd", torch::CppFunction::makeFromBoxedFunction<&forward_autograd<ForwardOp::name>>());
+  FD_FORWARD_OPS(FD_AUTOGRAD_FORWARD)
+#undef FD_AUTOGRAD_FORWARD
+#define FD_AUTOGRAD_BACKWARD(name, ...) \
+  m.impl(#name, torch::CppFunction::makeFromBoxedFunction<&backward_autograd<BackwardOp::name>>());
+  FD_BACKWARD_OPS(FD_AUTOGRAD_BACKWARD)
+#undef FD_AUTOGRAD_BACKWARD
+}
+
+}  // namespace fused_dropout
