@@ -3,7 +3,8 @@ and the tiles _tile chooses at the row lengths ROW_LENGTHS for bias ops), each c
 Triton's own compile path (triton.compile of an ASTSource with a GPUTarget: no GPU needed).
 
 The launch is modeled as the JIT specialises a typical large call: integer scalars as i32 (16-divisible ones
-marked so), a scalar equal to 1 as a constexpr (rows of a flat view), pointers 16-byte aligned; p = 0.1.
+marked so), a scalar equal to 1 as a constexpr (rows of a flat view), pointers 16-byte aligned; p = 0.1; the
+mask offset (do_not_specialize) typed by its value, 0 (i32), and nothing else known about it.
 
 The test suite sets TRITON_INTERPRET=1, which turns @triton.jit into the interpreter at import time, so the
 compiles run in a child process without it (this module is that child's script). Compiles go through Triton's
@@ -23,6 +24,7 @@ ROW_LENGTHS = (4096, 3072, 5120)  # bias ops: a power of two and two that are no
 FLAT_NUMEL = 1 << 24  # a flat view's row_len
 BIAS_ROWS = 4096  # rows of a biased view
 MODEL_P = 0.1
+MODEL_OFFSET = 0  # the mask offset of a call with seed=None (an int argument the JIT does not specialise)
 _DTYPE_NAMES = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32", "float64": "fp64"}
 _TRITON_TYPES = {"fp16": "fp16", "bf16": "bf16", "fp32": "fp32", "fp64": "fp64"}
 
@@ -67,7 +69,7 @@ def jobs() -> dict:
                     variant = launch._forward_specialization(op.activation, bias, op.residual, dtype, tile)
                     rows = BIAS_ROWS if bias else 1
                     scalars = dict(rows=rows, row_len=row_len or FLAT_NUMEL, threshold=threshold,
-                                   scale_bits=scale_bits)
+                                   scale_bits=scale_bits, offset=MODEL_OFFSET)
                     add("forward", op.name, bias, dtype, variant, scalars, row_len, residual=op.residual)
         for kind in sorted({op.backward for op in OPS}):
             for bias_grad in (False, True):
@@ -76,7 +78,7 @@ def jobs() -> dict:
                     variant = launch._backward_specialization(kind, bias_grad, dtype, tile)
                     rows = BIAS_ROWS if bias_grad else 1
                     scalars = dict(rows=rows, row_len=row_len or FLAT_NUMEL, threshold=threshold,
-                                   scale_bits=scale_bits)
+                                   scale_bits=scale_bits, offset=MODEL_OFFSET)
                     add("backward", BACKWARDS[kind].op_name, bias_grad, dtype, variant, scalars, row_len,
                         from_rng=kind == "mask")
         for row_len in ROW_LENGTHS:
@@ -97,13 +99,15 @@ def _source(variant, dtype_name: str, scalars: dict):
         if name in constexprs or variant.kernel.params[index].is_constexpr:
             signature[name] = "constexpr"
         elif name.endswith("_ptr"):
-            if name == "state_ptr":
+            if name == "seed_ptr":
                 signature[name] = "*i64"
             elif name == "partial_ptr":
                 signature[name] = "*fp64" if dtype_name == "fp64" else "*fp32"
             else:
                 signature[name] = "*" + element
             attrs[(index,)] = [["tt.divisibility", 16]]
+        elif variant.kernel.params[index].do_not_specialize:  # the offset: typed by value, never specialised
+            signature[name] = "i32" if -2**31 <= scalars[name] < 2**31 else "i64"
         else:
             value = scalars[name]
             if value == 1:
