@@ -185,26 +185,65 @@ def test_a_call_costs_its_subroutine():
 MANGLED_PREFIX = "_ZN13fused_dropout4cuda51_GLOBAL__N__1434828f_18_dropout_kernels_cu_0bab8aea"
 
 
-def test_cuda_kernel_names_map_to_op_bias_dtype_and_kind():
+needs_host_compiler = pytest.mark.skipif(
+    tools.host_compiler() is None or not os.path.exists(os.path.join(tools.cuda_include(), "cuda_bf16.h")),
+    reason="needs a host C++ compiler and the CUDA headers")
+
+
+@pytest.fixture(scope="module")
+def launches(tmp_path_factory):
+    from benchmarks.h100_model.cuda_kernels import launch_geometry
+
+    return launch_geometry(str(tmp_path_factory.mktemp("launch_probe")))
+
+
+@needs_host_compiler
+def test_launch_probe_reads_every_kernel_launch_of_the_launcher(launches):
+    """launch_probe.cpp runs the launcher's own plan: every op, bias flag and dtype, the grid-stride grids at their
+    per-multiprocessor cap (one multiprocessor), the bias gradient as row tiles and column sums."""
+    from benchmarks.h100_model.cuda_kernels import _op_lists
+
+    forward_ops, backward_ops = _op_lists()
+    expected = set()
+    for dtype in ("bf16", "fp16", "fp32", "fp64"):
+        for op, _ in forward_ops:
+            expected.add(("forward", op, False, dtype))
+        expected |= {("forward", "bias_relu_dropout", True, dtype), ("forward", "dropout_add", True, dtype)}
+        for op, _ in backward_ops:
+            expected |= {("backward", op, False, dtype), ("backward_tiles", op, True, dtype),
+                         ("column_sum", op, True, dtype)}
+    assert set(launches) == expected
+    for (kind, _, _, _), (x, y, threads) in launches.items():
+        assert (y == 1) == (kind != "backward_tiles") and x >= 1 and threads in (128, 256)
+    # blocks_per_sm(element bytes, streams read): fewer resident blocks for more streams and wider elements.
+    assert launches[("forward", "dropout_add", True, "bf16")][0] < launches[("forward", "dropout", False, "bf16")][0]
+    assert launches[("forward", "dropout", False, "fp32")][0] < launches[("forward", "dropout", False, "bf16")][0]
+
+
+@needs_host_compiler
+def test_cuda_kernel_names_map_to_op_bias_dtype_and_kind(launches):
     from benchmarks.h100_model.cuda_kernels import identify, recognised
 
     forward = MANGLED_PREFIX + ("14forward_kernelI13__nv_bfloat16NS_14ForwardElementILNS_9ForwardOpE1ELb1EEELb1EEEv"
                                 "NS_11ForwardArgsIT_EE")
-    kernel = identify(forward)
+    kernel = identify(forward, launches)
     assert (kernel.kind, kernel.op, kernel.bias, kernel.dtype, kernel.residual) == (
         "forward", "bias_relu_dropout", True, "bf16", False)
-    assert (kernel.threads, kernel.launched_blocks_per_sm) == (256, "8")  # launch_geometry.h
+    x, _, threads = launches[("forward", "bias_relu_dropout", True, "bf16")]
+    assert (kernel.threads, kernel.launched_blocks_per_sm) == (threads, str(x))  # what the launcher launches
     residual = identify(MANGLED_PREFIX + "14forward_kernelI6__halfNS_14ForwardElementILNS_9ForwardOpE2ELb0EEELb1EEEv"
-                                         "NS_11ForwardArgsIT_EE")
+                                         "NS_11ForwardArgsIT_EE", launches)
     assert (residual.op, residual.bias, residual.dtype, residual.residual) == ("dropout_add", False, "fp16", True)
     tiles = identify(MANGLED_PREFIX + "20backward_bias_kernelIfLNS_10BackwardOpE1ELb1EEEvNS_12BackwardArgsIT_EENS0_12"
-                                      "BiasGradPlanEPNS_11ComputeTypeIS5_E4typeE")
-    assert (tiles.kind, tiles.op, tiles.bias, tiles.dtype, tiles.keep_from_rng, tiles.threads) == (
-        "backward", "relu_output_bwd", True, "fp32", False, 128)
-    sums = identify(MANGLED_PREFIX + "17column_sum_kernelIdEEvPKNS_11ComputeTypeIT_E4typeEllPS4_")
-    assert (sums.kind, sums.dtype) == ("column_sum", "fp64")
+                                      "BiasGradPlanEPNS_11ComputeTypeIS5_E4typeE", launches)
+    assert (tiles.kind, tiles.op, tiles.bias, tiles.dtype, tiles.keep_from_rng, tiles.launched_blocks_per_sm) == (
+        "backward", "relu_output_bwd", True, "fp32", False, "grid")
+    assert tiles.threads == launches[("backward_tiles", "relu_output_bwd", True, "fp32")][2]
+    sums = identify(MANGLED_PREFIX + "17column_sum_kernelIdEEvPKNS_11ComputeTypeIT_E4typeEllPS4_", launches)
+    assert (sums.kind, sums.dtype, sums.launched_blocks_per_sm) == (
+        "column_sum", "fp64", str(launches[("column_sum", "mask_bwd", True, "fp64")][0]))
     scalar_path = forward.replace("ELb1EEELb1EE", "ELb1EEELb0EE")
-    assert identify(scalar_path) is None and recognised(scalar_path)
+    assert identify(scalar_path, launches) is None and recognised(scalar_path)
     assert not recognised(MANGLED_PREFIX + "20some_other_kernelIfEEvv")
 
 
@@ -239,6 +278,9 @@ def test_model_row_flags_a_kernel_over_budget():
     assert not over["within_budget"] and "alu 25.0/elt" in over["budget_failures"], over
     assert over["modeled_fraction_of_copy_bandwidth"] < 1
     assert "spills" in model_row(kernel, 90, flow_of(lean), 32, 8, 0)["budget_failures"]
+    # 40 registers fit 6 blocks of 256 threads: a launch of 8 per multiprocessor asks for more than fit.
+    crowded = model_row(kernel, 90, flow_of(lean), 40, 0, 0)
+    assert crowded["budget_failures"] == "launches 8 blocks/SM, 6 fit", crowded
 
 
 # ---- the CI check: compile and model every bf16/fp16 kernel --------------------------------------------------

@@ -1,5 +1,6 @@
 """The CUDA kernels: csrc/cuda/dropout_kernels.cu compiled to a cubin per arch with nvcc (the flags of
-tests/test_cuda_compile.py), and each mangled kernel name mapped to what it is (op_list.h gives the op order).
+tests/test_cuda_compile.py), and each mangled kernel name mapped to what it is (op_list.h gives the op order) and
+how the launcher launches it (threads per block, blocks per multiprocessor: launch_probe.cpp asks the launcher).
 
 Only the vector-path instantiations (kVec = true, the last template flag) are modeled: the aligned hot path lives
 there. The scalar ones compile in the same cubin (a compile failure of either fails the run) and are not modeled.
@@ -16,6 +17,7 @@ from .kernel_id import KernelId
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CSRC = os.path.join(ROOT, "csrc")
 SOURCE = os.path.join(CSRC, "cuda", "dropout_kernels.cu")
+PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launch_probe.cpp")
 FLAGS = ["-std=c++17", "-O3", "-Werror", "all-warnings", "-Xptxas", "-v"]
 
 _TYPES = {"13__nv_bfloat16": "bf16", "6__half": "fp16", "f": "fp32", "d": "fp64"}
@@ -38,39 +40,62 @@ def _op_lists() -> tuple:
     return forward, backward
 
 
-def _launch_geometry() -> dict:
-    """kFlatThreads, kTileThreads, kBlocksPerSm from csrc/cuda/launch_geometry.h."""
-    text = open(os.path.join(CSRC, "cuda", "launch_geometry.h")).read()
-    return {name: int(value) for name, value in re.findall(r"constexpr int (k\w+) = (\d+);", text)}
+def launch_geometry(work_dir: str) -> dict:
+    """{(kind, op, bias, dtype): (grid x, grid y, threads)} of every kernel as the launcher computes it
+    (launch_probe.cpp runs csrc/cuda/launch_plan.h on a one-multiprocessor device: a grid-stride kernel's grid x is
+    its launched blocks per multiprocessor). kind: forward, backward, backward_tiles, column_sum; op: the forward
+    op, or the backward op for the backward kernels and the column sums they launch. Only vector-path launches
+    are listed (the probe's pointers are aligned)."""
+    binary = os.path.join(work_dir, "launch_probe")
+    if not os.path.exists(binary):
+        built = subprocess.run([tools.host_compiler() or "g++", "-std=c++17", "-O0", f"-I{CSRC}",
+                                f"-I{tools.cuda_include()}", PROBE, "-o", binary], capture_output=True, text=True)
+        if built.returncode != 0:
+            raise RuntimeError(f"the launch probe does not compile against csrc/cuda/launch_plan.h:\n"
+                               f"{built.stderr[-4000:]}")
+    found = {}
+    for line in subprocess.run([binary], check=True, capture_output=True, text=True).stdout.splitlines():
+        kind, op, bias, dtype, _, vec, _, x, y, _, threads = line.split()
+        if vec == "1":
+            found[(kind, op, bias == "1", dtype)] = (int(x), int(y), int(threads))
+    return found
 
 
-def identify(name: str) -> KernelId | None:
-    """The KernelId of a mangled vector-path kernel name; None for scalar-path instantiations and unknown names."""
+def identify(name: str, launches: dict) -> KernelId | None:
+    """The KernelId of a mangled vector-path kernel name; None for scalar-path instantiations and unknown names.
+    launches: launch_geometry()'s table, which gives threads and launched blocks per SM."""
     forward_ops, backward_ops = _op_lists()
-    geometry = _launch_geometry()
-    flat = dict(threads=geometry["kFlatThreads"], launched_blocks_per_sm=str(geometry["kBlocksPerSm"]),
-                tile="grid-stride")
+
+    def launched(kind, op, bias, dtype):
+        x, _, threads = launches[(kind, op, bias, dtype)]
+        return dict(threads=threads, launched_blocks_per_sm="grid" if kind == "backward_tiles" else str(x),
+                    tile="row tiles" if kind == "backward_tiles" else "grid-stride")
+
     found = _FORWARD.search(name)
     if found:
         dtype, op_index, bias, vec = found.groups()
         if vec != "1":
             return None
         op, residual = forward_ops[int(op_index)]
-        return KernelId("cuda", "forward", op, bias == "1", _TYPES[dtype], name, residual=residual, **flat)
+        dtype, bias = _TYPES[dtype], bias == "1"
+        return KernelId("cuda", "forward", op, bias, dtype, name, residual=residual,
+                        **launched("forward", op, bias, dtype))
     found = _BACKWARD.search(name)
     if found:
         kernel, dtype, op_index, vec = found.groups()
         if vec != "1":
             return None
         op, from_rng = backward_ops[int(op_index)]
-        if kernel == "backward_bias_kernel":
-            return KernelId("cuda", "backward", op, True, _TYPES[dtype], name, keep_from_rng=from_rng,
-                            threads=geometry["kTileThreads"], launched_blocks_per_sm="grid", tile="row tiles")
-        return KernelId("cuda", "backward", op, False, _TYPES[dtype], name, keep_from_rng=from_rng, **flat)
+        dtype, tiles = _TYPES[dtype], kernel == "backward_bias_kernel"
+        return KernelId("cuda", "backward", op, tiles, dtype, name, keep_from_rng=from_rng,
+                        **launched("backward_tiles" if tiles else "backward", op, tiles, dtype))
     found = _COLUMN_SUM.search(name)
     if found:
-        return KernelId("cuda", "column_sum", "column_sum", False, _TYPES[found.group(1)], name,
-                        keep_from_rng=False, **flat)
+        # Launched after either backward's tiles, with the same geometry (the probe shows both).
+        dtype = _TYPES[found.group(1)]
+        op = next(op for kind, op, _, kind_dtype in launches if kind == "column_sum" and kind_dtype == dtype)
+        return KernelId("cuda", "column_sum", "column_sum", False, dtype, name, keep_from_rng=False,
+                        **launched("column_sum", op, True, dtype))
     return None
 
 

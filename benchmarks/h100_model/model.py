@@ -109,5 +109,7 @@ def model_row(kernel: KernelId, arch: int, flow: ControlFlow | None, registers: 
             failures.append(f"plain dropout issue {per_element['issue']:.1f}/elt > {hw.PLAIN_DROPOUT_ISSUE_BUDGET:.0f}")
         if spills:
             failures.append(f"spills {spills} bytes")
+        if kernel.launched_blocks_per_sm.isdigit() and int(kernel.launched_blocks_per_sm) > fit:
+            failures.append(f"launches {kernel.launched_blocks_per_sm} blocks/SM, {fit} fit")
     row.update(within_budget=not failures, budget_failures="; ".join(failures))
     return row

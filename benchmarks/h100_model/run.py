@@ -21,6 +21,7 @@ def matches(label: str, words: list) -> bool:
 def cuda_rows(archs, words: list, work_dir: str) -> tuple:
     """(rows, notes) for the CUDA kernels."""
     rows, notes = [], []
+    launches = cuda_kernels.launch_geometry(work_dir)
     for arch, result in cuda_kernels.compiled_kernels(archs, work_dir).items():
         if result["error"]:
             rows.append(dict(backend="cuda", arch=f"sm_{arch}", kernel=os.path.basename(cuda_kernels.SOURCE),
@@ -29,7 +30,7 @@ def cuda_rows(archs, words: list, work_dir: str) -> tuple:
         functions = parse_functions(tools.sass_of(result["cubin"]))
         usage = tools.resource_usage(result["cubin"])
         for name, instructions in functions.items():
-            kernel = cuda_kernels.identify(name)
+            kernel = cuda_kernels.identify(name, launches)
             if kernel is None:
                 if not cuda_kernels.recognised(name):
                     notes.append(f"sm_{arch}: not modeled (unknown kernel): {name}")

@@ -23,6 +23,11 @@ def _find(name: str) -> str | None:
     return candidate if os.path.exists(candidate) else None
 
 
+def host_compiler() -> str | None:
+    """The host C++ compiler of the launch probe: $CXX or g++."""
+    return shutil.which(os.environ.get("CXX", "g++"))
+
+
 def nvcc() -> str | None:
     return _find("nvcc")
 
@@ -50,3 +55,8 @@ def resource_usage(cubin_path: str) -> dict:
                               (item.split(":") for item in line.split() if item.split(":")[1].isdigit())}
             current = None
     return usage
+
+
+def cuda_include() -> str:
+    """The CUDA headers (cuda_bf16.h, ...) the host-compiled launch probe includes."""
+    return os.path.join(CUDA_HOME, "include")
