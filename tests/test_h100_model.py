@@ -5,7 +5,7 @@ benchmarks/README.md).
 
 The compiling tests share one fixture: nvcc for both archs side by side, then the 20 bf16/fp16 Triton
 specializations in one child process per arch through Triton's on-disk cache. Measured on the shared 2-core VM:
-70 s of wall time with a warm cache, 95 s cold."""
+98 s of wall time for the whole file with a cold Triton cache, about 70 s warm."""
 import os
 import sys
 
@@ -326,12 +326,14 @@ def test_every_op_dtype_and_kind_is_modeled(modeled):
 
 
 @needs_tools
-def test_bf16_and_fp16_kernels_are_within_budget(modeled):
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_bf16_and_fp16_kernels_are_within_budget(modeled, backend):
     """Busiest pipe at most 70% busy at H100 copy bandwidth, plain dropout at most 24 issue per element, no
-    spills (the model's verdict on sm_90 code)."""
+    spills, no more blocks launched per SM than fit (the model's verdict on sm_90 code), per backend."""
     over = [f"{row['backend']} {row['op']} {row['kind']} bias={row['bias']} {row['dtype']} {row['tile']} "
             f"{row['row_len']}: {row['budget_failures']}" for row in modeled[0]
-            if row.get("arch") == "sm_90" and not row.get("error") and not row["within_budget"]]
+            if row.get("arch") == "sm_90" and row.get("backend") == backend and not row.get("error")
+            and not row["within_budget"]]
     assert not over, "\n".join(over)
 
 
