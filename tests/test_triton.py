@@ -34,9 +34,19 @@ if backends.TRITON_INSTALLED:
         tl.store(out_ptr + lane + 3, r3.to(tl.int64))
 
     @triton.jit
-    def _round_kernel(x_ptr, out_ptr, BLOCK: tl.constexpr):
+    def _philox_kernel(out_ptr, seed, first_group, BLOCK: tl.constexpr):
+        group = (first_group + tl.arange(0, BLOCK).to(tl.int64)).to(tl.uint64)
+        r0, r1, r2, r3 = kernels._philox(seed, group)
+        lane = tl.arange(0, BLOCK) * 4
+        tl.store(out_ptr + lane, r0.to(tl.int64))
+        tl.store(out_ptr + lane + 1, r1.to(tl.int64))
+        tl.store(out_ptr + lane + 2, r2.to(tl.int64))
+        tl.store(out_ptr + lane + 3, r3.to(tl.int64))
+
+    @triton.jit
+    def _round_kernel(x_ptr, out_ptr, BLOCK: tl.constexpr, INTERPRETER: tl.constexpr):
         i = tl.arange(0, BLOCK)
-        tl.store(out_ptr + i, kernels._round_to(tl.load(x_ptr + i), tl.bfloat16))
+        tl.store(out_ptr + i, kernels._round_to(tl.load(x_ptr + i), tl.bfloat16, INTERPRETER))
 
 
 @pytest.mark.parametrize("seed", [0, 7, 2**32 + 3, 2**63 - 5])
@@ -51,9 +61,20 @@ def test_reference_philox_is_triton_randint4x(seed, first_group):
     assert out.cpu().reshape(16, 4).tolist() == torch.stack(words, 1).tolist()
 
 
+@pytest.mark.parametrize("seed", [0, 7, 2**32 + 3, 2**63 - 5, -1])
+@pytest.mark.parametrize("first_group", [0, 2**32 - 2, 2**45 + 9])
+def test_kernel_philox_is_triton_randint4x(seed, first_group):
+    # The kernels' Philox (one wide multiply per product) gives tl.randint4x's words, hence the spec's.
+    ours, theirs = (torch.empty(64, dtype=torch.int64, device=DEVICE) for _ in range(2))
+    _philox_kernel[(1,)](ours, seed, first_group, BLOCK=16)
+    _randint4x_kernel[(1,)](theirs, seed, first_group, BLOCK=16)
+    assert torch.equal(ours, theirs)
+
+
 # Bias lengths around the tile edges: 1 and 3 (several rows per tile, rows straddling Philox groups),
-# 4 and 64 (aligned), 4099 (a row split over column tiles, with a tail), and many rows (several row blocks).
-SHAPES = [(50, 1), (37, 3), (9, 4), (70, 64), (3, 4099), (2100, 5)]
+# 4 and 64 (aligned), 4099 (a row split over column tiles, with a tail), 3072 (three full column blocks of 1024),
+# and many rows (several row blocks).
+SHAPES = [(50, 1), (37, 3), (9, 4), (70, 64), (3, 4099), (5, 3072), (2100, 5)]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -115,7 +136,7 @@ def test_bfloat16_rounds_to_nearest_even():
                            float("inf"), float("-inf"), float("nan"), 3.4e38, 1e-40, 0.0, -0.0, 2.5,
                            1.00390625, 65504.0, 1e-8, -7.123], dtype=torch.float32, device=DEVICE)
     out = torch.empty(16, dtype=torch.bfloat16, device=DEVICE)
-    _round_kernel[(1,)](values, out, BLOCK=16)
+    _round_kernel[(1,)](values, out, BLOCK=16, INTERPRETER=backends.triton_interpreting())
     expected = values.to(torch.bfloat16)  # torch rounds to nearest even
     assert torch.equal(out.view(torch.int16)[:6], expected.view(torch.int16)[:6])
     assert bool(out[6].isnan())
@@ -127,10 +148,51 @@ def test_tile_heuristic_is_bounded_and_power_of_two():
     for row_len in [1, 3, 4, 100, 768, 1024, 4096, 8192, 50000]:
         for size in (2, 4, 8):
             br, bc, warps = launch._tile(row_len, True, size)
-            assert br & (br - 1) == 0 and bc & (bc - 1) == 0 and bc >= 4
+            assert br & (br - 1) == 0 and bc & (bc - 1) == 0 and bc >= 4 and warps == launch._NUM_WARPS
             assert br * bc <= launch._ELEMENTS_PER_PROGRAM[size] or br == 1
             seen.add((br, bc, warps))
     assert len(seen) < 40  # new sizes map to a small set of compiled variants
+
+
+@pytest.mark.parametrize("row_len", [3072, 5120, 4096, 1536, 768])
+def test_column_blocks_fill_rows_that_are_not_powers_of_two(row_len):
+    # 3072 = 3 x 1024, 5120 = 5 x 1024: no lane of a column block is past the row's end.
+    for size in (2, 4, 8):
+        tile = launch._tile(row_len, True, size)
+        assert row_len % tile.columns == 0, tile
+
+
+def test_p_one_keeps_nothing_even_where_a_word_reaches_the_clamped_threshold():
+    # p = 1 arrives as threshold 2^32 - 1 and scale 0: a word of 0xFFFFFFFF passes the 32-bit compare, so on a
+    # zero scale the kernels must write 0 for kept elements too (inf * 0 would be NaN). With threshold 0 every word
+    # passes: only that rule makes the output 0. Forward with and without bias, and the mask backward.
+    x = torch.full((4, 8), float("inf"), device=DEVICE)
+    seed = torch.tensor([3], dtype=torch.int64, device=DEVICE)
+    p_one = dict(seed_ptr=seed, offset=0, threshold=0, scale_bits=0)
+    for activation, bias in (("identity", None), ("relu", x[0])):
+        out = torch.empty_like(x)
+        tile = launch._tile(8, True, 4) if bias is not None else launch._tile(32, False, 4)
+        variant = launch._forward_specialization(activation, bias is not None, False, x.dtype, tile)
+        pointers = dict(x_ptr=x, out_ptr=out, **({} if bias is None else dict(bias_ptr=bias)))
+        shape = dict(rows=4, row_len=8) if bias is not None else dict(rows=1, row_len=32)
+        launch._launch(variant, (1,), **pointers, **shape, **p_one)
+        assert torch.equal(out, torch.zeros_like(x)), activation
+    grad_in = torch.empty_like(x)
+    variant = launch._backward_specialization("mask", False, x.dtype, launch._tile(32, False, 4))
+    launch._launch(variant, (1,), grad_ptr=x, grad_in_ptr=grad_in, rows=1, row_len=32, **p_one)
+    assert torch.equal(grad_in, torch.zeros_like(x))
+
+
+def test_p_does_not_specialise_the_kernels():
+    # A new p is a new threshold and scale: they are typed arguments, never compile-time values.
+    for kernel in (kernels.forward_kernel, kernels.backward_kernel):
+        if not isinstance(kernel, triton.runtime.jit.JITFunction):  # the interpreter's wrapper: the JIT's view
+            kernel = triton.runtime.jit.JITFunction(kernel.fn, **kernel.kwargs)
+        params = {param.name: param for param in kernel.params}
+        assert params["threshold"].do_not_specialize and params["threshold"].annotation_type == "u32"
+        assert params["scale_bits"].do_not_specialize and params["scale_bits"].annotation_type == "i64"
+        # Nor does the offset: every offset shares one compile.
+        assert params["offset"].do_not_specialize and params["offset"].annotation_type == "i64"
 
 
 def declared_op(activation="identity", bias=False, residual=False):

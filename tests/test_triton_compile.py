@@ -2,16 +2,17 @@
 triton.compile with a GPUTarget needs no GPU. The interpreter runs kernels as Python and accepts code the compiler
 rejects (a float64/float32 return type clash, say), so this is where such errors surface.
 
-What is compiled: launch.specializations() lists every variant the launcher can pick: 314 (dtype, activation,
+What is compiled: launch.specializations() lists every variant the launcher can pick: 284 (dtype, activation,
 bias/residual flags, backward kind, bias_grad, tile; column-sum block). A compile costs about 0.6 s of CPU, so
 all of them for two archs would take ~7 minutes of CPU: too slow for CI. This compiles
   - every flag/dtype combination of each kernel at one tile of its tile class (the middle one of its tiles: flat
     views have one tile; column views several), and
   - every tile shape of each kernel at the first flag combination that uses it,
-110 variants, for both archs. Integer scalars compile as unspecialised i64; Triton also specialises them by value
-(i32, a constexpr 1, multiples of 16): the i32 and constexpr-1 forms are compiled once per kernel and tile class
-(10 more). That is ~2 x 90 s of CPU, run as one child process per arch side by side: 90-170 s of wall time on
-2 cores (the upper end on a shared machine).
+108 variants, for both archs. Integer scalars compile as unspecialised i64 (threshold and scale_bits as their
+annotated types: the kernels never specialise them on p); Triton also specialises the others by value (i32, a
+constexpr 1, multiples of 16): the i32 and constexpr-1 forms are compiled once per kernel and tile class (10 more).
+That is ~2 x 210 s of CPU (the kernels grew: 32 elements per thread, a Philox unrolled over 8 groups), run as one
+child process per arch side by side: about 230 s of wall time on 2 cores (more on a shared machine).
 
 The suite runs with TRITON_INTERPRET=1, which turns @triton.jit into the interpreter at import time, so the
 compiles run in one child process per arch without it (this file is also that child's script).
@@ -29,9 +30,9 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARCHS = (80, 90)
 TILE_CONSTEXPRS = ("BR", "BC")
-# rows is 1 in every flat view, row_len for a bias of length 1, threshold for p just above 2^-32, row_blocks whenever
-# one tile holds every row. scale_bits, the bits of 1 / (1 - p) >= 1.0 (or 0), never is.
-SCALARS_THAT_CAN_BE_ONE = ("rows", "row_len", "threshold", "row_blocks")
+# rows is 1 in every flat view, row_len for a bias of length 1, row_blocks whenever one tile holds every row.
+# threshold and scale_bits are typed (annotated) and never specialised on their values.
+SCALARS_THAT_CAN_BE_ONE = ("rows", "row_len", "row_blocks")
 TORCH_TO_TRITON = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32", torch.float64: "fp64"}
 
 try:
@@ -63,8 +64,14 @@ def _tile(spec) -> tuple:
     return _kernel_name(spec), spec.constexprs.get("BR", 1), spec.constexprs["BC"], spec.num_warps
 
 
+# The launcher's INTERPRETER constexpr follows TRITON_INTERPRET: True in the suite's process, False in the
+# compiling child, which compiles the GPU variants. Job ids leave it out so both name the same jobs.
+PROCESS_CONSTEXPRS = ("INTERPRETER",)
+
+
 def job_id(spec, scalars: str) -> str:
-    constexprs = ",".join(f"{k}={v}" for k, v in sorted(spec.constexprs.items()) if v is not None)
+    constexprs = ",".join(f"{k}={v}" for k, v in sorted(spec.constexprs.items())
+                          if v is not None and k not in PROCESS_CONSTEXPRS)
     return f"{_kernel_name(spec)}[{TORCH_TO_TRITON[spec.dtype]},{constexprs},warps={spec.num_warps},{scalars}]"
 
 
@@ -103,8 +110,11 @@ def _source(spec, scalars: str):
     integer scalars in the given form."""
     signature, constexprs, attrs = {}, dict(spec.constexprs), {}
     for index, name in enumerate(spec.kernel.arg_names):
-        if name in constexprs or spec.kernel.params[index].is_constexpr:
+        param = spec.kernel.params[index]
+        if name in constexprs or param.is_constexpr:
             signature[name] = "constexpr"
+        elif param.annotation_type:  # a typed scalar: the JIT passes it as that type whatever its value
+            signature[name] = param.annotation_type
         elif name.endswith("_ptr"):
             signature[name] = _pointer_type(name, spec.dtype)
             attrs[(index,)] = [["tt.divisibility", 16]]

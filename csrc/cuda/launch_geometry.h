@@ -16,8 +16,8 @@ constexpr int kTileThreads = 128;  // the row-tiled bias-gradient backward
 // 65536 / (kFlatThreads * blocks)) and launched with it (the grid is capped at that many blocks per
 // multiprocessor), so a launch never asks for more resident blocks than fit. 16-bit kernels reading up to two
 // streams fit in 32 registers: 8 blocks of 256 threads fill a multiprocessor; dropout_add with a bias (three
-// streams) needs 48: 5 blocks. The float and double kernels need up to 64: 4 blocks. No kernel spills for sm_90;
-// for sm_80 the scalar (misaligned) 16-bit bias_relu_dropout with bias spills 8 bytes outside its hot path.
+// streams) needs 48: 5 blocks. The float and double kernels need up to 64: 4 blocks. No vector-path kernel spills;
+// for sm_80 one scalar fallback (misaligned float mask_bwd bias-gradient tile) spills 16 bytes (test_cuda_compile).
 constexpr int blocks_per_sm(int element_bytes, int streams_read) {
   return element_bytes == 2 ? (streams_read <= 2 ? 8 : 5) : 4;
 }

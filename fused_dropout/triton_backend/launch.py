@@ -26,6 +26,9 @@ DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # unless the bias length moves to another power-of-two bucket.
 _ELEMENTS_PER_PROGRAM = {2: 4096, 4: 2048, 8: 1024}
 _COLUMN_SUM_BLOCK = 1024  # columns per program of the bias gradient's final reduction, at most
+# Warps per program: 4, so a 16-bit program's thread handles 32 elements and its fixed work (tile coordinates,
+# the Philox key schedule) is spread over twice the elements 8 warps would give it.
+_NUM_WARPS = 4
 
 # FMA contraction off on GPUs: the same roundings as the spec and the other backends, so values agree bit for bit.
 COMPILE_OPTIONS = {"enable_fp_fusion": False}
@@ -47,19 +50,40 @@ class Specialization(NamedTuple):
     num_warps: int
 
 
+# Column blocks narrower than the row length by this factor at most, to fill the lanes past a row's end: a
+# row of 3072 or 5120 is cut into 1024-column blocks, not padded to 4096 or 8192 (a quarter of the lanes idle).
+_LEAST_COLUMNS = 256
+# At most this many columns per block in column views: several rows of 1024 compile to fewer instructions per
+# element than one row of 4096 (measured on the sm_90 SASS).
+_MOST_COLUMNS = 1024
+_MOST_IDLE_LANES = 1 / 16  # of the row length
+
+
+def _idle_lanes(row_len: int, columns: int) -> int:
+    return triton.cdiv(row_len, columns) * columns - row_len
+
+
 def _tile(row_len: int, has_columns: bool, element_size: int) -> Tile:
     """The tile of a [rows, row_len] view: flat views take one long row of elements, column views as many rows
-    of the (power-of-two rounded) row length as fit."""
+    of a power-of-two column block as fit. The column block is the row length rounded up to a power of two (at
+    most 1024), halved while that leaves more than 1/16 of a row's lanes idle (down to 256 columns): 3072 = 3 x 1024."""
     elements = _ELEMENTS_PER_PROGRAM[element_size]
     if not has_columns:
-        return Tile(1, elements, 8 if elements >= 4096 else 4)
-    columns = max(4, min(triton.next_power_of_2(row_len), elements))
+        return Tile(1, elements, _NUM_WARPS)
+    columns = max(4, min(triton.next_power_of_2(row_len), elements, _MOST_COLUMNS))
+    while columns > _LEAST_COLUMNS and _idle_lanes(row_len, columns) > row_len * _MOST_IDLE_LANES:
+        columns //= 2
     rows = max(1, elements // columns)
-    return Tile(rows, columns, 8 if rows * columns >= 4096 else 4)
+    return Tile(rows, columns, _NUM_WARPS)
 
 
 def _column_sum_block(row_len: int) -> int:
     return min(_COLUMN_SUM_BLOCK, triton.next_power_of_2(row_len))
+
+
+def _threshold(p: float) -> int:
+    """The keep threshold T = floor(p * 2^32) clamped to 32 bits: p = 1 (T = 2^32) is told by a scale of 0."""
+    return min(spec.keep_threshold(p), 0xFFFFFFFF)
 
 
 def _scale_bits(p: float, dtype: torch.dtype) -> int:
@@ -104,7 +128,8 @@ def _forward_specialization(activation: str, has_bias: bool, has_residual: bool,
                             tile: Tile) -> Specialization:
     constexprs = dict(
         ACTIVATION=activation, HAS_BIAS=has_bias, HAS_RESIDUAL=has_residual, ACC_F64=dtype == torch.float64,
-        BR=tile.rows, BC=tile.columns, **_unused_pointers(bias_ptr=has_bias, residual_ptr=has_residual),
+        BR=tile.rows, BC=tile.columns, INTERPRETER=triton_interpreting(),
+        **_unused_pointers(bias_ptr=has_bias, residual_ptr=has_residual),
     )
     return Specialization(kernels.forward_kernel, dtype, constexprs, tile.num_warps)
 
@@ -113,13 +138,15 @@ def _backward_specialization(kind: str, bias_grad: bool, dtype: torch.dtype, til
     from_mask = kind == "mask"
     constexprs = dict(
         KIND=kind, BIAS_GRAD=bias_grad, ACC_F64=dtype == torch.float64, BR=tile.rows, BC=tile.columns,
+        INTERPRETER=triton_interpreting(),
         **_unused_pointers(y_ptr=not from_mask, seed_ptr=from_mask, partial_ptr=bias_grad),
     )
     return Specialization(kernels.backward_kernel, dtype, constexprs, tile.num_warps)
 
 
 def _column_sum_specialization(dtype: torch.dtype, block: int) -> Specialization:
-    return Specialization(kernels.column_sum_kernel, dtype, dict(BC=block, ACC_F64=dtype == torch.float64), 4)
+    constexprs = dict(BC=block, ACC_F64=dtype == torch.float64, INTERPRETER=triton_interpreting())
+    return Specialization(kernels.column_sum_kernel, dtype, constexprs, 4)
 
 
 def _seed_or_zero(seed, device) -> torch.Tensor:
@@ -148,7 +175,7 @@ def forward(op, x, residual, bias, seed, offset, p) -> torch.Tensor:
         pointers["bias_ptr"] = bias.contiguous()
     if residual is not None:
         pointers["residual_ptr"] = residual.contiguous()
-    _launch(variant, grid, **pointers, rows=rows, row_len=row_len, threshold=spec.keep_threshold(p),
+    _launch(variant, grid, **pointers, rows=rows, row_len=row_len, threshold=_threshold(p),
             scale_bits=_scale_bits(p, x.dtype))
     return out
 
@@ -180,7 +207,7 @@ def backward(kind, grad, saved, p, bias_grad) -> tuple[torch.Tensor, torch.Tenso
         pointers["partial_ptr"] = torch.empty((row_blocks, row_len), dtype=acc_dtype, device=grad.device)
     variant = _backward_specialization(kind, bias_grad, grad.dtype, tile)
     _launch(variant, (row_blocks * triton.cdiv(row_len, tile.columns),), **pointers, rows=rows, row_len=row_len,
-            threshold=spec.keep_threshold(p), scale_bits=_scale_bits(p, grad.dtype))
+            threshold=_threshold(p), scale_bits=_scale_bits(p, grad.dtype))
     if bias_grad:
         block = _column_sum_block(row_len)
         _launch(_column_sum_specialization(grad.dtype, block), (triton.cdiv(row_len, block),),
