@@ -3,8 +3,8 @@ and the tiles _tile chooses at the row lengths ROW_LENGTHS for bias ops), each c
 Triton's own compile path (triton.compile of an ASTSource with a GPUTarget: no GPU needed).
 
 The launch is modeled as the JIT specialises a typical large call: integer scalars as i32 (16-divisible ones
-marked so), a scalar equal to 1 as a constexpr (rows of a flat view), pointers 16-byte aligned; p = 0.1; the
-mask offset (do_not_specialize) typed by its value, 0 (i32), and nothing else known about it.
+marked so), a scalar equal to 1 as a constexpr (rows of a flat view), pointers 16-byte aligned; p = 0.1; a scalar
+with a type annotation (offset, threshold, scale bits) as that type, unspecialised.
 
 The test suite sets TRITON_INTERPRET=1, which turns @triton.jit into the interpreter at import time, so the
 compiles run in a child process without it (this module is that child's script). Compiles go through Triton's
@@ -37,7 +37,6 @@ def jobs() -> dict:
     """{job name: (KernelId, Specialization, scalars {name: value})} for every kernel the model reports."""
     import torch
 
-    from fused_dropout import spec
     from fused_dropout.op_table import BACKWARDS, OPS
     from fused_dropout.triton_backend import launch
 
@@ -61,7 +60,7 @@ def jobs() -> dict:
 
     for dtype in launch.DTYPES:
         size = dtype.itemsize
-        threshold, scale_bits = spec.keep_threshold(MODEL_P), launch._scale_bits(MODEL_P, dtype)
+        threshold, scale_bits = launch._threshold(MODEL_P), launch._scale_bits(MODEL_P, dtype)
         for op in OPS:
             for bias in (False, True) if op.bias else (False,):
                 for row_len in ROW_LENGTHS if bias else (0,):
@@ -106,7 +105,9 @@ def _source(variant, dtype_name: str, scalars: dict):
             else:
                 signature[name] = "*" + element
             attrs[(index,)] = [["tt.divisibility", 16]]
-        elif variant.kernel.params[index].do_not_specialize:  # the offset: typed by value, never specialised
+        elif variant.kernel.params[index].annotation_type:  # a typed scalar: passed as that type, whatever its value
+            signature[name] = variant.kernel.params[index].annotation_type
+        elif variant.kernel.params[index].do_not_specialize:  # typed by value, never specialised
             signature[name] = "i32" if -2**31 <= scalars[name] < 2**31 else "i64"
         else:
             value = scalars[name]
