@@ -3,7 +3,7 @@
 Compiles, disassembles and models the kernels (a MODEL of an H100, not a measurement). A full run writes
 benchmarks/results/h100-model/{results.csv,summary.md}; a run narrowed by --only / --filter / --arch prints its
 table and writes only when --out is given. --check exits 1 when a kernel does not compile or a bf16/fp16 kernel is
-over its budget.
+over its budget on sm_90.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     parser.add_argument("--arch", type=int, choices=ARCHS, action="append", help="sm arch (default: 80 and 90)")
     parser.add_argument("--opcodes", action="store_true", help="print each kernel's hot-path opcodes per element")
     parser.add_argument("--out", help=f"write results.csv and summary.md here (default for a full run: {DEFAULT_OUT})")
-    parser.add_argument("--check", action="store_true", help="exit 1 on a compile failure or a budget overrun")
+    parser.add_argument("--check", action="store_true", help="exit 1 on a compile failure or an sm_90 budget overrun")
     args = parser.parse_args(argv)
     narrowed = bool(args.only or args.filter or args.arch)
     archs = tuple(sorted(set(args.arch))) if args.arch else ARCHS
@@ -59,8 +59,10 @@ def main(argv=None) -> int:
         report.write_csv(rows, os.path.join(out, "results.csv"))
         report.write_summary(rows, os.path.join(out, "summary.md"), command, when, commit, notes)
         print(f"\nwrote {out}/results.csv and summary.md")
-    failed = [row for row in rows if row.get("error") or (row.get("budgeted") and not row.get("within_budget"))]
-    print(f"\n{len(rows)} rows; {len(failed)} over budget or not compiling")
+    # The budget is an H100 budget: sm_80 code is compiled and counted, but only sm_90 rows are held to it.
+    failed = [row for row in rows if row.get("error") or (
+        row.get("arch") == "sm_90" and row.get("budgeted") and not row.get("within_budget"))]
+    print(f"\n{len(rows)} rows; {len(failed)} not compiling or over budget on sm_90")
     return 1 if args.check and failed else 0
 
 
