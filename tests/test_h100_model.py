@@ -5,7 +5,7 @@ benchmarks/README.md).
 
 The compiling tests share one fixture: nvcc for both archs side by side, then the 20 bf16/fp16 Triton
 specializations in one child process per arch through Triton's on-disk cache. Measured on the shared 2-core VM:
-98 s of wall time for the whole file with a cold Triton cache, about 70 s warm."""
+98 s of wall time for the whole file with a cold Triton cache, 42-54 s warm."""
 import os
 import sys
 
