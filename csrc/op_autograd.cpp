@@ -152,7 +152,8 @@ at::Tensor call_forward_below_autograd(const at::Tensor& x, const at::Tensor& re
   return stack[0].toTensor();
 }
 
-// The backward op through the full dispatch (recorded when a graph is being built: double backward). `saved`
+// The backward op through the full dispatch when grad mode is on (recorded when a graph is being built: double
+// backward), else below autograd. `saved`
 // is the seed (mask_bwd; undefined when p = 0) or y.
 template <BackwardOp kOp>
 std::pair<at::Tensor, at::Tensor> call_backward(const at::Tensor& grad, const at::Tensor& saved, int64_t offset,
@@ -161,7 +162,13 @@ std::pair<at::Tensor, at::Tensor> call_backward(const at::Tensor& grad, const at
   if (kKeepFromRngState<kOp>) stack.emplace_back(offset);
   stack.emplace_back(p);
   stack.emplace_back(bias_grad);
-  backward_handle<kOp>().callBoxed(stack);
+  if (at::GradMode::is_enabled()) {
+    backward_handle<kOp>().callBoxed(stack);
+  } else {
+    // No graph can be recorded (a backward without create_graph): straight to the kernel.
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    backward_handle<kOp>().callBoxed(stack);
+  }
   return {stack[0].toTensor(), stack[1].toTensor()};
 }
 
