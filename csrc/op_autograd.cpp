@@ -18,6 +18,7 @@
 #include <torch/library.h>
 
 #include <map>
+#include <memory>
 #include <string>
 
 #include "op_traits.h"
@@ -60,27 +61,31 @@ void run_python_kernel(const c10::OperatorHandle& op, Stack* stack) {
               "registers when it is imported (import fused_dropout before calling torch.ops.fused_dropout)");
   const size_t num_args = op.schema().arguments().size();
   const size_t num_returns = op.schema().returns().size();
-  PyGILState_STATE gil = PyGILState_Ensure();
-  PyObject* args = PyTuple_New(static_cast<Py_ssize_t>(num_args));
-  for (size_t i = 0; i < num_args; ++i) {
-    PyTuple_SET_ITEM(args, i, to_python(torch::jit::peek(*stack, i, num_args)));
-  }
-  PyObject* result = PyObject_CallObject(found->second, args);
-  Py_DECREF(args);
-  if (result == nullptr) {
-    python_error error;
-    error.persist();
-    PyGILState_Release(gil);
-    throw error;
-  }
   std::vector<at::Tensor> outputs;
-  if (num_returns == 1) {
-    outputs.push_back(tensor_from_python(result));
-  } else {
-    for (size_t i = 0; i < num_returns; ++i) outputs.push_back(tensor_from_python(PyTuple_GetItem(result, i)));
+  {
+    // Held for the whole exchange and released on every way out, errors (TORCH_CHECK, python_error) included.
+    struct Gil {
+      PyGILState_STATE state = PyGILState_Ensure();
+      ~Gil() { PyGILState_Release(state); }
+    } gil;
+    PyObject* args = PyTuple_New(static_cast<Py_ssize_t>(num_args));
+    for (size_t i = 0; i < num_args; ++i) {
+      PyTuple_SET_ITEM(args, i, to_python(torch::jit::peek(*stack, i, num_args)));
+    }
+    PyObject* result = PyObject_CallObject(found->second, args);
+    Py_DECREF(args);
+    if (result == nullptr) {
+      python_error error;
+      error.persist();
+      throw error;
+    }
+    const std::unique_ptr<PyObject, void (*)(PyObject*)> owned(result, [](PyObject* o) { Py_DECREF(o); });
+    if (num_returns == 1) {
+      outputs.push_back(tensor_from_python(result));
+    } else {
+      for (size_t i = 0; i < num_returns; ++i) outputs.push_back(tensor_from_python(PyTuple_GetItem(result, i)));
+    }
   }
-  Py_DECREF(result);
-  PyGILState_Release(gil);
   torch::jit::drop(*stack, num_args);
   for (auto& t : outputs) torch::jit::push(*stack, std::move(t));
 }
@@ -240,60 +245,61 @@ struct BackwardFunction : torch::autograd::Function<BackwardFunction<kOp>> {
 
 // ---- the boxed Autograd kernels -----------------------------------------------------------------------------
 
-at::Tensor tensor_or_undefined(const c10::IValue& v) { return v.isTensor() ? v.toTensor() : at::Tensor(); }
-std::optional<at::Tensor> optional_arg(const c10::IValue& v) {
-  return v.isTensor() ? std::optional<at::Tensor>(v.toTensor()) : std::nullopt;
+// Paths 1 and 3, shared by every op: true when the call was finished here; false leaves path 2 (the op's C++
+// Function) to the caller.
+bool finished_without_function(const c10::OperatorHandle& op, c10::DispatchKeySet keys, Stack* stack) {
+  switch (path_of(op, *stack)) {
+    case Path::kNoGraph:
+      op.redispatchBoxed(keys & c10::after_autograd_keyset, stack);
+      return true;
+    case Path::kPython:
+      run_python_kernel(op, stack);
+      return true;
+    case Path::kCppFunction:
+      break;
+  }
+  return false;
 }
+
+// The op's arguments on the stack, read in schema order.
+struct StackArgs {
+  const Stack& stack;
+  size_t count;
+  size_t next_index = 0;
+  const c10::IValue& next() { return torch::jit::peek(stack, next_index++, count); }
+  std::optional<at::Tensor> next_optional_tensor() {
+    const c10::IValue& v = next();
+    return v.isTensor() ? std::optional<at::Tensor>(v.toTensor()) : std::nullopt;
+  }
+};
 
 template <ForwardOp kOp>
 void forward_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet keys, Stack* stack) {
   using Traits = ForwardOpTraits<kOp>;
-  switch (path_of(op, *stack)) {
-    case Path::kNoGraph:
-      op.redispatchBoxed(keys & c10::after_autograd_keyset, stack);
-      return;
-    case Path::kPython:
-      run_python_kernel(op, stack);
-      return;
-    case Path::kCppFunction:
-      break;
-  }
-  const size_t num_args = op.schema().arguments().size();
-  size_t i = 0;
-  auto next = [&]() -> const c10::IValue& { return torch::jit::peek(*stack, i++, num_args); };
-  const at::Tensor x = next().toTensor();
-  const std::optional<at::Tensor> residual = Traits::kResidual ? optional_arg(next()) : std::nullopt;
-  const std::optional<at::Tensor> bias = Traits::kOptionalBias ? optional_arg(next()) : std::nullopt;
-  const std::optional<at::Tensor> seed = optional_arg(next());
-  const int64_t offset = next().toInt();
-  const double p = next().toDouble();
+  if (finished_without_function(op, keys, stack)) return;
+  StackArgs args{*stack, op.schema().arguments().size()};
+  const at::Tensor x = args.next().toTensor();
+  const std::optional<at::Tensor> residual = Traits::kResidual ? args.next_optional_tensor() : std::nullopt;
+  const std::optional<at::Tensor> bias = Traits::kOptionalBias ? args.next_optional_tensor() : std::nullopt;
+  const std::optional<at::Tensor> seed = args.next_optional_tensor();
+  const int64_t offset = args.next().toInt();
+  const double p = args.next().toDouble();
   at::Tensor out = ForwardFunction<kOp>::apply(x, residual, bias, seed, offset, p);
-  torch::jit::drop(*stack, num_args);
+  torch::jit::drop(*stack, args.count);
   torch::jit::push(*stack, std::move(out));
 }
 
 template <BackwardOp kOp>
 void backward_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet keys, Stack* stack) {
-  switch (path_of(op, *stack)) {
-    case Path::kNoGraph:
-      op.redispatchBoxed(keys & c10::after_autograd_keyset, stack);
-      return;
-    case Path::kPython:
-      run_python_kernel(op, stack);
-      return;
-    case Path::kCppFunction:
-      break;
-  }
-  const size_t num_args = op.schema().arguments().size();
-  size_t i = 0;
-  auto next = [&]() -> const c10::IValue& { return torch::jit::peek(*stack, i++, num_args); };
-  const at::Tensor grad = next().toTensor();
-  const std::optional<at::Tensor> saved = optional_arg(next());
-  const int64_t offset = kKeepFromRngState<kOp> ? next().toInt() : 0;
-  const double p = next().toDouble();
-  const bool bias_grad = next().toBool();
+  if (finished_without_function(op, keys, stack)) return;
+  StackArgs args{*stack, op.schema().arguments().size()};
+  const at::Tensor grad = args.next().toTensor();
+  const std::optional<at::Tensor> saved = args.next_optional_tensor();
+  const int64_t offset = kKeepFromRngState<kOp> ? args.next().toInt() : 0;
+  const double p = args.next().toDouble();
+  const bool bias_grad = args.next().toBool();
   variable_list result = BackwardFunction<kOp>::apply(grad, saved, offset, p, bias_grad);
-  torch::jit::drop(*stack, num_args);
+  torch::jit::drop(*stack, args.count);
   torch::jit::push(*stack, std::move(result[0]), std::move(result[1]));
 }
 

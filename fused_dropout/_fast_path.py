@@ -19,9 +19,9 @@ from ._rng import make_seed
 from .op_table import FusedOp
 
 _Tensor = torch.Tensor
-_DTYPES = frozenset((torch.float16, torch.bfloat16, torch.float32, torch.float64))
+_DTYPES = frozenset(check.FLOAT_DTYPES)
 _STRIDED = torch.strided
-_OFFSET_LIMIT = 1 << 63
+_OFFSET_LIMIT = check.OFFSET_LIMIT
 _AUTO_FAMILY: dict = {}  # device type -> the family backend=None resolves to without FUSED_DROPOUT_BACKEND
 
 # `ENV_VAR in os.environ` costs over a microsecond (it encodes the key on every lookup); the encoded key looked up
@@ -31,8 +31,7 @@ _ENVIRON_DATA = getattr(os.environ, "_data", None)
 _ENV_KEY = os.environ.encodekey(backends.ENV_VAR) if _ENVIRON_DATA is not None else None
 
 
-def _auto_family(x: torch.Tensor):
-    device = x.device
+def _auto_family(device: torch.device):
     family = _AUTO_FAMILY.get(device.type)
     if family is None:
         family = _AUTO_FAMILY[device.type] = backends.ops_for(None, device)
@@ -71,5 +70,4 @@ def forward(op: FusedOp, x, residual, bias, p, training, seed, offset, generator
         seed_tensor, p = None, 0.0
     else:
         seed_tensor = make_seed(device, None if seed is None else check.seed_bits(seed))
-    family = _AUTO_FAMILY.get(device.type) or _auto_family(x)
-    return family.forward[op.name](*op.pack(x, residual, bias, seed_tensor, offset, p))
+    return _auto_family(device).forward[op.name](*op.pack(x, residual, bias, seed_tensor, offset, p))

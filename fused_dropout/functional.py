@@ -11,8 +11,6 @@ from ._rng import make_seed
 from .op_table import OPS_BY_NAME, FusedOp
 
 
-
-
 def _validate_randomness(x, seed, offset, generator) -> None:
     """Checks the randomness arguments of a call that draws no randomness (eval mode, p = 0)."""
     check.seed_bits(seed)
@@ -47,6 +45,15 @@ def apply(op: FusedOp, x, residual, bias, p, training, seed, offset, generator, 
         offset = check.offset(offset)
         seed_tensor = make_seed(x.device, seed_bits, check.generator(generator, x.device))
     return ops.forward[op.name](*op.pack(x, residual, bias, seed_tensor, offset, p))
+
+
+def _run(op: FusedOp, x, residual, bias, p, training, seed, offset, generator, backend) -> torch.Tensor:
+    """A public call of `op`: the common call's shortcut (_fast_path), else full validation and apply."""
+    out = _fast_path.forward(op, x, residual, bias, p, training, seed, offset, generator, backend)
+    if out is not None:
+        return out
+    x, residual, bias, p, training = _validated(op, x, residual, bias, p, training)
+    return apply(op, x, residual, bias, p, training, seed, offset, generator, backend)
 
 
 _COMMON_ARGS = """
@@ -125,12 +132,7 @@ def bias_relu_dropout(x: torch.Tensor, bias: torch.Tensor | None, p: float = 0.5
         >>> fused_dropout.bias_relu_dropout(x, torch.zeros(4), 0.5, seed=1)
         tensor([[0., 1., 4., 6.]])
     """
-    op = OPS_BY_NAME["bias_relu_dropout"]
-    out = _fast_path.forward(op, x, None, bias, p, training, seed, offset, generator, backend)
-    if out is not None:
-        return out
-    x, _, bias, p, training = _validated(op, x, None, bias, p, training)
-    return apply(op, x, None, bias, p, training, seed, offset, generator, backend)
+    return _run(OPS_BY_NAME["bias_relu_dropout"], x, None, bias, p, training, seed, offset, generator, backend)
 
 
 @_with_common_args
@@ -155,12 +157,7 @@ def dropout_add(x: torch.Tensor, residual: torch.Tensor, p: float = 0.5, trainin
         >>> fused_dropout.dropout_add(x, residual, 0.5, seed=3)
         tensor([[12., 10., 12., 12.]])
     """
-    op = OPS_BY_NAME["dropout_add"]
-    out = _fast_path.forward(op, x, residual, bias, p, training, seed, offset, generator, backend)
-    if out is not None:
-        return out
-    x, residual, bias, p, training = _validated(op, x, residual, bias, p, training)
-    return apply(op, x, residual, bias, p, training, seed, offset, generator, backend)
+    return _run(OPS_BY_NAME["dropout_add"], x, residual, bias, p, training, seed, offset, generator, backend)
 
 
 def dropout_mask(shape, p: float, seed: int, *, offset: int = 0, device=None) -> torch.Tensor:

@@ -101,6 +101,12 @@ def _autograd_installer(ops: OpFamily, name: str):
     return lambda kernel: _LIBRARY.impl(ops.prefix + name, kernel, "Autograd")
 
 
+def _saved_args(ctx, saves_seed: bool) -> tuple:
+    """The backward op's saved arguments from a context: (seed, offset) or (y,)."""
+    (saved,) = ctx.saved_tensors
+    return (saved, ctx.offset) if saves_seed else (saved,)
+
+
 def _register_forward_autograd(ops: OpFamily, op: FusedOp) -> None:
     backward_op = ops.backward[op.backward]
     saves_seed = op.backward == "mask"
@@ -117,15 +123,11 @@ def _register_forward_autograd(ops: OpFamily, op: FusedOp) -> None:
         ctx.p = args.p
         ctx.has_bias = args.bias is not None
 
-    def saved_args(ctx) -> tuple:
-        (saved,) = ctx.saved_tensors
-        return (saved, ctx.offset) if saves_seed else (saved,)
-
     def backward(ctx, grad):
         if grad.layout != torch.strided:  # autograd lets a sparse COO gradient in; the kernels read dense rows
             grad = grad.to_dense()
         want_bias = ctx.has_bias and ctx.needs_input_grad[order.index("bias")]
-        grad_x, grad_bias = backward_op(grad, *saved_args(ctx), ctx.p, want_bias)
+        grad_x, grad_bias = backward_op(grad, *_saved_args(ctx, saves_seed), ctx.p, want_bias)
         grads = {"x": grad_x, "residual": grad, "bias": grad_bias if want_bias else None}
         return tuple(grads.get(name) for name in order)
 
@@ -134,7 +136,7 @@ def _register_forward_autograd(ops: OpFamily, op: FusedOp) -> None:
         # like x, the residual with identity: dy = D (dx + dbias) + dresidual. autograd.Function materialises the
         # tangent of a tensor input that has none as zeros, so only the absent optional bias is None here.
         named = op.unpack(tangents)
-        dy = backward_op(_tangent_input(named.x, named.bias), *saved_args(ctx), ctx.p, False)[0]
+        dy = backward_op(_tangent_input(named.x, named.bias), *_saved_args(ctx, saves_seed), ctx.p, False)[0]
         return dy if named.residual is None else dy + named.residual
 
     _autograd.register(_autograd_installer(ops, op.op_name), ops.prefix + op.op_name, getattr(ops, op.op_name),
@@ -157,16 +159,13 @@ def _register_backward_autograd(ops: OpFamily, kind: str) -> None:
         ctx.p = p
         ctx.bias_grad = bias_grad
 
-    def saved_args(ctx) -> tuple:
-        (saved,) = ctx.saved_tensors
-        return (saved, ctx.offset) if saves_seed else (saved,)
-
     def backward(ctx, gg_x, gg_bias):
-        gg = backward_op(_tangent_input(gg_x, gg_bias if ctx.bias_grad else None), *saved_args(ctx), ctx.p, False)[0]
+        gg_in = _tangent_input(gg_x, gg_bias if ctx.bias_grad else None)
+        gg = backward_op(gg_in, *_saved_args(ctx, saves_seed), ctx.p, False)[0]
         return (gg,) + (None,) * (len(BACKWARDS[kind].saved) + 2)
 
     def jvp(ctx, grad_t, *other_tangents):
-        return backward_op(grad_t, *saved_args(ctx), ctx.p, ctx.bias_grad)
+        return backward_op(grad_t, *_saved_args(ctx, saves_seed), ctx.p, ctx.bias_grad)
 
     name = BACKWARDS[kind].op_name
     _autograd.register(_autograd_installer(ops, name), ops.prefix + name, getattr(ops, name),
