@@ -2,6 +2,13 @@
 // kernels with the dispatcher; it also reports how the extension was built.
 #include <Python.h>
 
+#include <ATen/ATen.h>
+#include <torch/csrc/Exceptions.h>
+#include <torch/csrc/autograd/python_variable.h>
+
+#include <cstdint>
+#include <limits>
+
 #include "cpu/cpu_kernels.h"
 #include "op_autograd.h"
 
@@ -31,6 +38,27 @@ PyObject* set_python_autograd_kernel(PyObject*, PyObject* args) {
   Py_RETURN_NONE;
 }
 
+// A fresh seed for an op on x: torch.randint(INT64_MIN, INT64_MAX, (1,), dtype=torch.int64, device=x.device)
+// from the device's default generator, the same op and draw as fused_dropout._rng.make_seed, without the
+// microsecond of Python argument parsing that torch.randint costs (the common call's shortcut draws one per call).
+PyObject* draw_seed_like(PyObject*, PyObject* x) {
+  HANDLE_TH_ERRORS
+  if (!THPVariable_Check(x)) {
+    PyErr_SetString(PyExc_TypeError, "draw_seed_like: x must be a tensor");
+    return nullptr;
+  }
+  const at::Tensor& tensor = THPVariable_Unpack(x);
+  at::Tensor seed;
+  {
+    // The draw runs without the GIL, as torch.randint's does.
+    pybind11::gil_scoped_release no_gil;
+    seed = at::randint(std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), {1},
+                       at::TensorOptions().dtype(at::kLong).device(tensor.device()));
+  }
+  return THPVariable_Wrap(std::move(seed));
+  END_HANDLE_TH_ERRORS
+}
+
 PyObject* has_cuda_kernels(PyObject*, PyObject*) {
 #if defined(FD_WITH_CUDA)
   Py_RETURN_TRUE;
@@ -44,6 +72,8 @@ PyMethodDef methods[] = {
     {"set_cpu_isa", set_cpu_isa, METH_O, "Selects the CPU kernel variant ('avx2' or 'generic'), for tests."},
     {"set_python_autograd_kernel", set_python_autograd_kernel, METH_VARARGS,
      "(op name, callable): the Python Autograd kernel the native op runs under forward-mode AD and torch.func."},
+    {"draw_seed_like", draw_seed_like, METH_O,
+     "(x): a one-element int64 seed tensor on x's device, drawn as torch.randint(INT64_MIN, INT64_MAX, (1,)) is."},
     {"has_cuda_kernels", has_cuda_kernels, METH_NOARGS, "Whether the extension was built with the CUDA kernels."},
     {nullptr, nullptr, 0, nullptr}};
 

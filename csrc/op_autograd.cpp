@@ -3,8 +3,9 @@
 // backward op gets one boxed Autograd kernel that takes one of three paths:
 //   1. nothing to record (grad mode off or no input requires grad, no tangents, no torch.func transform):
 //      redispatch straight to the CPU/CUDA kernel;
-//   2. reverse mode only: a C++ torch::autograd::Function whose backward calls the backward op (itself
-//      differentiable through the same kernels: double backward);
+//   2. reverse mode only: an autograd node whose backward calls the backward op (itself differentiable through
+//      the same kernels: double backward). The forward ops record a hand-written node (ForwardOpBackward), as
+//      ATen's generated kernels do; the backward ops, on the double-backward path only, a C++ Function;
 //   3. forward-mode AD (a tangent on an input) or an active torch.func transform, which C++ Functions do not
 //      support: the Python Autograd kernel of fused_dropout/_autograd.py, which the Python side hands over with
 //      set_python_autograd_kernel. Its formulas are the same; only these modes pay Python's cost.
@@ -14,6 +15,8 @@
 #include <ATen/FuncTorchTLS.h>
 #include <torch/csrc/Exceptions.h>
 #include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/autograd/functions/utils.h>
+#include <torch/csrc/dynamo/compiled_autograd.h>
 #include <torch/csrc/autograd/python_variable.h>
 #include <torch/library.h>
 
@@ -177,41 +180,115 @@ std::pair<at::Tensor, at::Tensor> call_backward(const at::Tensor& grad, const at
   return {stack[0].toTensor(), stack[1].toTensor()};
 }
 
-// ---- path 2: the C++ Functions ------------------------------------------------------------------------------
+// ---- path 2: the autograd nodes -------------------------------------------------------------------------------
 
 // The incoming gradient as the kernels read it: autograd lets a sparse COO gradient in.
 at::Tensor dense(const at::Tensor& grad) { return grad.layout() == at::kStrided ? grad : grad.to_dense(); }
 
+// The forward ops' backward node. Written as a plain autograd Node, as ATen's generated nodes are (nn.Dropout's
+// NativeDropoutBackward0), not as a torch::autograd::Function: a Function's node (CppNode) builds a context, a
+// string-keyed map for the non-tensor state and per-input metadata on every call, which made a tiny forward+backward
+// 1.2x nn.Dropout's. The mask is never stored: the node keeps either the seed (8 bytes; the backward recomputes
+// the mask) or the output y, which the next layer holds anyway (y > 0 exactly where kept and ReLU active).
+// Its edges are the differentiable inputs in schema order: x, residual (ops that take one), bias (ops that take
+// one; an absent bias is an empty edge).
 template <ForwardOp kOp>
-struct ForwardFunction : torch::autograd::Function<ForwardFunction<kOp>> {
+struct ForwardOpBackward final : torch::autograd::Node {
   using Traits = ForwardOpTraits<kOp>;
+  static constexpr bool kSavesSeed = kKeepFromRngState<Traits::kBackward>;
 
-  // The mask is never stored: either the seed (8 bytes; the backward recomputes the mask) or the output y,
-  // which the next layer holds anyway (y > 0 exactly where kept and ReLU active).
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const std::optional<at::Tensor>& residual,
-                            const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& seed,
-                            int64_t offset, double p) {
-    const at::Tensor seed_tensor = seed.value_or(at::Tensor());
-    at::Tensor out = call_forward_below_autograd<kOp>(x, residual.value_or(at::Tensor()), bias.value_or(at::Tensor()),
-                                                      seed_tensor, offset, p);
-    ctx->save_for_backward({kKeepFromRngState<Traits::kBackward> ? seed_tensor : out});
-    ctx->saved_data["offset"] = offset;
-    ctx->saved_data["p"] = p;
-    ctx->saved_data["bias_grad"] = bias.has_value() && bias->requires_grad();
-    return out;
+  torch::autograd::SavedVariable saved;  // the seed (undefined when p = 0) or the output y
+  int64_t offset = 0;
+  double p = 0.0;
+  bool bias_grad = false;
+
+  std::string name() const override { return std::string(Traits::kName) + "_fwdBackward"; }
+
+  void release_variables() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    saved.reset_data();
   }
 
-  // Gradients for (x, residual, bias, seed, offset, p): grad_x from the backward op, the residual's is grad.
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const at::Tensor grad = dense(grads[0]);
-    const bool bias_grad = ctx->saved_data["bias_grad"].toBool();
-    auto [grad_x, grad_bias] = call_backward<Traits::kBackward>(grad, ctx->get_saved_variables()[0],
-                                                                ctx->saved_data["offset"].toInt(),
-                                                                ctx->saved_data["p"].toDouble(), bias_grad);
-    return {grad_x, Traits::kResidual ? grad : at::Tensor(), bias_grad ? grad_bias : at::Tensor(), at::Tensor(),
-            at::Tensor(), at::Tensor()};
+  variable_list apply(variable_list&& grads) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return gradients(grads[0], saved.unpack(getptr()), offset, p, bias_grad);
+  }
+
+  // The gradients of the edges, from the backward op (itself differentiable: double backward); the residual's is
+  // grad itself.
+  static variable_list gradients(const at::Tensor& grad_out, const at::Tensor& saved_tensor, int64_t offset,
+                                 double p, bool bias_grad) {
+    variable_list result;
+    if (!grad_out.defined()) {
+      result.resize(kNumEdges);
+      return result;
+    }
+    const at::Tensor grad = dense(grad_out);
+    auto [grad_x, grad_bias] = call_backward<Traits::kBackward>(grad, saved_tensor, offset, p, bias_grad);
+    result.push_back(std::move(grad_x));
+    if (Traits::kResidual) result.push_back(grad);
+    if (Traits::kOptionalBias) result.push_back(bias_grad ? std::move(grad_bias) : at::Tensor());
+    return result;
+  }
+  static constexpr size_t kNumEdges = 1 + Traits::kResidual + Traits::kOptionalBias;
+
+  // Compiled autograd: the node's state is part of the graph's cache key, and the backward is one call of
+  // `gradients` in the traced graph (its ops have fake kernels, so the call is traceable).
+  void compiled_args(torch::dynamo::autograd::CompiledNodeArgs& args) const override {
+    args.collect(saved, /*is_output=*/!kSavesSeed);
+    args.collect(offset);
+    args.collect(p);
+    args.collect(bias_grad);
+  }
+
+  variable_list apply_with_saved(const variable_list& grads,
+                                 torch::dynamo::autograd::SwapSavedVariables& swap) override {
+    swap.before(saved);
+    const at::Tensor saved_tensor = saved.unpack(getptr());
+    const std::vector<c10::IValue> args{optional_tensor(saved_tensor), offset, p, bias_grad};
+    const std::vector<at::TypePtr> schema{c10::OptionalType::create(at::TensorType::get()), c10::IntType::get(),
+                                          c10::FloatType::get(), c10::BoolType::get()};
+    const auto& compiler = torch::dynamo::autograd::getPyCompilerInterface();
+    // Bound once per process, as ATen's generated nodes are: compiled autograd's op registry is process-wide and
+    // refuses a second binding of a name.
+    static const std::string fn_name = compiler->bind_function(swap.get_py_compiler(), name(), &functional, schema,
+                                                               /*is_custom_function=*/false, /*is_traceable=*/true);
+    const auto output_metadata = torch::dynamo::autograd::IValuePacker<
+        std::vector<std::optional<torch::autograd::InputMetadata>>>::pack(
+        torch::dynamo::autograd::get_input_metadata(next_edges()));
+    variable_list result =
+        compiler->call_function(swap.get_py_compiler(), "apply_functional", fn_name, grads, args, output_metadata);
+    swap.after(saved);
+    return result;
+  }
+
+  static variable_list functional(const variable_list& grads, const std::vector<c10::IValue>& args) {
+    return gradients(grads[0], args[0].isTensor() ? args[0].toTensor() : at::Tensor(), args[1].toInt(),
+                     args[2].toDouble(), args[3].toBool());
   }
 };
+
+// Runs the forward op below autograd and records its node, as ATen's generated Autograd kernels do.
+template <ForwardOp kOp>
+at::Tensor forward_with_node(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& bias,
+                             const at::Tensor& seed, int64_t offset, double p) {
+  using Traits = ForwardOpTraits<kOp>;
+  using Node = ForwardOpBackward<kOp>;
+  at::Tensor out = call_forward_below_autograd<kOp>(x, residual, bias, seed, offset, p);
+  auto node = c10::make_intrusive<Node>();
+  torch::autograd::edge_list edges{torch::autograd::impl::gradient_edge(x)};
+  if (Traits::kResidual) edges.push_back(torch::autograd::impl::gradient_edge(residual));
+  if (Traits::kOptionalBias) {
+    edges.push_back(bias.defined() ? torch::autograd::impl::gradient_edge(bias) : torch::autograd::Edge());
+  }
+  node->set_next_edges(std::move(edges));
+  torch::autograd::set_history(out, node);
+  node->saved = torch::autograd::SavedVariable(Node::kSavesSeed ? seed : out, /*is_output=*/!Node::kSavesSeed);
+  node->offset = offset;
+  node->p = p;
+  node->bias_grad = bias.defined() && bias.requires_grad();
+  return out;
+}
 
 // The backward ops are linear in grad: (grad_x, grad_bias) = (D grad, column sums of D grad) with D diagonal
 // (keep * scale), so their own backward is D applied to gg_x plus gg_bias broadcast along the rows. The saved
@@ -284,7 +361,8 @@ void forward_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet keys, S
   const std::optional<at::Tensor> seed = args.next_optional_tensor();
   const int64_t offset = args.next().toInt();
   const double p = args.next().toDouble();
-  at::Tensor out = ForwardFunction<kOp>::apply(x, residual, bias, seed, offset, p);
+  at::Tensor out = forward_with_node<kOp>(x, residual.value_or(at::Tensor()), bias.value_or(at::Tensor()),
+                                          seed.value_or(at::Tensor()), offset, p);
   torch::jit::drop(*stack, args.count);
   torch::jit::push(*stack, std::move(out));
 }

@@ -13,6 +13,7 @@ import os
 
 import torch
 
+from . import _native
 from . import _validate as check
 from . import backends
 from ._rng import make_seed
@@ -22,6 +23,10 @@ _Tensor = torch.Tensor
 _DTYPES = frozenset(check.FLOAT_DTYPES)
 _STRIDED = torch.strided
 _OFFSET_LIMIT = check.OFFSET_LIMIT
+# The seed draw without torch.randint's Python argument parsing (the same op and draw, made in C++); a
+# TorchFunctionMode still sees torch.randint itself.
+_draw_seed_like = _native._C.draw_seed_like if _native.LOADED else None
+_function_mode_enabled = torch._C._is_torch_function_mode_enabled
 _AUTO_FAMILY: dict = {}  # device type -> the family backend=None resolves to without FUSED_DROPOUT_BACKEND
 
 # `ENV_VAR in os.environ` costs over a microsecond (it encodes the key on every lookup); the encoded key looked up
@@ -68,6 +73,8 @@ def forward(op: FusedOp, x, residual, bias, p, training, seed, offset, generator
         return None  # the backend comes from the environment; under torch.compile the full path is traced
     if not training or p == 0.0:
         seed_tensor, p = None, 0.0
+    elif seed is None and _draw_seed_like is not None and not _function_mode_enabled():
+        seed_tensor = _draw_seed_like(x)
     else:
         seed_tensor = make_seed(device, None if seed is None else check.seed_bits(seed))
     return _auto_family(device).forward[op.name](*op.pack(x, residual, bias, seed_tensor, offset, p))

@@ -115,3 +115,23 @@ def test_the_environment_backend_is_honoured(monkeypatch):
     with DispatchedOps() as calls:
         fd.dropout(x, 0.5, seed=1)
     assert calls.names[-1] == DEFAULT_CPU_FAMILY_PREFIX + "dropout_fwd"
+
+
+def test_a_torch_function_mode_sees_the_seed_draw():
+    """The shortcut draws the seed in C++ (the draw torch.randint makes, without its argument parsing); under a
+    TorchFunctionMode it calls torch.randint itself, so the mode sees every torch call it saw before."""
+    from torch.overrides import TorchFunctionMode
+
+    class Calls(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.names.append(getattr(func, "__name__", str(func)))
+            return func(*args, **(kwargs or {}))
+
+    x = make_input((3, 4))
+    with Calls() as calls:
+        fd.dropout(x, 0.5)
+    assert "randint" in calls.names

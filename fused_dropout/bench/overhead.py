@@ -71,17 +71,23 @@ def _workload(op_name: str, provider: str, mode: str, device: torch.device) -> C
 
 def _best_us(fn: Callable[[], object], device: torch.device, rounds: int, calls: int) -> float:
     """The fastest of `rounds` timings of `calls` back-to-back calls, per call: the floor of the host path, little
-    disturbed by other load (a median would measure the load too)."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    disturbed by other load (a median would measure the load too). On a CPU device the clock is the calling
+    thread's CPU time: a 64-element op runs entirely on that thread (below the intra-op grain, and the CPU autograd
+    engine runs the backward on the caller), so time the thread spent descheduled by other processes is not
+    counted. On a GPU it is wall time up to a synchronize."""
+    if device.type == "cuda":
+        sync, clock = torch.cuda.synchronize, time.perf_counter
+    else:
+        sync, clock = (lambda: None), time.thread_time
     fn()
     sync()
     best = float("inf")
     for _ in range(rounds):
-        start = time.perf_counter()
+        start = clock()
         for _ in range(calls):
             fn()
         sync()
-        best = min(best, (time.perf_counter() - start) / calls)
+        best = min(best, (clock() - start) / calls)
     return best * 1e6
 
 
@@ -123,11 +129,11 @@ def run(device: torch.device, out_dir: str, quick: bool = False) -> str:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    lines = [f"Per-call time on a {NUMEL}-element float32 {device.type} tensor (best of repeated runs, "
-             f"{torch.get_num_threads()} threads; fused = default backend, seed drawn; eager = the composition with "
-             "F.dropout). Ops: dispatched ops per call, forward / backward; an op that saves its output for the "
-             "backward (bias_relu_dropout, and relu in the eager composition) also shows autograd's own detach of it "
-             "in the forward and in the backward, as torch.relu does.", "",
+    lines = [f"Per-call time on a {NUMEL}-element float32 {device.type} tensor (best of repeated runs; on a CPU, "
+             f"of the calling thread's CPU time; {torch.get_num_threads()} threads; fused = default backend, seed "
+             "drawn; eager = the composition with F.dropout). Ops: dispatched ops per call, forward / backward; an "
+             "op that saves its output for the backward (bias_relu_dropout, and relu in the eager composition) "
+             "also shows autograd's own detach of it in the forward and in the backward, as torch.relu does.", "",
              "| op | mode | fused µs | eager µs | fused / eager | fused ops | eager ops |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['op']} | {r['mode']} | {r['fused_us']:.2f} | {r['eager_us']:.2f} | {r['ratio']:.2f} | "
