@@ -99,14 +99,20 @@ def mask_word_coordinates(offset: torch.Tensor, index: torch.Tensor) -> tuple[to
 def keep_mask(numel: int, seed: torch.Tensor | None, offset: int, p: float) -> torch.Tensor:
     """The flat keep-mask of `numel` elements for the seed bits (a one-element int64 tensor, any device) and the
     element offset. With p = 0 every element is kept and the seed may be None."""
+    device = seed.device if seed is not None else None
+    return keep_mask_at(torch.arange(numel, dtype=torch.int64, device=device), seed, offset, p)
+
+
+def keep_mask_at(index: torch.Tensor, seed: torch.Tensor | None, offset: int, p: float) -> torch.Tensor:
+    """The keep decision of each mask index in `index` (int64, any shape; the element's row-major index, or its
+    mask index under a mask geometry, fused_dropout.geometry), for the seed bits and the offset."""
     if seed is None:
         if p != 0.0:
             raise ValueError("keep_mask: a seed is needed when p > 0")
-        return torch.ones(numel, dtype=torch.bool)
+        return torch.ones(index.shape, dtype=torch.bool, device=index.device)
     seed = seed.reshape(())
-    index = torch.arange(numel, dtype=torch.int64, device=seed.device)
-    group_lo, group_hi, word = mask_word_coordinates(offset, index)
+    group_lo, group_hi, word = mask_word_coordinates(offset, index.to(seed.device).reshape(-1))
     zero = torch.zeros_like(group_lo)
     words = torch.stack(philox4x32_10(group_lo, group_hi, zero, zero, seed & MASK32, (seed >> 32) & MASK32), -1)
     chosen = torch.gather(words, 1, word.unsqueeze(1)).squeeze(1)
-    return chosen >= keep_threshold(p)
+    return (chosen >= keep_threshold(p)).reshape(index.shape)

@@ -30,3 +30,36 @@ def keep(i, seed, offset, p):
 
 def mask(numel, seed, offset, p):
     return [keep(i, seed, offset, p) for i in range(numel)]
+
+
+# ---- mask geometry (the spec's "Mask geometry" section) -------------------------------------------------------
+
+def mask_index(local_index, global_shape, shard_offsets, noise_shape):
+    """m = sum over d with M_d != 1 of (o_d + i_d) * prod_{e > d} M_e."""
+    m = 0
+    for d, i in enumerate(local_index):
+        if noise_shape[d] != 1:
+            row = 1
+            for e in range(d + 1, len(noise_shape)):
+                row *= noise_shape[e]
+            m += (shard_offsets[d] + i) * row
+    return m
+
+
+def local_indices(shape):
+    """Every local multi-index of `shape`, in row-major order."""
+    if not shape:
+        yield ()
+        return
+    for i in range(shape[0]):
+        for rest in local_indices(shape[1:]):
+            yield (i, *rest)
+
+
+def geometric_mask(shape, seed, offset, p, noise_shape=None, global_shape=None, shard_offsets=None):
+    """The flat keep-mask of a local tensor of `shape` under the geometry (defaults: G = shape, o = 0, M = G)."""
+    global_shape = tuple(shape) if global_shape is None else tuple(global_shape)
+    shard_offsets = (0,) * len(shape) if shard_offsets is None else tuple(shard_offsets)
+    noise_shape = global_shape if noise_shape is None else tuple(noise_shape)
+    return [keep(mask_index(i, global_shape, shard_offsets, noise_shape), seed, offset, p)
+            for i in local_indices(tuple(shape))]

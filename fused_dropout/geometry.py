@@ -1,0 +1,123 @@
+"""Mask geometry (docs/mask_spec.md, "Mask geometry"): where each element of a local tensor finds its mask index.
+
+x is the box `whole[o_0 : o_0 + n_0, ...]` of a tensor of shape G (global_shape, shard_offsets o), and its mask
+lives on the noise shape M (each M_d is G_d or 1) and is broadcast along the dims where M_d = 1. The element at
+local index (i_0, ..., i_{k-1}) has mask index
+
+    m = sum over d with M_d != 1 of (o_d + i_d) * prod_{e > d} M_e        (row-major in M)
+
+and the keep rule then uses g = offset + m. With the default arguments (G = M = x.shape, o = 0) m is the
+element's row-major index: today's masks.
+
+m is affine in the local multi-index: m = base + sum_d i_d * s_d with s_d = prod_{e > d} M_e (0 where M_d = 1).
+Dims whose strides chain (s_d = s_{d+1} * n_{d+1}, like coalescing a tensor's strides) merge, so any geometry
+becomes a base and a few (extent, stride) runs: a row shard of a plain dropout is one run of stride 1 (only
+the base moves: the existing `offset` argument serves it), DropPath's per-sample mask (B, 1, ..., 1) is
+(B, 1), (rest, 0), and channel dropout's (N, C, 1, 1) is (N * C, 1), (H * W, 0). This is the form the kernels
+take, and `mask_indices` expands it for the reference.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+OFFSET_LIMIT = 1 << 63  # offset + prod(noise_shape) must not pass it: g stays a non-negative int64
+
+
+@dataclass(frozen=True)
+class MaskGeometry:
+    """The mask index of every element of a local tensor of `shape`, as base + the (extent, stride) runs
+    (outermost first; their extents multiply to numel)."""
+
+    shape: tuple[int, ...]
+    base: int
+    runs: tuple[tuple[int, int], ...]
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def contiguous(self) -> bool:
+        """Whether m = base + the element's row-major index: the whole geometry is an extra offset (`base`), which
+        the kernels' flat path takes as it is."""
+        return all(stride == 1 for _, stride in self.runs)
+
+
+def _int_sequence(value, name: str, rank: int) -> tuple[int, ...]:
+    """value as a tuple of `rank` Python ints (a sequence of ints, a torch.Size); a clear error otherwise."""
+    if isinstance(value, (str, bytes, torch.Tensor)) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a sequence of ints (one per dimension of x), got {value!r}")
+    items = tuple(value)
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in items):
+        raise TypeError(f"{name} must be a sequence of ints, got {list(items)!r}")
+    if len(items) != rank:
+        raise ValueError(f"{name} must have one entry per dimension of x ({rank}), got {len(items)}: {list(items)}")
+    return tuple(int(v) for v in items)
+
+
+def mask_geometry(shape: Sequence[int], noise_shape=None, global_shape=None, shard_offsets=None,
+                  offset: int = 0) -> MaskGeometry:
+    """Validates the geometry of a local tensor of `shape` and returns it as runs. Errors name the argument;
+    nothing is modified.
+
+    Args:
+        shape: the local tensor's shape n.
+        noise_shape: M (default: global_shape); each M_d is global_shape[d] or 1.
+        global_shape: G (default: shape); the whole tensor's shape, n_d + o_d <= G_d.
+        shard_offsets: o (default: all zeros); where the local box starts in the whole tensor.
+        offset: the ops' element offset; offset + prod(M) must stay within 2^63.
+    """
+    shape = tuple(int(n) for n in shape)
+    rank = len(shape)
+    sizes = _int_sequence(shape if global_shape is None else global_shape, "global_shape", rank)
+    starts = _int_sequence((0,) * rank if shard_offsets is None else shard_offsets, "shard_offsets", rank)
+    noise = _int_sequence(sizes if noise_shape is None else noise_shape, "noise_shape", rank)
+    for d in range(rank):
+        if sizes[d] < 0:
+            raise ValueError(f"global_shape must have non-negative sizes, got {list(sizes)}")
+        if starts[d] < 0 or starts[d] + shape[d] > sizes[d]:
+            raise ValueError(f"shard_offsets put x outside global_shape in dim {d}: offset {starts[d]} + local size "
+                             f"{shape[d]} > global size {sizes[d]} (global_shape {list(sizes)}, shard_offsets "
+                             f"{list(starts)}, x.shape {list(shape)})")
+        if noise[d] not in (1, sizes[d]):
+            raise ValueError(f"noise_shape[{d}] must be 1 or global_shape[{d}] = {sizes[d]}, got {noise[d]} "
+                             f"(noise_shape {list(noise)})")
+    if offset + math.prod(noise) > OFFSET_LIMIT:
+        raise ValueError(f"offset + prod(noise_shape) = {offset} + {math.prod(noise)} passes 2^63: the mask "
+                         "indices would not fit the spec's 63-bit element index")
+    strides = []
+    row = 1
+    for d in reversed(range(rank)):
+        strides.append(0 if noise[d] == 1 else row)
+        row *= noise[d]
+    strides.reverse()
+    base = sum(o * s for o, s in zip(starts, strides))
+    return MaskGeometry(shape, base, _merged_runs(shape, strides))
+
+
+def _merged_runs(shape: tuple[int, ...], strides: list[int]) -> tuple[tuple[int, int], ...]:
+    """(extent, stride) runs of the dims, outermost first: extent-1 dims dropped, a dim merged into the run
+    inside it when its stride is that run's stride times its extent. An empty tensor is one run of extent 0."""
+    if math.prod(shape) == 0:
+        return ((0, 1),)
+    runs: list[list[int]] = []
+    for extent, stride in zip(reversed(shape), reversed(strides)):
+        if extent == 1:
+            continue
+        if runs and stride == runs[-1][1] * runs[-1][0]:
+            runs[-1][0] *= extent
+        else:
+            runs.append([extent, stride])
+    return tuple((extent, stride) for extent, stride in reversed(runs))
+
+
+def mask_indices(geometry: MaskGeometry, device=None) -> torch.Tensor:
+    """The mask index m of every element (int64, flat, in the local row-major order)."""
+    index = torch.full((), geometry.base, dtype=torch.int64, device=device)
+    for extent, stride in geometry.runs:
+        index = index.unsqueeze(-1) + torch.arange(extent, dtype=torch.int64, device=device) * stride
+    return index.reshape(-1)
