@@ -6,7 +6,7 @@ import torch
 
 from . import _fast_path
 from . import _validate as check
-from . import backends, spec
+from . import backends
 from ._rng import make_seed
 from .op_table import OPS_BY_NAME, FusedOp
 
@@ -161,7 +161,8 @@ def dropout_add(x: torch.Tensor, residual: torch.Tensor, p: float = 0.5, trainin
 
 
 def dropout_mask(shape, p: float, seed: int, *, offset: int = 0, device=None) -> torch.Tensor:
-    """The boolean keep-mask every op applies for this shape, p, seed and offset (computed by the reference).
+    """The boolean keep-mask every op applies for this shape, p, seed and offset (computed by the default
+    backend's dropout kernel).
 
     Args:
         shape (sequence of int): the shape of the tensor the mask is for.
@@ -188,5 +189,6 @@ def dropout_mask(shape, p: float, seed: int, *, offset: int = 0, device=None) ->
     if any(size < 0 for size in shape):
         raise ValueError(f"shape must have non-negative sizes, got {list(shape)}")
     device = torch.device(device) if device is not None else torch.device("cpu")
-    seed_tensor = make_seed(device, check.seed_bits(seed))
-    return spec.keep_mask(shape.numel(), seed_tensor, check.offset(offset), p).reshape(shape)
+    check.seed_bits(seed)
+    # The kernels' own decision: a kept 1 becomes the scale (>= 1, never 0) and a dropped one exactly 0.
+    return dropout(torch.ones(shape, device=device), p, seed=seed, offset=check.offset(offset)) != 0

@@ -40,11 +40,26 @@ def test_mask_matches_independent_spec_for_offsets(backend, offset):
 @pytest.mark.parametrize("offset", [0, 7, 2**33 + 2])
 def test_backends_and_dropout_mask_agree_on_large_tensors(seed, offset):
     x = make_input((37, 1001))
-    expected = fd.dropout_mask(x.shape, 0.3, seed, offset=offset)
+    seed_tensor = torch.tensor([seed], dtype=torch.int64)
+    expected = fd.spec.keep_mask(x.numel(), seed_tensor, offset, 0.3).reshape(x.shape)  # the reference's rule
+    assert torch.equal(fd.dropout_mask(x.shape, 0.3, seed, offset=offset), expected)
     for backend in CPU_BACKENDS:
         if backend == "triton":
             continue  # the interpreter is too slow for this size; tests/test_triton.py covers it
         assert torch.equal(kept(fd.dropout(x, 0.3, seed=seed, offset=offset, backend=backend)), expected), backend
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+def test_dropout_mask_at_the_edges(p):
+    """p = 0 keeps all, p = 1 none (the kernel's scale is 0 there, and a dropped element is 0 whatever the
+    scale), an empty shape is empty, and an unaligned offset near 2^63 follows the spec."""
+    offset = 2**63 - 5000
+    seed_tensor = torch.tensor([11], dtype=torch.int64)
+    for shape in [(0,), (3, 5), (1027,)]:
+        expected = fd.spec.keep_mask(math.prod(shape), seed_tensor, offset, p).reshape(shape)
+        assert torch.equal(fd.dropout_mask(shape, p, 11, offset=offset), expected)
+    assert bool(fd.dropout_mask((64,), p, 11).all()) == (p == 0.0)
+    assert bool(fd.dropout_mask((64,), p, 11).any()) == (p != 1.0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
