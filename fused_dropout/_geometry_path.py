@@ -47,11 +47,12 @@ def box_keep(geometry: MaskGeometry, seed: torch.Tensor, offset: int, p: float, 
 
 
 def forward(op: FusedOp, x, residual, bias, p: float, seed: torch.Tensor, offset: int, geometry: MaskGeometry,
-            ops) -> torch.Tensor:
-    """The op's result under the geometry, with autograd."""
+            ops, scale: bool = True) -> torch.Tensor:
+    """The op's result under the geometry, with autograd. scale=False leaves the kept values unscaled (timm's
+    drop_path with scale_by_keep=False): the decisions are drawn with p, the values made with scale 1."""
     warnings.warn(_WARNING, UserWarning, stacklevel=_stacklevel_of_caller())
     keep = box_keep(geometry, seed, offset, p, ops, x.device)
-    return _SharedMaskOp.apply(x, residual, bias, keep, p, op)
+    return _SharedMaskOp.apply(x, residual, bias, keep, p if scale else 0.0, op)
 
 
 class _SharedMaskOp(torch.autograd.Function):

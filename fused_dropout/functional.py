@@ -196,19 +196,21 @@ def dropout_add(x: torch.Tensor, residual: torch.Tensor, p: float = 0.5, trainin
                 (noise_shape, global_shape, shard_offsets))
 
 
-def dropout_mask(shape, p: float, seed: int, *, offset: int = 0, device=None) -> torch.Tensor:
-    """The boolean keep-mask every op applies for this shape, p, seed and offset (computed by the default
-    backend's dropout kernel).
+def dropout_mask(shape, p: float, seed: int, *, offset: int = 0, noise_shape=None, global_shape=None,
+                 shard_offsets=None, device=None) -> torch.Tensor:
+    """The boolean keep-mask every op applies for this shape, p, seed, offset and mask geometry (made by the
+    default backend's dropout kernel).
 
     Args:
-        shape (sequence of int): the shape of the tensor the mask is for.
+        shape (sequence of int): the shape of the (local) tensor the mask is for.
         p (float): drop probability in [0, 1].
         seed (int): the seed (a drawn seed cannot be named in advance).
         offset (int): the element-index offset, as the ops take it.
+        noise_shape, global_shape, shard_offsets: the mask geometry, as the ops take it.
         device: where the mask is computed and returned (default CPU).
 
     Returns:
-        A bool tensor of `shape`, True where an element is kept.
+        A bool tensor of `shape`, True where an element is kept (equal along the dims noise_shape broadcasts).
 
     Example:
         >>> fused_dropout.dropout_mask((2, 4), 0.5, seed=1)
@@ -225,6 +227,12 @@ def dropout_mask(shape, p: float, seed: int, *, offset: int = 0, device=None) ->
     if any(size < 0 for size in shape):
         raise ValueError(f"shape must have non-negative sizes, got {list(shape)}")
     device = torch.device(device) if device is not None else torch.device("cpu")
-    check.seed_bits(seed)
-    # The kernels' own decision: a kept 1 becomes the scale (>= 1, never 0) and a dropped one exactly 0.
-    return dropout(torch.ones(shape, device=device), p, seed=seed, offset=check.offset(offset)) != 0
+    offset = check.offset(offset)
+    geometry = mask_geometry(shape, noise_shape, global_shape, shard_offsets, offset)
+    if geometry.contiguous:
+        check.seed_bits(seed)
+        # The kernels' own decision: a kept 1 becomes the scale (>= 1, never 0) and a dropped one exactly 0.
+        return dropout(torch.ones(shape, device=device), p, seed=seed, offset=offset + geometry.base) != 0
+    seed_tensor = make_seed(device, check.seed_bits(seed))
+    keep = _geometry_path.box_keep(geometry, seed_tensor, offset, p, backends.ops_for(None, device), device)
+    return keep.expand(shape).contiguous()
