@@ -50,8 +50,11 @@ def forward(op: FusedOp, x, residual, bias, p: float, seed: torch.Tensor, offset
             ops, scale: bool = True) -> torch.Tensor:
     """The op's result under the geometry, with autograd. scale=False leaves the kept values unscaled (timm's
     drop_path with scale_by_keep=False): the decisions are drawn with p, the values made with scale 1."""
-    warnings.warn(_WARNING, UserWarning, stacklevel=_stacklevel_of_caller())
+    if not torch.compiler.is_compiling():  # said when the call runs eagerly (a traced frame cannot be walked)
+        warnings.warn(_WARNING, UserWarning, stacklevel=_stacklevel_of_caller())
     keep = box_keep(geometry, seed, offset, p, ops, x.device)
+    if residual is x:  # torch.compile traces no autograd.Function given one tensor twice; a view is another
+        residual = residual.view_as(residual)
     return _SharedMaskOp.apply(x, residual, bias, keep, p if scale else 0.0, op)
 
 

@@ -146,3 +146,20 @@ def test_bad_geometry_names_the_argument_and_touches_nothing(op):
 def test_the_mask_box_is_what_the_geometry_shares():
     assert mask_geometry((8, 3, 5, 5), (8, 1, 1, 1)).mask_box == (8, 1, 1, 1)
     assert mask_geometry((4, 5), None, (4, 12), (0, 6)).mask_box == (4, 5)
+
+
+@pytest.mark.parametrize("call", [
+    pytest.param(lambda t: fd.dropout2d(t, P, seed=SEED), id="dropout2d"),
+    pytest.param(lambda t: fd.drop_path(t, P, True, False, seed=SEED), id="drop_path-unscaled"),
+    pytest.param(lambda t: fd.dropout_add(t, t, P, seed=SEED, noise_shape=(4, 1, 2, 1)), id="dropout_add-self"),
+    pytest.param(lambda t: fd.dropout(t, P, seed=SEED, global_shape=(4, 3, 2, 4), shard_offsets=(0, 0, 0, 1)),
+                 id="column-shard"),
+])
+def test_torch_compile_fullgraph_matches_eager(call):
+    torch._dynamo.reset()
+    x = make_input((4, 3, 2, 2), requires_grad=True)
+    expected = call(x)
+    (grad_expected,) = torch.autograd.grad(expected.sum(), x)
+    got = torch.compile(call, fullgraph=True, backend="aot_eager")(x)
+    (grad_got,) = torch.autograd.grad(got.sum(), x)
+    assert torch.equal(got, expected) and torch.equal(grad_got, grad_expected)
