@@ -12,14 +12,25 @@ from . import ops  # noqa: F401 - defines the ops before the kernels register
 from .backends import available_backends
 from .functional import bias_relu_dropout, dropout, dropout_add, dropout_mask
 from .modules import FusedBiasReLUDropout, FusedDropout, FusedDropoutAdd, replace_dropout
+from .structured import drop_path, dropout1d, dropout2d, dropout3d
+from .structured_modules import DropPath, FusedDropout1d, FusedDropout2d, FusedDropout3d, LockedDropout
 
 __all__ = [
+    "DropPath",
     "FusedBiasReLUDropout",
     "FusedDropout",
+    "FusedDropout1d",
+    "FusedDropout2d",
+    "FusedDropout3d",
     "FusedDropoutAdd",
+    "LockedDropout",
     "available_backends",
     "bias_relu_dropout",
+    "drop_path",
     "dropout",
+    "dropout1d",
+    "dropout2d",
+    "dropout3d",
     "dropout_add",
     "dropout_mask",
     "replace_dropout",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from . import _fast_path
+from . import _fast_path, _geometry_path
 from . import _validate as check
 from . import backends
 from ._rng import make_seed
+from .geometry import MaskGeometry, mask_geometry
 from .op_table import OPS_BY_NAME, FusedOp
+
+_NO_GEOMETRY = (None, None, None)  # (noise_shape, global_shape, shard_offsets) of the common call
 
 
 def _validate_randomness(x, seed, offset, generator) -> None:
@@ -33,10 +36,22 @@ def _validated(op: FusedOp, x, residual, bias, p, training):
     return x, residual, bias, check.probability(p), check.flag(training, "training")
 
 
-def apply(op: FusedOp, x, residual, bias, p, training, seed, offset, generator, backend) -> torch.Tensor:
+def _mask_geometry(x, offset, geometry_args) -> MaskGeometry | None:
+    """The validated geometry of (noise_shape, global_shape, shard_offsets), None when all three are None (the
+    row-major index: the common case)."""
+    if all(arg is None for arg in geometry_args):
+        return None
+    return mask_geometry(x.shape, *geometry_args, offset=check.offset(offset))
+
+
+def apply(op: FusedOp, x, residual, bias, p, training, seed, offset, generator, backend,
+          geometry_args=_NO_GEOMETRY) -> torch.Tensor:
     """Runs `op` (a row of the op table) on validated arguments. With training=False or p = 0 nothing is
-    dropped and no randomness is drawn: the op runs with p = 0 (activation(x + bias) + residual in one pass)."""
+    dropped and no randomness is drawn: the op runs with p = 0 (activation(x + bias) + residual in one pass).
+    A mask geometry that is a plain offset (a shard of whole rows) moves the offset; any other runs the composite
+    of _geometry_path."""
     ops = backends.ops_for(backend, x.device)
+    geometry = _mask_geometry(x, offset, geometry_args)  # checked in every mode
     if not training or p == 0.0:
         _validate_randomness(x, seed, offset, generator)
         seed_tensor, offset, p = None, 0, 0.0
@@ -44,16 +59,22 @@ def apply(op: FusedOp, x, residual, bias, p, training, seed, offset, generator, 
         seed_bits = check.seed_bits(seed)
         offset = check.offset(offset)
         seed_tensor = make_seed(x.device, seed_bits, check.generator(generator, x.device))
+        if geometry is not None and not geometry.contiguous:
+            return _geometry_path.forward(op, x, residual, bias, p, seed_tensor, offset, geometry, ops)
+        if geometry is not None:
+            offset += geometry.base
     return ops.forward[op.name](*op.pack(x, residual, bias, seed_tensor, offset, p))
 
 
-def _run(op: FusedOp, x, residual, bias, p, training, seed, offset, generator, backend) -> torch.Tensor:
+def _run(op: FusedOp, x, residual, bias, p, training, seed, offset, generator, backend,
+         geometry_args=_NO_GEOMETRY) -> torch.Tensor:
     """A public call of `op`: the common call's shortcut (_fast_path), else full validation and apply."""
-    out = _fast_path.forward(op, x, residual, bias, p, training, seed, offset, generator, backend)
-    if out is not None:
-        return out
+    if geometry_args is _NO_GEOMETRY:
+        out = _fast_path.forward(op, x, residual, bias, p, training, seed, offset, generator, backend)
+        if out is not None:
+            return out
     x, residual, bias, p, training = _validated(op, x, residual, bias, p, training)
-    return apply(op, x, residual, bias, p, training, seed, offset, generator, backend)
+    return apply(op, x, residual, bias, p, training, seed, offset, generator, backend, geometry_args)
 
 
 _COMMON_ARGS = """
@@ -66,7 +87,15 @@ _COMMON_ARGS = """
             tensor gets exactly its slice of that tensor's mask. Default 0.
         generator (torch.Generator, optional): drawn from when seed is None.
         backend (str, optional): "cpu", "cuda", "triton" or "torch"; None or "auto" takes FUSED_DROPOUT_BACKEND,
-            else the fastest available for x's device. Every backend gives the same bits."""
+            else the fastest available for x's device. Every backend gives the same bits.
+        noise_shape (sequence of int, optional): the mask's shape M (default global_shape): each M_d is
+            global_shape[d] or 1, and the mask is shared along the dims where it is 1 (channel dropout: (N, C, 1,
+            1); DropPath: (B, 1, ..., 1); locked dropout: 1 along time).
+        global_shape (sequence of int, optional): the whole tensor's shape when x is a shard of it (default
+            x.shape); with shard_offsets, x gets exactly its box of the whole tensor's mask.
+        shard_offsets (sequence of int, optional): where x starts in the whole tensor, per dim (default zeros).
+            Masks under noise_shape, or of a shard that is not whole rows, run as a composite of torch ops around
+            one shared mask for now (a warning says so); a shard of whole rows is a plain offset."""
 
 
 def _with_common_args(fn):
@@ -76,7 +105,8 @@ def _with_common_args(fn):
 
 @_with_common_args
 def dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False, *, seed: int | None = None,
-            offset: int = 0, generator: torch.Generator | None = None, backend: str | None = None) -> torch.Tensor:
+            offset: int = 0, generator: torch.Generator | None = None, backend: str | None = None,
+            noise_shape=None, global_shape=None, shard_offsets=None) -> torch.Tensor:
     """Dropout with the project's mask: element i is kept iff its Philox word is >= floor(p * 2^32), and kept
     elements are scaled by 1 / (1 - p). Same contract as torch.nn.functional.dropout; the backward saves no mask
     (the 8-byte seed tensor instead).
@@ -97,7 +127,8 @@ def dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, inplace: boo
                 [2., 2., 0., 2.]])
     """
     op = OPS_BY_NAME["dropout"]
-    if inplace is False:
+    geometry_args = (noise_shape, global_shape, shard_offsets)
+    if inplace is False and geometry_args == _NO_GEOMETRY:
         out = _fast_path.forward(op, x, None, None, p, training, seed, offset, generator, backend)
         if out is not None:
             return out
@@ -106,15 +137,17 @@ def dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, inplace: boo
     if not training or p == 0.0:
         backends.resolve(backend, x.device)  # a bad backend argument is an error in every mode
         _validate_randomness(x, seed, offset, generator)
+        _mask_geometry(x, offset, geometry_args)
         return x
-    out = apply(op, x, None, None, p, training, seed, offset, generator, backend)
+    out = apply(op, x, None, None, p, training, seed, offset, generator, backend, geometry_args)
     return x.copy_(out) if inplace else out
 
 
 @_with_common_args
 def bias_relu_dropout(x: torch.Tensor, bias: torch.Tensor | None, p: float = 0.5, training: bool = True, *,
                       seed: int | None = None, offset: int = 0, generator: torch.Generator | None = None,
-                      backend: str | None = None) -> torch.Tensor:
+                      backend: str | None = None, noise_shape=None, global_shape=None,
+                      shard_offsets=None) -> torch.Tensor:
     """dropout(relu(x + bias)) in one pass over memory. The backward uses the saved output (y > 0 marks the kept,
     active elements): no mask is stored.
 
@@ -132,13 +165,15 @@ def bias_relu_dropout(x: torch.Tensor, bias: torch.Tensor | None, p: float = 0.5
         >>> fused_dropout.bias_relu_dropout(x, torch.zeros(4), 0.5, seed=1)
         tensor([[0., 1., 4., 6.]])
     """
-    return _run(OPS_BY_NAME["bias_relu_dropout"], x, None, bias, p, training, seed, offset, generator, backend)
+    return _run(OPS_BY_NAME["bias_relu_dropout"], x, None, bias, p, training, seed, offset, generator, backend,
+                (noise_shape, global_shape, shard_offsets))
 
 
 @_with_common_args
 def dropout_add(x: torch.Tensor, residual: torch.Tensor, p: float = 0.5, training: bool = True, *,
                 bias: torch.Tensor | None = None, seed: int | None = None, offset: int = 0,
-                generator: torch.Generator | None = None, backend: str | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, backend: str | None = None, noise_shape=None,
+                global_shape=None, shard_offsets=None) -> torch.Tensor:
     """residual + dropout(x + bias) in one pass over memory, for residual connections. The backward saves no
     mask (the 8-byte seed tensor); the residual's gradient is the incoming gradient itself.
 
@@ -157,22 +192,25 @@ def dropout_add(x: torch.Tensor, residual: torch.Tensor, p: float = 0.5, trainin
         >>> fused_dropout.dropout_add(x, residual, 0.5, seed=3)
         tensor([[12., 10., 12., 12.]])
     """
-    return _run(OPS_BY_NAME["dropout_add"], x, residual, bias, p, training, seed, offset, generator, backend)
+    return _run(OPS_BY_NAME["dropout_add"], x, residual, bias, p, training, seed, offset, generator, backend,
+                (noise_shape, global_shape, shard_offsets))
 
 
-def dropout_mask(shape, p: float, seed: int, *, offset: int = 0, device=None) -> torch.Tensor:
-    """The boolean keep-mask every op applies for this shape, p, seed and offset (computed by the default
-    backend's dropout kernel).
+def dropout_mask(shape, p: float, seed: int, *, offset: int = 0, noise_shape=None, global_shape=None,
+                 shard_offsets=None, device=None) -> torch.Tensor:
+    """The boolean keep-mask every op applies for this shape, p, seed, offset and mask geometry (made by the
+    default backend's dropout kernel).
 
     Args:
-        shape (sequence of int): the shape of the tensor the mask is for.
+        shape (sequence of int): the shape of the (local) tensor the mask is for.
         p (float): drop probability in [0, 1].
         seed (int): the seed (a drawn seed cannot be named in advance).
         offset (int): the element-index offset, as the ops take it.
+        noise_shape, global_shape, shard_offsets: the mask geometry, as the ops take it.
         device: where the mask is computed and returned (default CPU).
 
     Returns:
-        A bool tensor of `shape`, True where an element is kept.
+        A bool tensor of `shape`, True where an element is kept (equal along the dims noise_shape broadcasts).
 
     Example:
         >>> fused_dropout.dropout_mask((2, 4), 0.5, seed=1)
@@ -189,6 +227,12 @@ def dropout_mask(shape, p: float, seed: int, *, offset: int = 0, device=None) ->
     if any(size < 0 for size in shape):
         raise ValueError(f"shape must have non-negative sizes, got {list(shape)}")
     device = torch.device(device) if device is not None else torch.device("cpu")
-    check.seed_bits(seed)
-    # The kernels' own decision: a kept 1 becomes the scale (>= 1, never 0) and a dropped one exactly 0.
-    return dropout(torch.ones(shape, device=device), p, seed=seed, offset=check.offset(offset)) != 0
+    offset = check.offset(offset)
+    geometry = mask_geometry(shape, noise_shape, global_shape, shard_offsets, offset)
+    if geometry.contiguous:
+        check.seed_bits(seed)
+        # The kernels' own decision: a kept 1 becomes the scale (>= 1, never 0) and a dropped one exactly 0.
+        return dropout(torch.ones(shape, device=device), p, seed=seed, offset=offset + geometry.base) != 0
+    seed_tensor = make_seed(device, check.seed_bits(seed))
+    keep = _geometry_path.box_keep(geometry, seed_tensor, offset, p, backends.ops_for(None, device), device)
+    return keep.expand(shape).contiguous()

@@ -35,10 +35,18 @@ class MaskGeometry:
     shape: tuple[int, ...]
     base: int
     runs: tuple[tuple[int, int], ...]
+    noise_shape: tuple[int, ...]  # the arguments, normalised (defaults filled in)
+    global_shape: tuple[int, ...]
+    shard_offsets: tuple[int, ...]
 
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
+
+    @property
+    def mask_box(self) -> tuple[int, ...]:
+        """The shape of the mask's own decisions for this tensor: its shape with the broadcast dims set to 1."""
+        return tuple(n if m != 1 else 1 for n, m in zip(self.shape, self.noise_shape))
 
     @property
     def contiguous(self) -> bool:
@@ -96,7 +104,7 @@ def mask_geometry(shape: Sequence[int], noise_shape=None, global_shape=None, sha
         row *= noise[d]
     strides.reverse()
     base = sum(o * s for o, s in zip(starts, strides))
-    return MaskGeometry(shape, base, _merged_runs(shape, strides))
+    return MaskGeometry(shape, base, _merged_runs(shape, strides), noise, sizes, starts)
 
 
 def _merged_runs(shape: tuple[int, ...], strides: list[int]) -> tuple[tuple[int, int], ...]:

@@ -244,19 +244,39 @@ class FusedDropoutAdd(nn.Module):
         return f"p={self.p}"
 
 
-def replace_dropout(module: nn.Module) -> nn.Module:
-    r"""Swaps every plain :class:`torch.nn.Dropout` inside a model for a :class:`FusedDropout`, in place.
+def _fused_counterpart(child: nn.Module) -> nn.Module | None:
+    """A new fused module doing what `child` does (same arguments and train/eval mode), or None when `child` is
+    not one replace_dropout swaps: exactly nn.Dropout / Dropout1d / 2d / 3d (a subclass may override forward),
+    or a timm-style DropPath (a class named DropPath with a drop_prob; scale_by_keep kept)."""
+    kind = type(child)
+    if kind is nn.Dropout:
+        fused = FusedDropout(child.p, child.inplace)
+    elif kind in _CHANNEL_DROPOUTS:
+        fused = _CHANNEL_DROPOUTS[kind](child.p, child.inplace)
+    elif kind.__name__ == "DropPath" and kind is not DropPath and hasattr(child, "drop_prob"):
+        fused = DropPath(float(child.drop_prob), getattr(child, "scale_by_keep", True))
+    else:
+        return None
+    return fused.train(child.training)
 
-    Each replacement has the replaced module's ``p``, ``inplace`` flag and train/eval mode, and the default
-    backend. A Dropout held at several places (a shared instance) is replaced at all of them by one
-    FusedDropout, so the sharing survives. ``nn.Dropout`` subclasses are left alone (they may override
-    ``forward``), and so are the functional dropouts a model calls in its own ``forward``.
+
+def replace_dropout(module: nn.Module) -> nn.Module:
+    r"""Swaps the dropout modules inside a model for fused ones, in place: every plain :class:`torch.nn.Dropout`
+    for a :class:`FusedDropout`, :class:`torch.nn.Dropout1d` / ``2d`` / ``3d`` for
+    :class:`FusedDropout1d` / ``2d`` / ``3d``, and timm's ``DropPath`` (any class named DropPath with a
+    ``drop_prob``) for :class:`fused_dropout.DropPath`.
+
+    Each replacement has the replaced module's ``p`` (``drop_prob``), ``inplace`` (``scale_by_keep``) and
+    train/eval mode, and the default backend; in eval mode every output is bit-identical. A module held at
+    several places (a shared instance) is replaced at all of them by one fused module, so the sharing survives.
+    Subclasses of the torch modules are left alone (they may override ``forward``), and so are the functional
+    dropouts a model calls in its own ``forward`` (see :func:`fused_dropout.patch`).
 
     Args:
-        module: the model to change; it may itself be an ``nn.Dropout``.
+        module: the model to change; it may itself be one of the swapped modules.
 
     Returns:
-        ``module`` itself, changed in place; a new :class:`FusedDropout` when ``module`` is an ``nn.Dropout``.
+        ``module`` itself, changed in place; a new fused module when ``module`` is one of the swapped modules.
 
     Raises:
         TypeError: if ``module`` is not an ``nn.Module``.
@@ -271,23 +291,28 @@ def replace_dropout(module: nn.Module) -> nn.Module:
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
 
-    replacements: dict[int, FusedDropout] = {}  # id of a replaced nn.Dropout -> its FusedDropout
+    replacements: dict[int, nn.Module | None] = {}  # id of a visited module -> its fused counterpart (or None)
 
-    def fused_from(dropout: nn.Dropout) -> FusedDropout:
-        if id(dropout) not in replacements:
-            fused = FusedDropout(dropout.p, dropout.inplace)
-            fused.train(dropout.training)
-            replacements[id(dropout)] = fused
-        return replacements[id(dropout)]
+    def fused_from(child: nn.Module) -> nn.Module | None:
+        if id(child) not in replacements:
+            replacements[id(child)] = _fused_counterpart(child)
+        return replacements[id(child)]
 
-    if type(module) is nn.Dropout:
-        return fused_from(module)
+    top = fused_from(module)
+    if top is not None:
+        return top
     # modules() visits each distinct module once, and named_children() names a child held under two names only
-    # once: read every parent's _modules instead, so that every place a Dropout is held gets replaced. The list is
-    # taken first so the walk never descends into the FusedDropouts it inserts; it also keeps every replaced
-    # Dropout alive until the walk ends, so no id in `replacements` can be reused by a new object.
+    # once: read every parent's _modules instead, so that every place a dropout is held gets replaced. The list is
+    # taken first so the walk never descends into the fused modules it inserts; it also keeps every replaced
+    # module alive until the walk ends, so no id in `replacements` can be reused by a new object.
     for parent in list(module.modules()):
         for name, child in list(parent._modules.items()):
-            if type(child) is nn.Dropout:
-                setattr(parent, name, fused_from(child))
+            fused = fused_from(child) if child is not None else None
+            if fused is not None:
+                setattr(parent, name, fused)
     return module
+
+
+from .structured_modules import DropPath, FusedDropout1d, FusedDropout2d, FusedDropout3d  # noqa: E402
+
+_CHANNEL_DROPOUTS = {nn.Dropout1d: FusedDropout1d, nn.Dropout2d: FusedDropout2d, nn.Dropout3d: FusedDropout3d}

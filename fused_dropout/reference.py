@@ -16,8 +16,13 @@ def _masked_scale(v: torch.Tensor, keep: torch.Tensor, p: float, dtype: torch.dt
 
 
 def forward(op: FusedOp, x, residual, bias, seed, offset, p):
-    acc = compute_dtype(x.dtype)
     keep = keep_mask(x.numel(), seed, offset, p).to(x.device).reshape(x.shape)
+    return forward_with_keep(op, x, residual, bias, keep, p)
+
+
+def forward_with_keep(op: FusedOp, x, residual, bias, keep, p):
+    """The op's values for a given keep mask (x's shape, or broadcast to it: a mask geometry's shared mask)."""
+    acc = compute_dtype(x.dtype)
     v = x.to(acc)
     if bias is not None:
         v = v + bias.to(acc).reshape(x.shape[-1:])  # a 0-d x takes a bias of shape [1]
@@ -45,5 +50,15 @@ def backward(kind: str, grad, saved: tuple, p, bias_grad):
         keep = y > 0
     else:
         raise ValueError(f"unknown backward kind {kind!r}")
-    grad_in = to_output_dtype(_masked_scale(grad.to(compute_dtype(grad.dtype)), keep, p, grad.dtype), grad.dtype)
+    grad_in = masked_grad(grad, keep, p)
     return grad_in, _column_sums(grad_in, bias_grad)
+
+
+def masked_grad(grad: torch.Tensor, keep: torch.Tensor, p: float) -> torch.Tensor:
+    """keep ? grad * scale : 0, in grad's dtype (keep of grad's shape or broadcast to it)."""
+    return to_output_dtype(_masked_scale(grad.to(compute_dtype(grad.dtype)), keep, p, grad.dtype), grad.dtype)
+
+
+def column_sums(grad_in: torch.Tensor) -> torch.Tensor:
+    """The bias gradient of grad_in: its sums over every dim but the last, in grad_in's dtype."""
+    return _column_sums(grad_in, True)

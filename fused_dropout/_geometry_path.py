@@ -1,0 +1,108 @@
+"""The ops under a mask geometry that is not a plain offset (a broadcast noise_shape, a shard that is not a run
+of whole rows): the kernels do not take mask runs yet, so these calls run as a composite of torch ops around one
+shared mask, and say so once (a warning).
+
+The mask is made once per shared decision, on the "mask box": x's shape with the broadcast dims collapsed to 1
+(B values for DropPath's (B, 1, ..., 1), N * C for channel dropout), by the backend's own dropout kernel when
+the box's mask indices are one contiguous range (every unsharded geometry), else by the reference's Philox on
+the box's indices. The values then follow the spec exactly (fused_dropout.reference.forward_with_keep), so the
+bits are those every backend gives. The backward keeps the box mask (or the output y for ReLU, as the fused ops
+do): grad_in = keep ? grad * scale : 0, itself differentiable (double backward).
+"""
+from __future__ import annotations
+
+import sys
+import warnings
+
+import torch
+
+from . import reference
+from .geometry import MaskGeometry, mask_geometry, mask_indices
+from .op_table import FusedOp
+from .spec import keep_mask_at
+
+_WARNING = ("fused_dropout: this mask geometry (noise_shape, or a shard that is not whole rows) runs as a "
+            "composite of torch ops around one shared mask, not yet as one fused pass over memory; the results are "
+            "the spec's bits")
+
+
+def _stacklevel_of_caller() -> int:
+    """The warnings stacklevel (counted from the function that warns) of the first frame outside this package:
+    the user's call, whichever public function or module led here."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(__package__ + "."):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def box_keep(geometry: MaskGeometry, seed: torch.Tensor, offset: int, p: float, ops, device) -> torch.Tensor:
+    """The keep decisions of the geometry's mask box (x's shape with the broadcast dims set to 1), bool."""
+    box_shape = geometry.mask_box
+    box = mask_geometry(box_shape, geometry.noise_shape, geometry.global_shape, geometry.shard_offsets, offset)
+    if box.contiguous:
+        # The kernel's own decisions: a kept 1 becomes the scale (>= 1, never 0), a dropped one exactly 0.
+        ones = torch.ones(box_shape, device=device)
+        return ops.forward["dropout"](ones, seed, offset + box.base, p) != 0
+    return keep_mask_at(mask_indices(box, device), seed, offset, p).reshape(box_shape)
+
+
+def forward(op: FusedOp, x, residual, bias, p: float, seed: torch.Tensor, offset: int, geometry: MaskGeometry,
+            ops, scale: bool = True) -> torch.Tensor:
+    """The op's result under the geometry, with autograd. scale=False leaves the kept values unscaled (timm's
+    drop_path with scale_by_keep=False): the decisions are drawn with p, the values made with scale 1."""
+    if not torch.compiler.is_compiling():  # said when the call runs eagerly (a traced frame cannot be walked)
+        warnings.warn(_WARNING, UserWarning, stacklevel=_stacklevel_of_caller())
+    keep = box_keep(geometry, seed, offset, p, ops, x.device)
+    if residual is x:  # torch.compile traces no autograd.Function given one tensor twice; a view is another
+        residual = residual.view_as(residual)
+    return _SharedMaskOp.apply(x, residual, bias, keep, p if scale else 0.0, op)
+
+
+class _SharedMaskOp(torch.autograd.Function):
+    """residual + dropout(activation(x + bias)) with a given (broadcast) keep mask."""
+
+    @staticmethod
+    def forward(ctx, x, residual, bias, keep, p, op):
+        out = reference.forward_with_keep(op, x, residual, bias, keep, p)
+        ctx.p, ctx.relu, ctx.has_residual = p, op.activation == "relu", residual is not None
+        ctx.bias_shape = None if bias is None else bias.shape
+        # ReLU keeps its output (kept and active <=> y > 0), as the fused op does; the others the box mask.
+        ctx.save_for_backward(out if ctx.relu else keep)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (saved,) = ctx.saved_tensors
+        keep = saved > 0 if ctx.relu else saved
+        grad_x = _MaskedGrad.apply(grad, keep, ctx.p)
+        grad_bias = _ColumnSums.apply(grad_x) if ctx.bias_shape is not None and ctx.needs_input_grad[2] else None
+        return grad_x, grad if ctx.has_residual else None, grad_bias, None, None, None
+
+
+class _MaskedGrad(torch.autograd.Function):
+    """keep ? grad * scale : 0: linear in grad with a diagonal (keep * scale), so its backward is itself."""
+
+    @staticmethod
+    def forward(ctx, grad, keep, p):
+        ctx.save_for_backward(keep)
+        ctx.p = p
+        return reference.masked_grad(grad, keep, p)
+
+    @staticmethod
+    def backward(ctx, grad_grad):
+        (keep,) = ctx.saved_tensors
+        return _MaskedGrad.apply(grad_grad, keep, ctx.p), None, None
+
+
+class _ColumnSums(torch.autograd.Function):
+    """The bias gradient: sums over every dim but the last, rounded once (every NaN canonical, as the kernels'
+    column sums); its backward broadcasts along the rows."""
+
+    @staticmethod
+    def forward(ctx, grad_x):
+        ctx.shape = grad_x.shape
+        return reference.column_sums(grad_x)
+
+    @staticmethod
+    def backward(ctx, grad_bias):
+        return grad_bias.reshape(ctx.shape[-1:] if len(ctx.shape) else ()).expand(ctx.shape)
