@@ -6,7 +6,7 @@ import torch
 
 from . import _fast_path, _geometry_path
 from . import _validate as check
-from . import backends
+from . import backends, distributed
 from ._rng import make_seed
 from .geometry import MaskGeometry, mask_geometry
 from .op_table import OPS_BY_NAME, FusedOp
@@ -45,11 +45,11 @@ def _mask_geometry(x, offset, geometry_args) -> MaskGeometry | None:
 
 
 def apply(op: FusedOp, x, residual, bias, p, training, seed, offset, generator, backend,
-          geometry_args=_NO_GEOMETRY) -> torch.Tensor:
+          geometry_args=_NO_GEOMETRY, seed_tensor=None) -> torch.Tensor:
     """Runs `op` (a row of the op table) on validated arguments. With training=False or p = 0 nothing is
     dropped and no randomness is drawn: the op runs with p = 0 (activation(x + bias) + residual in one pass).
     A mask geometry that is a plain offset (a shard of whole rows) moves the offset; any other runs the composite
-    of _geometry_path."""
+    of _geometry_path. A given seed_tensor (a DTensor call's seed, shared by its ranks) is used instead of a draw."""
     ops = backends.ops_for(backend, x.device)
     geometry = _mask_geometry(x, offset, geometry_args)  # checked in every mode
     if not training or p == 0.0:
@@ -58,7 +58,9 @@ def apply(op: FusedOp, x, residual, bias, p, training, seed, offset, generator, 
     else:
         seed_bits = check.seed_bits(seed)
         offset = check.offset(offset)
-        seed_tensor = make_seed(x.device, seed_bits, check.generator(generator, x.device))
+        generator = check.generator(generator, x.device)
+        if seed_tensor is None:
+            seed_tensor = make_seed(x.device, seed_bits, generator)
         if geometry is not None and not geometry.contiguous:
             return _geometry_path.forward(op, x, residual, bias, p, seed_tensor, offset, geometry, ops)
         if geometry is not None:
@@ -73,8 +75,28 @@ def _run(op: FusedOp, x, residual, bias, p, training, seed, offset, generator, b
         out = _fast_path.forward(op, x, residual, bias, p, training, seed, offset, generator, backend)
         if out is not None:
             return out
+    if type(x) is not torch.Tensor and distributed.is_dtensor(x):
+        return _run_on_shards(op, x, residual, bias, p, training, seed, offset, generator, backend, geometry_args)
     x, residual, bias, p, training = _validated(op, x, residual, bias, p, training)
     return apply(op, x, residual, bias, p, training, seed, offset, generator, backend, geometry_args)
+
+
+def _run_on_shards(op: FusedOp, x, residual, bias, p, training, seed, offset, generator, backend, geometry_args):
+    """`op` on DTensors (fused_dropout.distributed): each rank computes its shard's box of the whole result."""
+    p_value, training_value = check.probability(p), check.flag(training, "training")
+    seed_tensor = None
+    if training_value and p_value != 0.0 and seed is None:
+        local = x.to_local()
+        seed_tensor = distributed.shared_seed(x, make_seed(local.device, None,
+                                                           check.generator(generator, local.device)))
+
+    def on_shard(local_x, local_residual, local_bias, seed_tensor, global_shape, shard_offsets, noise_shape):
+        local_x, local_residual, local_bias, p_local, training_local = _validated(op, local_x, local_residual,
+                                                                                   local_bias, p, training)
+        return apply(op, local_x, local_residual, local_bias, p_local, training_local, seed, offset, generator,
+                     backend, (noise_shape, global_shape, shard_offsets), seed_tensor)
+
+    return distributed.run(on_shard, x, residual, bias, seed_tensor, *geometry_args)
 
 
 _COMMON_ARGS = """
@@ -132,6 +154,11 @@ def dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, inplace: boo
         out = _fast_path.forward(op, x, None, None, p, training, seed, offset, generator, backend)
         if out is not None:
             return out
+    if type(x) is not torch.Tensor and distributed.is_dtensor(x):
+        if not check.flag(training, "training") or check.probability(p) == 0.0:
+            return x
+        out = _run_on_shards(op, x, None, None, p, training, seed, offset, generator, backend, geometry_args)
+        return x.copy_(out) if check.flag(inplace, "inplace") else out
     x, _, _, p, training = _validated(op, x, None, None, p, training)
     inplace = check.flag(inplace, "inplace")
     if not training or p == 0.0:

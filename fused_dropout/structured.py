@@ -9,7 +9,7 @@ import torch
 
 from . import _geometry_path
 from . import _validate as check
-from . import backends
+from . import backends, distributed
 from . import functional as F
 from ._rng import make_seed
 from .geometry import mask_geometry
@@ -122,6 +122,9 @@ def drop_path(x: torch.Tensor, drop_prob: float = 0.0, training: bool = False, s
     if scale_by_keep:
         return F.dropout(x, drop_prob, training, seed=seed, offset=offset, generator=generator, backend=backend,
                          noise_shape=noise)
+    if distributed.is_dtensor(x):
+        raise ValueError("drop_path with scale_by_keep=False does not take a DTensor yet: pass x.to_local() with "
+                         "global_shape and shard_offsets, or use scale_by_keep=True")
     x, _, _, p, training = F._validated(op, x, None, None, drop_prob, training)
     ops = backends.ops_for(backend, x.device)
     geometry = mask_geometry(x.shape, noise, offset=check.offset(offset))
