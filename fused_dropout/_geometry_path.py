@@ -19,7 +19,8 @@ import torch
 from . import reference
 from .geometry import MaskGeometry, mask_geometry, mask_indices
 from .op_table import FusedOp
-from .spec import keep_mask_at
+from .activations import ACTIVATIONS
+from .spec import compute_dtype, keep_mask_at, scale_tensor
 
 _WARNING = ("fused_dropout: this mask geometry (noise_shape, or a shard that is not whole rows) runs as a "
             "composite of torch ops around one shared mask, not yet as one fused pass over memory; the results are "
@@ -58,12 +59,35 @@ def forward(op: FusedOp, x, residual, bias, p: float, seed: torch.Tensor, offset
     return _SharedMaskOp.apply(x, residual, bias, keep, p if scale else 0.0, op)
 
 
+# The values in few passes over memory (the reference's where-on-bits NaN rule costs several): tests hold them
+# bit for bit to fused_dropout.reference.forward_with_keep.
+_NAN, _INF = float("nan"), float("inf")
+
+
+def _masked_scale(v: torch.Tensor, keep: torch.Tensor, p: float, dtype: torch.dtype) -> torch.Tensor:
+    """keep ? v * scale : 0 in v's (compute) type: +0 where dropped, whatever v is there."""
+    return torch.where(keep, v * scale_tensor(p, dtype, v.device), 0.0)
+
+
+def _canonical_nans(t: torch.Tensor) -> torch.Tensor:
+    """t with every NaN written as its dtype's canonical NaN, in place: nan_to_num writes the constant made from
+    Python's NaN (0x7FF8000000000000), which rounds to 0x7FC00000, 0x7FC0 and 0x7E00 in the narrower types."""
+    return t.nan_to_num_(nan=_NAN, posinf=_INF, neginf=-_INF)
+
+
 class _SharedMaskOp(torch.autograd.Function):
     """residual + dropout(activation(x + bias)) with a given (broadcast) keep mask."""
 
     @staticmethod
     def forward(ctx, x, residual, bias, keep, p, op):
-        out = reference.forward_with_keep(op, x, residual, bias, keep, p)
+        acc = compute_dtype(x.dtype)
+        v = x.to(acc)
+        if bias is not None:
+            v = v + bias.to(acc).reshape(x.shape[-1:])
+        out = _masked_scale(ACTIVATIONS[op.activation].forward(v), keep, p, x.dtype)
+        if residual is not None:
+            out = out.add_(residual)  # in the compute type: out is acc, residual promotes into it
+        out = _canonical_nans(out.to(x.dtype))
         ctx.p, ctx.relu, ctx.has_residual = p, op.activation == "relu", residual is not None
         ctx.bias_shape = None if bias is None else bias.shape
         # ReLU keeps its output (kept and active <=> y > 0), as the fused op does; the others the box mask.
@@ -86,7 +110,7 @@ class _MaskedGrad(torch.autograd.Function):
     def forward(ctx, grad, keep, p):
         ctx.save_for_backward(keep)
         ctx.p = p
-        return reference.masked_grad(grad, keep, p)
+        return _canonical_nans(_masked_scale(grad.to(compute_dtype(grad.dtype)), keep, p, grad.dtype).to(grad.dtype))
 
     @staticmethod
     def backward(ctx, grad_grad):

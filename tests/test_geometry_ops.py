@@ -48,12 +48,16 @@ def test_masks_follow_the_spec(backend, shape, noise, sizes, starts):
 def test_values_are_the_spec_values_for_the_shared_mask(backend, op, with_bias, dtype):
     shape, noise = (4, 3, 6), (4, 1, 6)
     x, residual, bias = op_inputs(op, shape, dtype, with_bias=with_bias)
-    x[0, 0, 0] = float("nan")
+    bits = torch.int16 if dtype == torch.bfloat16 else torch.int32
+    negative_nan = -64 + 1 if dtype == torch.bfloat16 else -4194304 + 1  # sign set, a payload: not canonical
+    for t in (x, residual):  # specials in kept and dropped rows: NaNs, infinities, signed zeros
+        if t is not None:
+            t.view(bits)[:, 0, 0] = negative_nan
+            t[:, 0, 1], t[:, 0, 2], t[:, 0, 3] = float("inf"), -float("inf"), -0.0
     got = call_op(op, x, residual, bias, P, seed=SEED, backend=backend, noise_shape=noise)
     keep = torch.tensor(spec_impl.geometric_mask(shape, SEED, 0, P, noise)).reshape(shape)
     expected = reference.forward_with_keep(op, x, residual, bias, keep, P)
-    assert torch.equal(got.view(torch.int16 if dtype == torch.bfloat16 else torch.int32),
-                       expected.view(torch.int16 if dtype == torch.bfloat16 else torch.int32))
+    assert torch.equal(got.view(bits), expected.view(bits))
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
