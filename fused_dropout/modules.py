@@ -244,13 +244,15 @@ class FusedDropoutAdd(nn.Module):
         return f"p={self.p}"
 
 
-def _fused_counterpart(child: nn.Module) -> nn.Module | None:
+def _fused_counterpart(child: nn.Module, structured: bool) -> nn.Module | None:
     """A new fused module doing what `child` does (same arguments and train/eval mode), or None when `child` is
-    not one replace_dropout swaps: exactly nn.Dropout / Dropout1d / 2d / 3d (a subclass may override forward),
-    or a timm-style DropPath (a class named DropPath with a drop_prob; scale_by_keep kept)."""
+    not one replace_dropout swaps: exactly nn.Dropout, and with `structured` nn.Dropout1d / 2d / 3d (a subclass
+    may override forward) or a timm-style DropPath (a class named DropPath with a drop_prob; scale_by_keep kept)."""
     kind = type(child)
     if kind is nn.Dropout:
         fused = FusedDropout(child.p, child.inplace)
+    elif not structured:
+        return None
     elif kind in _CHANNEL_DROPOUTS:
         fused = _CHANNEL_DROPOUTS[kind](child.p, child.inplace)
     elif kind.__name__ == "DropPath" and kind is not DropPath and hasattr(child, "drop_prob"):
@@ -260,11 +262,13 @@ def _fused_counterpart(child: nn.Module) -> nn.Module | None:
     return fused.train(child.training)
 
 
-def replace_dropout(module: nn.Module) -> nn.Module:
+def replace_dropout(module: nn.Module, *, structured: bool = False) -> nn.Module:
     r"""Swaps the dropout modules inside a model for fused ones, in place: every plain :class:`torch.nn.Dropout`
-    for a :class:`FusedDropout`, :class:`torch.nn.Dropout1d` / ``2d`` / ``3d`` for
+    for a :class:`FusedDropout`; with ``structured=True`` also :class:`torch.nn.Dropout1d` / ``2d`` / ``3d`` for
     :class:`FusedDropout1d` / ``2d`` / ``3d``, and timm's ``DropPath`` (any class named DropPath with a
-    ``drop_prob``) for :class:`fused_dropout.DropPath`.
+    ``drop_prob``) for :class:`fused_dropout.DropPath`. The structured swaps are opt-in for now: their masks are
+    made by a composite of torch ops (not yet one fused pass), several times slower in training than torch's and
+    timm's own modules; what they give is the project's mask (same bits on every backend, sharding-invariant).
 
     Each replacement has the replaced module's ``p`` (``drop_prob``), ``inplace`` (``scale_by_keep``) and
     train/eval mode, and the default backend; in eval mode every output is bit-identical. A module held at
@@ -274,6 +278,7 @@ def replace_dropout(module: nn.Module) -> nn.Module:
 
     Args:
         module: the model to change; it may itself be one of the swapped modules.
+        structured: also swap channel dropouts and DropPath. Keyword only. Default: ``False``
 
     Returns:
         ``module`` itself, changed in place; a new fused module when ``module`` is one of the swapped modules.
@@ -293,9 +298,11 @@ def replace_dropout(module: nn.Module) -> nn.Module:
 
     replacements: dict[int, nn.Module | None] = {}  # id of a visited module -> its fused counterpart (or None)
 
+    structured = F.check.flag(structured, "structured")
+
     def fused_from(child: nn.Module) -> nn.Module | None:
         if id(child) not in replacements:
-            replacements[id(child)] = _fused_counterpart(child)
+            replacements[id(child)] = _fused_counterpart(child, structured)
         return replacements[id(child)]
 
     top = fused_from(module)
