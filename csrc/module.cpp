@@ -69,7 +69,7 @@ PyObject* has_cuda_kernels(PyObject*, PyObject*) {
 
 PyMethodDef methods[] = {
     {"cpu_isa", cpu_isa, METH_NOARGS, "Instruction set of the CPU kernel variant chosen on this machine."},
-    {"set_cpu_isa", set_cpu_isa, METH_O, "Selects the CPU kernel variant ('avx2' or 'generic'), for tests."},
+    {"set_cpu_isa", set_cpu_isa, METH_O, "Selects the CPU kernel variant ('avx512', 'avx2' or 'generic'), for tests."},
     {"set_python_autograd_kernel", set_python_autograd_kernel, METH_VARARGS,
      "(op name, callable): the Python Autograd kernel the native op runs under forward-mode AD and torch.func."},
     {"draw_seed_like", draw_seed_like, METH_O,

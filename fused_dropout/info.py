@@ -13,7 +13,7 @@ import torch
 
 from . import __version__, _native, backends
 
-CPU_ISAS = ("avx2", "generic")
+CPU_ISAS = ("avx512", "avx2", "generic")  # the CPU kernel variants, widest first (the default where it runs)
 
 
 def _triton_version() -> str | None:

@@ -10,6 +10,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fused_dropout  # noqa: E402
 import fused_dropout.op_table  # noqa: E402
 from fused_dropout import backends  # noqa: E402
+from fused_dropout.info import _available_isas  # noqa: E402
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 
@@ -56,21 +57,18 @@ def assert_column_sum_close(actual, terms):
     assert bool((error <= bound + 1e-300).all()), f"max excess {(error - bound).max().item()}"
 
 
+# The CPU kernel variant chosen at load (the widest this CPU runs), and every variant this CPU and build run.
+DEFAULT_CPU_ISA = backends._C.cpu_isa() if backends.NATIVE_CPU else None
+CPU_ISAS = _available_isas() if backends.NATIVE_CPU else []
+
+
 @pytest.fixture(autouse=True)
 def _restore_cpu_isa_and_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
     if backends.NATIVE_CPU:
-        backends._C.set_cpu_isa("avx2" if _avx2_available() else "generic")
-
-
-def _avx2_available():
-    try:
-        backends._C.set_cpu_isa("avx2")
-        return True
-    except ValueError:
-        return False
+        backends._C.set_cpu_isa(DEFAULT_CPU_ISA)
 
 
 __all__ = ["fused_dropout"]

@@ -46,6 +46,20 @@ def test_quick_tiny_sweep_writes_csv_plots_and_summary(tmp_path):
     assert "| dropout | fwd | float32 | cpu |" in summary
 
 
+def test_threads_and_cpu_variant_are_chosen_and_recorded(tmp_path):
+    argv = ["--quick", "--modes", "fwd", "--sizes", "12", "--ops", "dropout", "--hidden", "--providers", "cpu",
+            "clone", "--threads", "1", "--cpu-isa", "generic", "--no-progress", "--out", str(tmp_path)]
+    cli.main(argv)
+    with open(tmp_path / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and all((r["threads"], r["cpu_isa"]) == ("1", "generic") for r in rows)
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.startswith("Command: `python -m fused_dropout.bench " + " ".join(argv) + "`")
+    assert "1 threads, CPU kernels generic" in summary
+    with pytest.raises(SystemExit, match="--cpu-isa"):
+        cli.main(argv[:-2] + ["--cpu-isa", "avx1024", "--out", str(tmp_path / "refused")])
+
+
 def run_without(modules, argv, **kwargs):
     """The CLI in a fresh interpreter where `modules` cannot be imported (sys.modules[name] = None)."""
     code = (f"import sys; sys.modules.update(dict.fromkeys({list(modules)!r})); "

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import fused_dropout as fd
-from conftest import CPU_BACKENDS, DTYPES, OP_NAMES, OPS, call_op, make_input, op_inputs
+from conftest import CPU_BACKENDS, CPU_ISAS, DTYPES, OP_NAMES, OPS, call_op, make_input, op_inputs
 from fused_dropout import backends
 from spec_impl import mask as spec_mask
 from spec_impl import word as spec_word
@@ -75,13 +75,7 @@ def test_mask_does_not_depend_on_dtype(dtype):
 def test_mask_does_not_depend_on_thread_count_or_cpu_variant():
     x = make_input((513, 257)).abs() + 1
     expected = fd.dropout_mask(x.shape, 0.25, 77, offset=3)
-    variants = ["generic"]
-    try:
-        backends._C.set_cpu_isa("avx2")
-        variants.append("avx2")
-    except ValueError:
-        pass
-    for variant in variants:
+    for variant in CPU_ISAS:
         backends._C.set_cpu_isa(variant)
         for threads in (1, 2, 3):
             torch.set_num_threads(threads)

@@ -1,5 +1,6 @@
-// Instantiates the CPU kernels twice (baseline ISA and AVX2) and dispatches on the running CPU. Both variants
-// compute the same bits: the code is the same and floating-point contraction is off (-ffp-contract=off).
+// Instantiates the CPU kernels three times (baseline ISA, AVX2, AVX-512) and dispatches on the running CPU, the
+// widest variant it can run by default. All variants compute the same bits: the code is the same, the vector
+// Philox and half conversions are exact, and floating-point contraction is off (-ffp-contract=off).
 #include "cpu_kernels.h"
 
 #include "../op_dispatch.h"
@@ -10,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -29,7 +31,7 @@ namespace cpu {
 #undef FD_CPU_ISA_NAMESPACE
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#define FD_HAVE_AVX2_VARIANT 1
+#define FD_HAVE_X86_VARIANTS 1
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
 }  // namespace cpu
@@ -39,38 +41,74 @@ namespace fused_dropout {
 namespace cpu {
 #define FD_CPU_ISA_NAMESPACE avx2
 #define FD_CPU_PHILOX_AVX2 1
+#define FD_CPU_HALF_F16C_AVX2 1
 #include "cpu_kernels_impl.h"
+#undef FD_CPU_HALF_F16C_AVX2
 #undef FD_CPU_PHILOX_AVX2
+#undef FD_CPU_ISA_NAMESPACE
+#pragma GCC pop_options
+
+// AVX-512 as Skylake-SP has it (F, BW, VL, DQ); 512-bit vectors preferred, which GCC would not pick by itself.
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,prefer-vector-width=512")
+}  // namespace cpu
+}  // namespace fused_dropout
+#include "philox_avx512.h"
+namespace fused_dropout {
+namespace cpu {
+#define FD_CPU_ISA_NAMESPACE avx512
+#define FD_CPU_PHILOX_AVX512 1
+#define FD_CPU_HALF_F16C_AVX512 1
+#include "cpu_kernels_impl.h"
+#undef FD_CPU_HALF_F16C_AVX512
+#undef FD_CPU_PHILOX_AVX512
 #undef FD_CPU_ISA_NAMESPACE
 #pragma GCC pop_options
 #endif
 
 namespace {
-bool cpu_supports_avx2() {
-#if defined(FD_HAVE_AVX2_VARIANT)
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
+enum class Isa : int { generic, avx2, avx512 };
+
+bool cpu_supports(Isa isa) {
+#if defined(FD_HAVE_X86_VARIANTS)
+  switch (isa) {
+    case Isa::generic:
+      return true;
+    case Isa::avx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    case Isa::avx512:
+      return cpu_supports(Isa::avx2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  }
   return false;
+#else
+  return isa == Isa::generic;
 #endif
 }
 
-// Which variant runs; tests switch it to prove both variants give the same bits.
-std::atomic<bool> g_use_avx2{cpu_supports_avx2()};
+Isa widest_supported() {
+  for (Isa isa : {Isa::avx512, Isa::avx2}) {
+    if (cpu_supports(isa)) return isa;
+  }
+  return Isa::generic;
+}
 
-bool use_avx2() { return g_use_avx2.load(std::memory_order_relaxed); }
+constexpr const char* kIsaNames[] = {"generic", "avx2", "avx512"};
+
+// Which variant runs; tests switch it to prove every variant gives the same bits.
+std::atomic<Isa> g_isa{widest_supported()};
+
+Isa current_isa() { return g_isa.load(std::memory_order_relaxed); }
 }  // namespace
 
-const char* isa_name() { return use_avx2() ? "avx2" : "generic"; }
+const char* isa_name() { return kIsaNames[static_cast<int>(current_isa())]; }
 
 bool set_isa(const char* name) {
-  const std::string wanted(name);
-  if (wanted == "generic") {
-    g_use_avx2 = false;
-    return true;
-  }
-  if (wanted == "avx2" && cpu_supports_avx2()) {
-    g_use_avx2 = true;
-    return true;
+  for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512}) {
+    if (std::strcmp(name, kIsaNames[static_cast<int>(isa)]) == 0 && cpu_supports(isa)) {
+      g_isa = isa;
+      return true;
+    }
   }
   return false;
 }
@@ -80,8 +118,15 @@ template <typename scalar_t>
 bool forward(ForwardOp op, const ForwardArgs<scalar_t>& args) {
   return dispatch_forward_op(op, args.bias != nullptr, [&](auto element) {
     using Element = decltype(element);
-#if defined(FD_HAVE_AVX2_VARIANT)
-    if (use_avx2()) return avx2::forward<scalar_t, Element>(args);
+#if defined(FD_HAVE_X86_VARIANTS)
+    switch (current_isa()) {
+      case Isa::avx512:
+        return avx512::forward<scalar_t, Element>(args);
+      case Isa::avx2:
+        return avx2::forward<scalar_t, Element>(args);
+      case Isa::generic:
+        break;
+    }
 #endif
     generic::forward<scalar_t, Element>(args);
   });
@@ -91,8 +136,15 @@ template <typename scalar_t>
 bool backward(BackwardOp op, const BackwardArgs<scalar_t>& args) {
   return dispatch_backward_op(op, [&](auto op_tag) {
     constexpr BackwardOp kOp = decltype(op_tag)::value;
-#if defined(FD_HAVE_AVX2_VARIANT)
-    if (use_avx2()) return avx2::backward<scalar_t, kOp>(args);
+#if defined(FD_HAVE_X86_VARIANTS)
+    switch (current_isa()) {
+      case Isa::avx512:
+        return avx512::backward<scalar_t, kOp>(args);
+      case Isa::avx2:
+        return avx2::backward<scalar_t, kOp>(args);
+      case Isa::generic:
+        break;
+    }
 #endif
     generic::backward<scalar_t, kOp>(args);
   });

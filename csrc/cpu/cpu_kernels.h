@@ -16,10 +16,10 @@ bool forward(ForwardOp op, const ForwardArgs<scalar_t>& args);
 template <typename scalar_t>
 bool backward(BackwardOp op, const BackwardArgs<scalar_t>& args);
 
-// "avx2" or "generic": which compiled variant the dispatcher runs on this machine.
+// "avx512", "avx2" or "generic": which compiled variant the dispatcher runs (by default the widest this CPU runs).
 const char* isa_name();
 
-// Selects the variant by name ("avx2" or "generic"); false when this CPU or build cannot run it.
+// Selects the variant by name ("avx512", "avx2" or "generic"); false when this CPU or build cannot run it.
 bool set_isa(const char* name);
 
 }  // namespace cpu

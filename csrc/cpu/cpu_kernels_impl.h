@@ -1,14 +1,25 @@
-// Body of the CPU kernels. cpu_kernels.cpp includes this file twice, inside two namespaces: once compiled for the
-// baseline ISA and once with AVX2 enabled, and picks one at run time. Everything here is plain C++; the speed
-// comes from loops the compiler vectorises (Philox across 16 counters, then the element loop across a tile).
+// Body of the CPU kernels. cpu_kernels.cpp includes this file once per variant (baseline ISA, AVX2, AVX-512), each
+// inside its own namespace and compiled for its ISA, and picks one at run time. The element loops are plain C++
+// the compiler vectorises at the variant's width; the Philox words come from the variant's vector Philox
+// (philox_avx2.h, philox_avx512.h) or from philox.h, and the 16-bit types go through float32 buffers converted a
+// whole array at a time (cpu_half_io.h).
 //
-// Expects FD_CPU_ISA_NAMESPACE to be defined (and FD_CPU_PHILOX_AVX2 for the AVX2 Philox), to be included inside namespace fused_dropout::cpu, and
-// cpu_kernels.h, <ATen/Parallel.h>, <algorithm>, <type_traits> and <vector> to be included before.
+// Expects FD_CPU_ISA_NAMESPACE to be defined (and FD_CPU_PHILOX_AVX2 or FD_CPU_PHILOX_AVX512 for a vector
+// Philox, FD_CPU_HALF_F16C_AVX2 or FD_CPU_HALF_F16C_AVX512 for F16C conversions), to be included inside namespace
+// fused_dropout::cpu, and cpu_kernels.h, <ATen/Parallel.h>, <algorithm>, <cstring>, <type_traits> and <vector>
+// to be included before.
 
 namespace FD_CPU_ISA_NAMESPACE {
 
 constexpr int64_t kTile = 1024;          // elements whose mask words are made in one go
-constexpr int64_t kGroupsPerStep = 16;   // Philox groups computed side by side (vectorised across them)
+// Philox groups computed side by side (vectorised across them).
+#if defined(FD_CPU_PHILOX_AVX512)
+constexpr int64_t kGroupsPerStep = kAvx512PhiloxGroups;
+#elif defined(FD_CPU_PHILOX_AVX2)
+constexpr int64_t kGroupsPerStep = kAvx2PhiloxGroups;
+#else
+constexpr int64_t kGroupsPerStep = 16;
+#endif
 constexpr int64_t kWordsCapacity = 4 * (((kTile + 6) / 4 + kGroupsPerStep - 1) / kGroupsPerStep * kGroupsPerStep);
 constexpr int64_t kGrain = 32768;        // elements per parallel task; never affects the results
 
@@ -19,20 +30,33 @@ inline scalar_t to_element(acc_t v) {
   return with_canonical_nan(static_cast<scalar_t>(v), v);
 }
 
+#include "cpu_half_io.h"
+
+// The 16-bit types are staged: their elements are widened to float32 buffers of kStage elements, the element loop
+// runs on those, and its results are narrowed back (cpu_half_io.h). float32 and float64 are read and written in
+// place.
+template <typename scalar_t>
+constexpr bool kStaged = sizeof(scalar_t) == 2;
+constexpr int64_t kStage = 256;
+
 // Writes the Philox words covering elements [first, first + n) and returns `shift` such that element first + k
-// uses words[shift + k].
-inline int64_t fill_mask_words(uint64_t seed, uint64_t offset, int64_t first, int64_t n, uint32_t* words) {
+// uses words[shift + k]. Calls after_step(e) after the words of the first e elements (e grows by
+// kElementsPerStep), so the caller can interleave memory requests with the Philox arithmetic.
+constexpr int64_t kElementsPerStep = 4 * kGroupsPerStep;
+template <typename AfterStep>
+inline int64_t fill_mask_words(uint64_t seed, uint64_t offset, int64_t first, int64_t n, uint32_t* words,
+                               AfterStep&& after_step) {
   const MaskPosition start = mask_position(offset, static_cast<uint64_t>(first));
   const uint64_t group0 = start.group;
   const int64_t shift = start.word;
   const int64_t groups = groups_covering(shift, n);
   for (int64_t step = 0; step < groups; step += kGroupsPerStep) {
     uint32_t* out = words + 4 * step;
-#if defined(FD_CPU_PHILOX_AVX2)
-    static_assert(kGroupsPerStep == kAvx2PhiloxGroups, "one AVX2 Philox call per step");
+#if defined(FD_CPU_PHILOX_AVX512)
+    philox32_avx512(seed, group0 + static_cast<uint64_t>(step), out);
+#elif defined(FD_CPU_PHILOX_AVX2)
     philox16_avx2(seed, group0 + static_cast<uint64_t>(step), out);
-    continue;
-#endif
+#else
     for (int64_t j = 0; j < kGroupsPerStep; ++j) {
       const Philox4 r = philox_group(seed, group0 + static_cast<uint64_t>(step + j));
       out[4 * j + 0] = r.r[0];
@@ -40,21 +64,46 @@ inline int64_t fill_mask_words(uint64_t seed, uint64_t offset, int64_t first, in
       out[4 * j + 2] = r.r[2];
       out[4 * j + 3] = r.r[3];
     }
+#endif
+    after_step(4 * step);
   }
   return shift;
+}
+
+// Prefetches the cache lines of p[0..n) into L1, a hint that never faults. On x86 an asm statement: GCC deletes
+// a loop of __builtin_prefetch here as a loop without effects.
+template <typename T>
+inline void prefetch_lines(const T* p, int64_t n) {
+  const char* bytes = reinterpret_cast<const char*>(p);
+  for (int64_t offset = 0; offset < n * static_cast<int64_t>(sizeof(T)); offset += 64) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    asm volatile("prefetcht0 %0" : : "m"(bytes[offset]));
+#else
+    __builtin_prefetch(bytes + offset, 0, 3);
+#endif
+  }
 }
 
 // Walks the flat range [begin, end) in tiles; each tile is cut into pieces that stay inside one row of length
 // row_len, so a bias (indexed by column) is read as bias[col + k]. Ops without columns pass row_len = numel.
 // Calls fn(first, col, n, words) with words[k] the mask word of element first + k (nullptr when kNeedWords is
-// false).
-template <bool kNeedWords, typename Fn>
-inline void for_each_piece(int64_t begin, int64_t end, int64_t row_len, uint64_t seed, uint64_t offset, Fn&& fn) {
+// false). While a tile's Philox words are computed, prefetch(first, n) is asked for the next tile's elements a
+// slice per Philox step: one core cannot keep enough cache misses in flight to reach the memory bandwidth while it
+// runs the element loop alone, so the loads are overlapped with the arithmetic instead.
+template <bool kNeedWords, typename Fn, typename Prefetch>
+inline void for_each_piece(int64_t begin, int64_t end, int64_t row_len, uint64_t seed, uint64_t offset, Fn&& fn,
+                           Prefetch&& prefetch) {
   alignas(64) uint32_t words[kNeedWords ? kWordsCapacity : 1];
   int64_t col = begin % row_len;
   for (int64_t tile = begin; tile < end; tile += kTile) {
     const int64_t n = std::min(kTile, end - tile);
-    const uint32_t* tile_words = kNeedWords ? words + fill_mask_words(seed, offset, tile, n, words) : nullptr;
+    const int64_t next = tile + kTile;
+    auto prefetch_next = [&](int64_t done) {
+      const int64_t first = next + done;
+      if (first < end) prefetch(first, std::min(kElementsPerStep, end - first));
+    };
+    const uint32_t* tile_words =
+        kNeedWords ? words + fill_mask_words(seed, offset, tile, n, words, prefetch_next) : nullptr;
     for (int64_t k = 0; k < n;) {
       const int64_t piece = std::min(n - k, row_len - col);
       fn(tile + k, col, piece, kNeedWords ? tile_words + k : nullptr);
@@ -62,6 +111,19 @@ inline void for_each_piece(int64_t begin, int64_t end, int64_t row_len, uint64_t
       col += piece;
       if (col == row_len) col = 0;
     }
+  }
+}
+
+// The forward element loop over n elements, on the tensors (float32, float64) or on float32 buffers (16-bit types).
+template <typename Element, typename T, typename acc_t>
+inline void forward_elements(const T* __restrict__ x, const T* __restrict__ bias, const T* __restrict__ residual,
+                             T* __restrict__ out, const uint32_t* __restrict__ words, int64_t n, KeepRule keep_rule,
+                             acc_t scale) {
+  for (int64_t k = 0; k < n; ++k) {
+    const acc_t b = Element::kHasBias ? static_cast<acc_t>(bias[k]) : acc_t(0);
+    const acc_t r = Element::kHasResidual ? static_cast<acc_t>(residual[k]) : acc_t(0);
+    const bool keep = keep_rule(words[k]);
+    out[k] = to_element<T>(Element::apply(static_cast<acc_t>(x[k]), b, r, keep, scale));
   }
 }
 
@@ -75,18 +137,48 @@ void forward(const ForwardArgs<scalar_t>& a) {
   at::parallel_for(0, a.numel, kGrain, [&](int64_t begin, int64_t end) {
     for_each_piece<true>(begin, end, Element::kHasBias ? a.row_len : a.numel, seed, offset,
                          [&](int64_t first, int64_t col, int64_t n, const uint32_t* __restrict__ words) {
-      const scalar_t* __restrict__ x = a.x + first;
-      const scalar_t* __restrict__ bias = Element::kHasBias ? a.bias + col : nullptr;
-      const scalar_t* __restrict__ residual = Element::kHasResidual ? a.residual + first : nullptr;
-      scalar_t* __restrict__ out = a.out + first;
-      for (int64_t k = 0; k < n; ++k) {
-        const acc_t b = Element::kHasBias ? static_cast<acc_t>(bias[k]) : acc_t(0);
-        const acc_t r = Element::kHasResidual ? static_cast<acc_t>(residual[k]) : acc_t(0);
-        const bool keep = keep_rule(words[k]);
-        out[k] = to_element<scalar_t>(Element::apply(static_cast<acc_t>(x[k]), b, r, keep, scale));
+      const scalar_t* x = a.x + first;
+      const scalar_t* bias = Element::kHasBias ? a.bias + col : nullptr;
+      const scalar_t* residual = Element::kHasResidual ? a.residual + first : nullptr;
+      scalar_t* out = a.out + first;
+      if constexpr (!kStaged<scalar_t>) {
+        forward_elements<Element>(x, bias, residual, out, words, n, keep_rule, scale);
+      } else {
+        alignas(64) float xs[kStage], bs[Element::kHasBias ? kStage : 1], rs[Element::kHasResidual ? kStage : 1],
+            outs[kStage];
+        for (int64_t s = 0; s < n; s += kStage) {
+          const int64_t m = std::min(kStage, n - s);
+          widen(x + s, xs, m);
+          if constexpr (Element::kHasBias) widen(bias + s, bs, m);
+          if constexpr (Element::kHasResidual) widen(residual + s, rs, m);
+          forward_elements<Element>(xs, Element::kHasBias ? bs : nullptr, Element::kHasResidual ? rs : nullptr,
+                                    outs, words + s, m, keep_rule, scale);
+          narrow(outs, out + s, m);
+        }
       }
+    }, [&](int64_t first, int64_t n) {
+      prefetch_lines(a.x + first, n);
+      if constexpr (Element::kHasResidual) prefetch_lines(a.residual + first, n);
+      prefetch_lines(a.out + first, n);
     });
   });
+}
+
+// The backward element loop over n elements, on the tensors or on float32 buffers; keep comes from the mask words
+// (kFromMask) or from y > 0.
+template <bool kFromMask, typename T, typename acc_t>
+inline void backward_elements(const T* __restrict__ grad, const T* __restrict__ y, T* __restrict__ grad_in,
+                              const uint32_t* __restrict__ words, int64_t n, KeepRule keep_rule, acc_t scale) {
+  for (int64_t k = 0; k < n; ++k) {
+    const bool keep = kFromMask ? keep_rule(words[k]) : static_cast<acc_t>(y[k]) > acc_t(0);
+    grad_in[k] = to_element<T>(backward_element(static_cast<acc_t>(grad[k]), keep, scale));
+  }
+}
+
+// sums[k] += values[k]: the column sums of the bias gradient, one row piece at a time.
+template <typename T, typename acc_t>
+inline void add_columns(acc_t* __restrict__ sums, const T* __restrict__ values, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) sums[k] += static_cast<acc_t>(values[k]);
 }
 
 // grad_in = keep ? grad * scale : 0, with keep from the mask or from y > 0. When a bias gradient is wanted, the
@@ -102,20 +194,38 @@ void backward(const BackwardArgs<scalar_t>& a) {
   const KeepRule keep_rule(a.threshold);
   const acc_t scale = static_cast<acc_t>(a.scale);
 
-  // Element loop over one piece; with kAccumulate it also adds grad_in into column_sums[col..col+n).
+  // Element loop over one piece; with kAccumulate it also adds grad_in (as written) into column_sums[col..col+n).
   auto piece = [&](auto accumulate, int64_t first, int64_t col, int64_t n, const uint32_t* __restrict__ words,
                    acc_t* __restrict__ column_sums) {
     constexpr bool kAccumulate = decltype(accumulate)::value;
-    const scalar_t* __restrict__ grad = a.grad + first;
-    const scalar_t* __restrict__ y = kFromMask ? nullptr : a.y + first;
-    scalar_t* __restrict__ grad_in = a.grad_in + first;
+    const scalar_t* grad = a.grad + first;
+    const scalar_t* y = kFromMask ? nullptr : a.y + first;
+    scalar_t* grad_in = a.grad_in + first;
     acc_t* __restrict__ sums = kAccumulate ? column_sums + col : nullptr;
-    for (int64_t k = 0; k < n; ++k) {
-      const bool keep = kFromMask ? keep_rule(words[k]) : static_cast<acc_t>(y[k]) > acc_t(0);
-      const scalar_t g = to_element<scalar_t>(backward_element(static_cast<acc_t>(grad[k]), keep, scale));
-      grad_in[k] = g;
-      if constexpr (kAccumulate) sums[k] += static_cast<acc_t>(g);
+    if constexpr (!kStaged<scalar_t>) {
+      backward_elements<kFromMask>(grad, y, grad_in, words, n, keep_rule, scale);
+      if constexpr (kAccumulate) add_columns(sums, grad_in, n);
+    } else {
+      alignas(64) float grads[kStage], ys[kFromMask ? 1 : kStage], grad_ins[kStage];
+      for (int64_t s = 0; s < n; s += kStage) {
+        const int64_t m = std::min(kStage, n - s);
+        widen(grad + s, grads, m);
+        if constexpr (!kFromMask) widen(y + s, ys, m);
+        backward_elements<kFromMask>(grads, kFromMask ? nullptr : ys, grad_ins, kFromMask ? words + s : nullptr, m,
+                                     keep_rule, scale);
+        narrow(grad_ins, grad_in + s, m);
+        if constexpr (kAccumulate) {
+          widen(grad_in + s, grad_ins, m);  // the rounded values, as written
+          add_columns(sums + s, grad_ins, m);
+        }
+      }
     }
+  };
+
+  auto prefetch = [&](int64_t first, int64_t n) {
+    prefetch_lines(a.grad + first, n);
+    if constexpr (!kFromMask) prefetch_lines(a.y + first, n);
+    prefetch_lines(a.grad_in + first, n);
   };
 
   if (a.grad_bias == nullptr) {
@@ -123,7 +233,7 @@ void backward(const BackwardArgs<scalar_t>& a) {
       for_each_piece<kFromMask>(begin, end, a.numel, seed, offset,
                                 [&](int64_t first, int64_t col, int64_t n, const uint32_t* words) {
                                   piece(std::false_type{}, first, col, n, words, nullptr);
-                                });
+                                }, prefetch);
     });
     return;
   }
@@ -153,10 +263,10 @@ void backward(const BackwardArgs<scalar_t>& a) {
         piece(std::true_type{}, first, col, n, words, sums);
       };
       if (c0 == 0 && c1 == row_len) {
-        if (r1 > r0) for_each_piece<kFromMask>(r0 * row_len, r1 * row_len, row_len, seed, offset, accumulate);
+        if (r1 > r0) for_each_piece<kFromMask>(r0 * row_len, r1 * row_len, row_len, seed, offset, accumulate, prefetch);
       } else {
         for (int64_t r = r0; r < r1; ++r) {
-          for_each_piece<kFromMask>(r * row_len + c0, r * row_len + c1, row_len, seed, offset, accumulate);
+          for_each_piece<kFromMask>(r * row_len + c0, r * row_len + c1, row_len, seed, offset, accumulate, prefetch);
         }
       }
     }

@@ -37,6 +37,11 @@ def parse_args(argv):
                              "give none to skip it")
     parser.add_argument("--hidden-numel-log2", type=int, default=None,
                         help="elements of the hidden sweep (default 2^24 on a GPU, 2^22 on the CPU)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch's intra-op threads for the run (default: torch's own, all cores)")
+    parser.add_argument("--cpu-isa", default=None, metavar="VARIANT",
+                        help="the CPU kernel variant to run: avx512, avx2 or generic (default: the widest this CPU "
+                             "runs); recorded in the CSV and summary either way")
     parser.add_argument("--quick", action="store_true", help="a small sweep that ends in under a minute on a CPU")
     parser.add_argument("--out", default=None,
                         help="results folder (default: a new benchmarks/results/<device>-<date>-<time>)")
@@ -299,13 +304,23 @@ def main(argv=None) -> None:
         print(open(paths["summary"]).read())
         return
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.cpu_isa is not None:
+        if fd.backends._C is None:
+            sys.exit("--cpu-isa: the native extension is not loaded")
+        try:
+            fd.backends._C.set_cpu_isa(args.cpu_isa)
+        except ValueError as error:
+            sys.exit(f"--cpu-isa: {error}")
     if args.overhead:
         out = args.out or default_results_dir(device)
         overhead.run(device, out, quick=args.quick)
         print(f"wrote {out}/overhead.csv and overhead.md; the run took {time.time() - started:.0f} s")
         return
     rows, uncompiled = run(args)
-    paths = report.write_all(rows, args.out or default_results_dir(device), plots=plots)
+    command = "python -m fused_dropout.bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    paths = report.write_all(rows, args.out or default_results_dir(device), plots=plots, command=command)
     with open(paths["summary"]) as handle:
         print(handle.read())
     print(f"wrote {', '.join(paths.values())}; the run took {time.time() - started:.0f} s")

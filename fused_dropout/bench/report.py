@@ -173,17 +173,18 @@ def draw(rows: list[Row], metric: str, ylabel: str, log_y: bool = False):
     return figure
 
 
-def summary_markdown(rows: list[Row]) -> str:
-    """Tables at 2^22 elements (when swept) and at the largest size of the size sweep: time, bandwidth,
-    fraction of clone, speedup and the memory kept for the backward."""
+def summary_markdown(rows: list[Row], command: str | None = None) -> str:
+    """Tables at 2^22 and 2^24 elements (when swept) and at the largest size of the size sweep: time, bandwidth,
+    fraction of clone, speedup and the memory kept for the backward. `command` (the run's command line) heads it
+    when known."""
     size_rows = [r for r in rows if r.sweep == "size"]
     if not size_rows:
         return ""
     sizes = sorted({r.x for r in size_rows})
-    shown = [x for x in (1 << 22,) if x in sizes and x != sizes[-1]] + [sizes[-1]]
+    shown = [x for x in (1 << 22, 1 << 24) if x in sizes and x != sizes[-1]] + [sizes[-1]]
     saved = {(r.op, r.dtype, r.provider): r.y50 for r in rows if r.metric == "saved_bytes_per_element"}
     first = size_rows[0]
-    lines = [f"Device: {first.device}" + (f", {first.threads} threads" if first.threads else "")
+    lines = ([f"Command: `{command}`", ""] if command else []) + [f"Device: {first.device}" + (f", {first.threads} threads" if first.threads else "")
              + (f", CPU kernels {first.cpu_isa}" if first.cpu_isa else "")
              + (f"; torch {first.torch}, triton {first.triton}" if first.torch else "")
              + f"; commit {first.commit}; p = 0.1; time is the median (20th-80th percentile).",
@@ -224,9 +225,10 @@ def summary_markdown(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def write_all(rows: list[Row], directory: str, write_rows: bool = True, plots: bool = True) -> dict[str, str]:
-    """Writes the CSV (unless re-rendering from it), the markdown summary and, when `plots` (matplotlib is
-    there), the two plots. Returns the paths written."""
+def write_all(rows: list[Row], directory: str, write_rows: bool = True, plots: bool = True,
+              command: str | None = None) -> dict[str, str]:
+    """Writes the CSV (unless re-rendering from it), the markdown summary (headed by `command` when given) and,
+    when `plots` (matplotlib is there), the two plots. Returns the paths written."""
     os.makedirs(directory, exist_ok=True)
     paths = {"csv": os.path.join(directory, "results.csv")}
     if write_rows:
@@ -238,5 +240,5 @@ def write_all(rows: list[Row], directory: str, write_rows: bool = True, plots: b
         plot(rows, "speedup_vs_eager", "speedup vs eager", paths["speedup"], log_y=True)
     paths["summary"] = os.path.join(directory, "summary.md")
     with open(paths["summary"], "w") as handle:
-        handle.write(summary_markdown(rows))
+        handle.write(summary_markdown(rows, command))
     return paths
