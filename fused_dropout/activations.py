@@ -31,8 +31,8 @@ class MathConstants(NamedTuple):
     int_dtype: torch.dtype
     mantissa_bits: int  # stored mantissa bits: 23 / 52
     # exp(hi + lo) = 2^k (1 + m)
-    # the sigmoids' exp(-z): its argument is raised to exp_min (exp(exp_min + 2) is negligible next to 1) and
-    # lowered to exp_max (x * exp(-exp_max) rounds to 0 for every x; k + 2 stays in range)
+    # the sigmoids' exp(-z): its argument is raised to exp_min (1 - sigmoid rounds to 0 there) and lowered to
+    # exp_max (x * exp(-exp_max) rounds to 0 for every x); 2^(k +- prescale) stays normal, lo included
     exp_min: float
     exp_max: float
     gelu_exp_min: float  # gelu's exp(-x^2 / 2) is raised to exp(gelu_exp_min), which rounds to 0
@@ -67,7 +67,7 @@ class MathConstants(NamedTuple):
 _FLOAT32 = MathConstants(
     int_dtype=torch.int32,
     mantissa_bits=23,
-    exp_min=-85.0,
+    exp_min=-110.0,
     exp_max=110.0,
     gelu_exp_min=-110.0,
     magic=12582912.0,
@@ -101,8 +101,8 @@ _FLOAT32 = MathConstants(
 _FLOAT64 = MathConstants(
     int_dtype=torch.int64,
     mantissa_bits=52,
-    exp_min=-700.0,
-    exp_max=746.0,
+    exp_min=-760.0,
+    exp_max=760.0,
     gelu_exp_min=-760.0,
     magic=6755399441055744.0,
     magic_bits=0x4338000000000000,
@@ -196,19 +196,24 @@ def _times_exp(x: torch.Tensor, m: torch.Tensor, k: torch.Tensor, c: MathConstan
 
 class _Denominator(NamedTuple):
     """1 + exp(-z) = 1 + 2^k (1 + m), times P: P = 1 when k <= 0, P = prescale_back when k > 0 (exp(-z) up to
-    2^(exp_max / ln 2) stays finite). S = 2^k P; value = (P + S) + S m: P + S is exact while k >= -mantissa_bits
-    (and below, S m is negligible), so the denominator is rounded once of note."""
+    2^(exp_max / ln 2) stays finite). S = 2^k P (rounded below the normal range), value = (P + S) + S m (past 2^mantissa_bits: (P + S m) + S): P + S is
+    exact while k >= -mantissa_bits (and below, S m is negligible), so the denominator is rounded once of note.
+    scaled = S, or 2^prescale S when k <= 0 (normal down to exp_min): 1 - sigmoid is made from it."""
 
     p: torch.Tensor
-    s: torch.Tensor
+    scaled: torch.Tensor
     value: torch.Tensor
 
 
 def _denominator(m: torch.Tensor, k: torch.Tensor, c: MathConstants) -> _Denominator:
     positive = k > 0
     p = torch.where(positive, c.prescale_back, 1.0).to(m.dtype)
-    s = _power_of_two(torch.where(positive, k - c.prescale, k), c)
-    return _Denominator(p, s, (p + s) + s * m)
+    scaled = _power_of_two(torch.where(positive, k - c.prescale, k + c.prescale), c)
+    s = torch.where(positive, scaled, scaled * c.prescale_back)
+    sm = s * m
+    # (P + S) + S m while P + S is exact; past 2^mantissa_bits, S m joins P first (P + S would round).
+    beyond = k > c.mantissa_bits
+    return _Denominator(p, scaled, (p + torch.where(beyond, sm, s)) + torch.where(beyond, s, sm))
 
 
 def _times_sigmoid(x: torch.Tensor, m: torch.Tensor, k: torch.Tensor, c: MathConstants) -> torch.Tensor:
@@ -219,10 +224,12 @@ def _times_sigmoid(x: torch.Tensor, m: torch.Tensor, k: torch.Tensor, c: MathCon
 
 
 def _sigmoid_pair(m: torch.Tensor, k: torch.Tensor, c: MathConstants):
-    """(sigmoid(z), 1 - sigmoid(z)) = (P, S + S m) / ((1 + exp(-z)) P), neither by cancellation."""
+    """(sigmoid(z), 1 - sigmoid(z)) = (P, S + S m) / ((1 + exp(-z)) P), neither by cancellation; 1 - sigmoid is
+    made at 2^prescale times its size when k <= 0 and scaled back last (one rounding below the normal range)."""
     d = _denominator(m, k, c)
     reciprocal = 1 / d.value
-    return d.p * reciprocal, (d.s + d.s * m) * reciprocal
+    complement = ((d.scaled + d.scaled * m) * reciprocal) * torch.where(k > 0, 1.0, c.prescale_back).to(m.dtype)
+    return d.p * reciprocal, complement
 
 
 # ---- silu: x * sigmoid(x) ------------------------------------------------------------------------------------
