@@ -158,6 +158,18 @@ def test_float32_accuracy_rule(name):
     assert broken.numel() == 0, f"{broken.numel()} inputs break the rule, e.g. {broken[:8].tolist()}"
 
 
+def test_gelu_float32_within_its_measured_bounds():
+    """What gelu does meet (the strict xfail above marks the gap): the rule for x > -3/4 (the center piece and the
+    positive tail), and at most 7 ulp everywhere (measured: 6.65 at x ~ -12, where torch's error is 1e7 ulp)."""
+    worst = 0.0
+    for x in float32_sweep():
+        ours = torch_math("gelu", x)
+        broken, chunk_worst = rule_check("gelu", x, ours)
+        assert not (broken > -0.75).any(), broken[broken > -0.75][:8].tolist()
+        worst = max(worst, chunk_worst)
+    assert worst <= 7, worst
+
+
 def mpmath_exact(name: str, values):
     mpmath = pytest.importorskip("mpmath")
     mpmath.mp.dps = 40
