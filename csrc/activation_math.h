@@ -26,6 +26,11 @@
 //  - the polynomials were fitted in high precision (least squares on Chebyshev points, relative weights) with their
 //    coefficients rounded to the type one at a time, the others refitted; their own error is below 0.1 ulp.
 //
+// Accuracy (tests/test_activation_math.py measures it): float32 silu within 1.6 ulp everywhere; gelu_tanh within 2
+// ulp wherever torch's float32 gelu(approximate="tanh") is (2.8 ulp at worst, where torch's is far worse); gelu within
+// 6.7 ulp: its tail's N and M round up to ~4 ulp each in Horner's scheme, so on ~1% of [-2.86, -0.75] it is not
+// within 2 ulp although torch's float32 gelu is closer (a known gap). float64: all three within 1e-15 relative.
+//
 // Special values (float and double): NaN -> NaN (bits not specified: the ops canonicalise NaN when they write);
 // +-0 -> +-0 (gelu, gelu_tanh, silu), derivative 1/2, second derivative 1/2 (silu) or sqrt(2/pi) (gelu,
 // gelu_tanh); +inf -> +inf, derivative 1, second derivative 0 or a negligible value (below 1e-30); -inf -> -0
