@@ -1,8 +1,10 @@
 // Activation policies of the forward element function (dropout_math.h), host and device, written once. Each
-// has forward(v) and derivative(v) (the derivative at the pre-activation value v). A new activation (GELU, SiLU)
-// is one more struct here and one column value in op_list.h.
+// has forward(v), derivative(v) and second_derivative(v) (at the pre-activation value v), for float and double.
+// A new activation is one more struct here and one column value in op_list.h. The smooth ones compute with
+// activation_math.h, which explains the algorithm, its accuracy and the special values.
 #pragma once
 
+#include "activation_math.h"
 #include "host_device.h"
 
 namespace fused_dropout {
@@ -16,6 +18,10 @@ struct Identity {
   FD_HOST_DEVICE static T derivative(T) {
     return T(1);
   }
+  template <typename T>
+  FD_HOST_DEVICE static T second_derivative(T) {
+    return T(0);
+  }
 };
 
 struct Relu {
@@ -27,6 +33,97 @@ struct Relu {
   template <typename T>
   FD_HOST_DEVICE static T derivative(T v) {
     return v > T(0) ? T(1) : T(0);
+  }
+  template <typename T>
+  FD_HOST_DEVICE static T second_derivative(T) {
+    return T(0);
+  }
+};
+
+// v Phi(v), Phi the standard normal CDF: torch's gelu (approximate="none").
+struct Gelu {
+  template <typename T>
+  FD_HOST_DEVICE static T forward(T v) {
+    namespace am = activation_math;
+    using C = am::Constants<T>;
+    const am::Reduced<T> e = am::gelu_reduce(v);
+    const T ratio = am::gelu_tail_ratio(v);
+    const T center = am::mul(v, am::add(T(0.5), am::gelu_center(v)));
+    const T negative_tail = am::times_exp(am::mul(v < -C::kGeluYMax ? -C::kGeluYMax : v, ratio), e);
+    const T positive_tail = am::mul(v, am::sub(T(1), am::mul(am::exp_value(e), ratio)));
+    return am::in_gelu_center(v) ? center : (v < T(0) ? negative_tail : positive_tail);
+  }
+  // Phi(v) + v phi(v)
+  template <typename T>
+  FD_HOST_DEVICE static T derivative(T v) {
+    namespace am = activation_math;
+    using C = am::Constants<T>;
+    v = am::clamp(v, C::kGeluYMax);
+    const am::Reduced<T> e = am::gelu_reduce(v);
+    return am::add(am::phi(v, e), am::mul(v, am::mul(am::exp_value(e), C::kInvSqrt2Pi)));
+  }
+  // phi(v) (2 - v^2)
+  template <typename T>
+  FD_HOST_DEVICE static T second_derivative(T v) {
+    namespace am = activation_math;
+    using C = am::Constants<T>;
+    v = am::clamp(v, C::kGeluYMax);
+    const am::Reduced<T> e = am::gelu_reduce(v);
+    return am::mul(am::mul(am::exp_value(e), C::kInvSqrt2Pi), am::sub(T(2), am::mul(v, v)));
+  }
+};
+
+// v sigmoid(2u), u = sqrt(2 / pi) (v + 0.044715 v^3): torch's gelu(approximate="tanh"), 0.5 v (1 + tanh u).
+struct GeluTanh {
+  template <typename T>
+  FD_HOST_DEVICE static T forward(T v) {
+    namespace am = activation_math;
+    return am::times_sigmoid(v, am::tanh_reduce(v));
+  }
+  // s (1 + v (1 - s) z'), s = sigmoid(z), z' = dz/dv
+  template <typename T>
+  FD_HOST_DEVICE static T derivative(T v) {
+    namespace am = activation_math;
+    v = am::clamp(v, am::Constants<T>::kTanhXMax);
+    const am::SigmoidPair<T> p = am::sigmoid_pair(am::tanh_reduce(v));
+    return am::mul(p.s, am::add(T(1), am::mul(am::mul(v, p.sc), am::tanh_slope(v))));
+  }
+  // s (1 - s) (2 z' + v (1 - 2s) z'^2 + v z''), z'' = 6 C3 v
+  template <typename T>
+  FD_HOST_DEVICE static T second_derivative(T v) {
+    namespace am = activation_math;
+    using C = am::Constants<T>;
+    v = am::clamp(v, C::kTanhXMax);
+    const am::SigmoidPair<T> p = am::sigmoid_pair(am::tanh_reduce(v));
+    const T slope = am::tanh_slope(v);
+    const T inner = am::add(am::add(am::mul(T(2), slope), am::mul(am::mul(v, am::sub(p.sc, p.s)), am::mul(slope, slope))),
+                            am::mul(T(6) * C::kC3, am::mul(v, v)));
+    return am::mul(am::mul(p.s, p.sc), inner);
+  }
+};
+
+// v sigmoid(v): torch's silu.
+struct Silu {
+  template <typename T>
+  FD_HOST_DEVICE static T forward(T v) {
+    namespace am = activation_math;
+    return am::times_sigmoid(v, am::silu_reduce(v));
+  }
+  // s (1 + v (1 - s))
+  template <typename T>
+  FD_HOST_DEVICE static T derivative(T v) {
+    namespace am = activation_math;
+    v = am::clamp(v, am::Constants<T>::kExpMax);
+    const am::SigmoidPair<T> p = am::sigmoid_pair(am::silu_reduce(v));
+    return am::mul(p.s, am::add(T(1), am::mul(v, p.sc)));
+  }
+  // s (1 - s) (2 + v (1 - 2s))
+  template <typename T>
+  FD_HOST_DEVICE static T second_derivative(T v) {
+    namespace am = activation_math;
+    v = am::clamp(v, am::Constants<T>::kExpMax);
+    const am::SigmoidPair<T> p = am::sigmoid_pair(am::silu_reduce(v));
+    return am::mul(am::mul(p.s, p.sc), am::add(T(2), am::mul(v, am::sub(p.sc, p.s))));
   }
 };
 

@@ -1,0 +1,427 @@
+// The math of the smooth activations (gelu, gelu_tanh, silu), their derivatives and second derivatives, for float
+// and double, host and device. Every backend must give the same bits, so the functions use multiplies, adds,
+// subtracts and divides only, each rounded once (the _rn intrinsics on the device, -ffp-contract=off on the host:
+// nothing is contracted into an FMA), plus bit operations: no libm or CUDA math call, whose rounding differs
+// between CPU and GPU. fused_dropout/activations.py (torch) and fused_dropout/triton_backend/activation_math.py
+// (Triton) are the same algorithm, operation for operation; tests/test_activation_math.py holds them bit-identical
+// and measures the accuracy.
+//
+// The algorithm:
+//  - exp(a) = 2^k (1 + m): k = round(a / ln 2) by adding 1.5 * 2^mantissa_bits (the integer lands in the low
+//    bits), r = a - k ln2_hi - k ln2_lo (ln2_hi has few bits, so k ln2_hi and the subtraction are exact), and
+//    m = e^r - 1 = r + r^2 P(r), |r| <= ln 2 / 2. 2^k is built from bits. An argument given as hi + lo (hi exact,
+//    lo its small correction) adds lo into r, so its bits are not lost to rounding hi + lo.
+//    The result is kept as (m, k): x * exp(a) is then x 2^k (exact) + (x 2^k) m, one rounding of note.
+//  - x * sigmoid(z) = x / (1 + exp(-z)), with 1 + exp(-z) = (1 + 2^k) + 2^k m: 1 + 2^k is exact, so the
+//    denominator is rounded once of note, the quotient once more. When k > 0 numerator and denominator are both
+//    taken 2^-prescale times (exp(-z) up to e^110 stays finite, and the values below the normal range round once).
+//    sigmoid and 1 - sigmoid come out of the same parts without cancellation (for the derivatives).
+//  - silu(x) = x * sigmoid(x).
+//  - gelu_tanh(x) = x * sigmoid(z), z = 2u = x (C1 + C3 x^2): 0.5 (1 + tanh u) = sigmoid(2u). The error of z
+//    would be multiplied by |z| in exp(-z), so z is computed in two words: x and the sum are split into parts with
+//    few bits (their products exact), the rest carried in z_lo.
+//  - gelu(x) = x Phi(x): Phi(x) = 1/2 + x C(x^2) for |x| < 3/4, and Phi(-y) = exp(-y^2 / 2) N(y) / M(y) beyond
+//    (N, M with positive coefficients; Phi(y) = 1 - Phi(-y)), with y^2 / 2 in two words (y's top half squared,
+//    exactly, plus the rest).
+//  - the polynomials were fitted in high precision (least squares on Chebyshev points, relative weights) with their
+//    coefficients rounded to the type one at a time, the others refitted; their own error is below 0.1 ulp.
+//
+// Accuracy (tests/test_activation_math.py measures it): float32 silu within 1.6 ulp everywhere; gelu_tanh within 2
+// ulp wherever torch's float32 gelu(approximate="tanh") is (2.8 ulp at worst, where torch's is far worse); gelu within
+// 6.7 ulp: its tail's N and M round up to ~4 ulp each in Horner's scheme, so on ~1% of [-2.86, -0.75] it is not
+// within 2 ulp although torch's float32 gelu is closer (a known gap). float64: all three within 1e-15 relative.
+//
+// Special values (float and double): NaN -> NaN (bits not specified: the ops canonicalise NaN when they write);
+// +-0 -> +-0 (gelu, gelu_tanh, silu), derivative 1/2, second derivative 1/2 (silu) or sqrt(2/pi) (gelu,
+// gelu_tanh); +inf -> +inf, derivative 1, second derivative 0 or a negligible value (below 1e-30); -inf -> -0
+// (the limit; torch gives NaN), derivative and second derivative -0 or 0 (the limits; torch gives NaN).
+// Subnormal inputs x: gelu, gelu_tanh and silu round x/2 (their exact value, correctly rounded).
+#pragma once
+
+#include <stdint.h>
+#include <string.h>
+
+#include "host_device.h"
+
+namespace fused_dropout {
+namespace activation_math {
+
+// ---- operations rounded once, never contracted -------------------------------------------------------------
+
+FD_HOST_DEVICE float mul(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+FD_HOST_DEVICE double mul(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+FD_HOST_DEVICE float add(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+FD_HOST_DEVICE double add(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+FD_HOST_DEVICE float sub(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+FD_HOST_DEVICE double sub(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+FD_HOST_DEVICE float div(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+FD_HOST_DEVICE double div(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __ddiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+
+// c0 + r (c1 + r (c2 + ...)), lowest degree first.
+template <typename T>
+FD_HOST_DEVICE T horner(T, T c0) {
+  return c0;
+}
+template <typename T, typename... Rest>
+FD_HOST_DEVICE T horner(T r, T c0, Rest... rest) {
+  return add(mul(horner(r, rest...), r), c0);
+}
+
+// ---- the constants of each type (fused_dropout/activations.py has the same numbers) -------------------------
+
+template <typename T>
+struct Constants;
+
+template <>
+struct Constants<float> {
+  using Bits = uint32_t;
+  using Int = int32_t;
+  static constexpr int kMantissaBits = 23;
+  static constexpr int kExponentBias = 127;
+  static constexpr int kPrescale = 64;
+  static constexpr float kPrescaleBack = 0x1p-64f;
+  static constexpr float kExpMin = -110.0f;  // sigmoids: 1 - sigmoid rounds to 0
+  static constexpr float kExpMax = 110.0f;   // sigmoids: x exp(-110) rounds to 0 for every x
+  static constexpr float kGeluExpMin = -110.0f;  // gelu: exp(-110) rounds to 0
+  static constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+  static constexpr Bits kMagicBits = 0x4B400000u;
+  static constexpr float kLog2e = 1.4426950216293335f;
+  static constexpr float kLn2Hi = 0.693359375f;
+  static constexpr float kLn2Lo = -0.00021219444170128554f;
+  static constexpr Bits kSplitMaskGelu = 0xFFFFF000u;  // 12 significant bits: their square is exact
+  static constexpr float kGeluYMax = 16.0f;
+  static constexpr float kGeluCenterEnd = 0.75f;
+  static constexpr float kInvSqrt2Pi = 0.3989422917366028f;
+  static constexpr float kTanhXMax = 12.0f;
+  static constexpr Bits kSplitMaskX = 0xFFFF0000u;  // 8 bits: x_hi^2 (16) times C3_HI (8) is exact
+  static constexpr Bits kSplitMaskW = 0xFFFFFF00u;  // 16 bits: x_hi (8) times w_hi (16) is exact
+  static constexpr float kC1Hi = 1.5957691669464111f;  // 2 sqrt(2 / pi)
+  static constexpr float kC1Lo = -4.534068054340423e-08f;
+  static constexpr float kC3Hi = 0.0712890625f;  // 2 sqrt(2 / pi) 0.044715
+  static constexpr float kC3Lo = 6.575377483386546e-05f;
+  static constexpr float kC3 = 0.07135481387376785f;
+
+  // e^r = 1 + r + r^2 P(r), |r| <= ln 2 / 2 + 0.0005
+  FD_HOST_DEVICE static float exp_poly(float r) {
+    return horner(r, 0.49999988079071045f, 0.166665181517601f, 0.041669659316539764f, 0.008368968032300472f,
+                  0.0013744543539360166f);
+  }
+  // Phi(-y) = exp(-y^2 / 2) N(y) / M(y), 3/4 <= y <= 14.5
+  FD_HOST_DEVICE static float gelu_tail_numerator(float y) {
+    return horner(y, 0.49999961256980896f, 0.5367918610572815f, 0.2784487009048462f, 0.08387240767478943f,
+                  0.014694158919155598f, 0.0012531443499028683f);
+  }
+  FD_HOST_DEVICE static float gelu_tail_denominator(float y) {
+    return horner(y, 1.0f, 1.871462345123291f, 1.5501292943954468f, 0.7347532510757446f, 0.21338044106960297f,
+                  0.03683272376656532f, 0.003141168039292097f);
+  }
+  // Phi(x) - 1/2 = x C(x^2), |x| < 3/4
+  FD_HOST_DEVICE static float gelu_center(float w) {
+    return horner(w, 0.3989422917366028f, -0.06649058312177658f, 0.009974176995456219f, -0.001185589819215238f,
+                  0.00010632482008077204f);
+  }
+};
+
+template <>
+struct Constants<double> {
+  using Bits = uint64_t;
+  using Int = int64_t;
+  static constexpr int kMantissaBits = 52;
+  static constexpr int kExponentBias = 1023;
+  static constexpr int kPrescale = 128;
+  static constexpr double kPrescaleBack = 0x1p-128;
+  static constexpr double kExpMin = -760.0;
+  static constexpr double kExpMax = 760.0;
+  static constexpr double kGeluExpMin = -760.0;
+  static constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
+  static constexpr Bits kMagicBits = 0x4338000000000000ull;
+  static constexpr double kLog2e = 1.4426950408889634;
+  static constexpr double kLn2Hi = 0.6931471803691238;
+  static constexpr double kLn2Lo = 1.9082149292705877e-10;
+  static constexpr Bits kSplitMaskGelu = 0xFFFFFFFFF8000000ull;  // 26 bits
+  static constexpr double kGeluYMax = 40.0;
+  static constexpr double kGeluCenterEnd = 0.75;
+  static constexpr double kInvSqrt2Pi = 0.3989422804014327;
+  static constexpr double kTanhXMax = 30.0;
+  static constexpr Bits kSplitMaskX = 0xFFFFFFF000000000ull;  // 17 bits: x_hi^2 (34) times C3_HI (19) is exact
+  static constexpr Bits kSplitMaskW = 0xFFFFFFFFFFFE0000ull;  // 36 bits: x_hi (17) times w_hi (36) is exact
+  static constexpr double kC1Hi = 1.5957691216057308;
+  static constexpr double kC1Lo = -9.96930880911092e-17;
+  static constexpr double kC3Hi = 0.07135486602783203;
+  static constexpr double kC3Lo = -4.975523178247366e-08;
+  static constexpr double kC3 = 0.07135481627260025;
+
+  FD_HOST_DEVICE static double exp_poly(double r) {
+    return horner(r, 0.5000000000000013, 0.16666666666666488, 0.04166666666651182, 0.008333333333447287,
+                  0.001388888894779552, 0.00019841269607173592, 2.4801489225511812e-05, 2.7557497365797654e-06,
+                  2.7631518290783527e-07, 2.5028076338831574e-08);
+  }
+  // 3/4 <= y <= 39
+  FD_HOST_DEVICE static double gelu_tail_numerator(double y) {
+    return horner(y, 0.5000000000016525, 0.8598820143556222, 0.7312847341627936, 0.39856226490667407,
+                  0.15295211177312182, 0.04304020368039161, 0.008992868628351983, 0.0013815055239908482,
+                  0.00015025440320516807, 1.0562448829621515e-05, 3.7231593766507007e-07);
+  }
+  FD_HOST_DEVICE static double gelu_tail_denominator(double y) {
+    return horner(y, 1.0, 2.5176485895521834, 2.9713624072487956, 2.175065945314418, 1.1002722010334212,
+                  0.4051919333484476, 0.1112957601113566, 0.022916544191867894, 0.0034893969409236125,
+                  0.00037756519311772034, 2.64761328856776e-05, 9.332576564469973e-07);
+  }
+  FD_HOST_DEVICE static double gelu_center(double w) {
+    return horner(w, 0.39894228040143265, -0.06649038006690196, 0.009973557009920786, -0.001187328213773462,
+                  0.00011543467398803377, -9.444592621269225e-06, 6.657900928488273e-07, -4.092618668383904e-08,
+                  1.995580581535199e-09);
+  }
+};
+
+// ---- bits --------------------------------------------------------------------------------------------------
+
+template <typename T>
+FD_HOST_DEVICE typename Constants<T>::Bits bits_of(T v) {
+  typename Constants<T>::Bits bits;
+  memcpy(&bits, &v, sizeof(bits));
+  return bits;
+}
+template <typename T>
+FD_HOST_DEVICE T from_bits(typename Constants<T>::Bits bits) {
+  T v;
+  memcpy(&v, &bits, sizeof(v));
+  return v;
+}
+// v with its low mantissa bits cleared: few enough bits are left that products of such parts are exact.
+template <typename T>
+FD_HOST_DEVICE T split(T v, typename Constants<T>::Bits mask) {
+  return from_bits<T>(bits_of(v) & mask);
+}
+// 2^exponent for an exponent in the normal range.
+template <typename T>
+FD_HOST_DEVICE T power_of_two(typename Constants<T>::Int exponent) {
+  using C = Constants<T>;
+  using Bits = typename C::Bits;
+  return from_bits<T>(static_cast<Bits>(static_cast<Bits>(exponent) + static_cast<Bits>(C::kExponentBias))
+                      << C::kMantissaBits);
+}
+// |v|: the sign bit cleared (as torch.abs and tl.abs do: |-0| = +0).
+template <typename T>
+FD_HOST_DEVICE T abs_value(T v) {
+  using Bits = typename Constants<T>::Bits;
+  return from_bits<T>(bits_of(v) & (~Bits(0) >> 1));
+}
+// x in [-bound, bound], NaN kept: the derivatives take their limits beyond.
+template <typename T>
+FD_HOST_DEVICE T clamp(T x, T bound) {
+  return x > bound ? bound : (x < -bound ? -bound : x);
+}
+
+// ---- exp ---------------------------------------------------------------------------------------------------
+
+// exp(hi + lo) = 2^k (1 + m).
+template <typename T>
+struct Reduced {
+  T m;
+  typename Constants<T>::Int k;
+};
+
+// hi is clamped to [lower, upper] (NaN stays NaN); kLo: lo (below 2 in size) joins the reduced argument.
+template <typename T, bool kLo>
+FD_HOST_DEVICE Reduced<T> reduce(T hi, T lo, T lower, T upper) {
+  using C = Constants<T>;
+  hi = hi < lower ? lower : hi;
+  hi = hi > upper ? upper : hi;
+  const T k_magic = add(mul(kLo ? add(hi, lo) : hi, C::kLog2e), C::kMagic);
+  const T k = sub(k_magic, C::kMagic);
+  T r = sub(hi, mul(k, C::kLn2Hi));
+  if (kLo) r = add(r, lo);
+  r = sub(r, mul(k, C::kLn2Lo));
+  const T m = add(r, mul(mul(r, r), C::exp_poly(r)));
+  return {m, static_cast<typename C::Int>(bits_of(k_magic) - C::kMagicBits)};
+}
+
+// (1 + m) 2^k for k <= 0: scaled up first, so the one rounding below the normal range is the last multiply.
+template <typename T>
+FD_HOST_DEVICE T exp_value(Reduced<T> e) {
+  using C = Constants<T>;
+  return mul(mul(add(T(1), e.m), power_of_two<T>(e.k + C::kPrescale)), C::kPrescaleBack);
+}
+
+// x (1 + m) 2^k for k <= 0: x 2^k is exact (when normal), then + (x 2^k) m.
+template <typename T>
+FD_HOST_DEVICE T times_exp(T x, Reduced<T> e) {
+  using C = Constants<T>;
+  const T a = mul(mul(x, power_of_two<T>(e.k + C::kPrescale)), C::kPrescaleBack);
+  return add(a, mul(a, e.m));
+}
+
+// ---- sigmoid -------------------------------------------------------------------------------------------------
+
+// (1 + exp(-z)) P = (P + S) + S m, S = 2^k P (rounded below the normal range); P = 1 when k <= 0, 2^-prescale
+// when k > 0. scaled = S, or 2^prescale S when k <= 0 (normal down to kExpMin): 1 - sigmoid is made from it.
+template <typename T>
+struct Denominator {
+  T p, scaled, value;
+};
+template <typename T>
+FD_HOST_DEVICE Denominator<T> denominator(Reduced<T> e) {
+  using C = Constants<T>;
+  const bool positive = e.k > 0;
+  const T p = positive ? C::kPrescaleBack : T(1);
+  const T scaled = power_of_two<T>(positive ? e.k - C::kPrescale : e.k + C::kPrescale);
+  const T s = positive ? scaled : mul(scaled, C::kPrescaleBack);
+  const T sm = mul(s, e.m);
+  // (P + S) + S m while P + S is exact; past 2^kMantissaBits, S m joins P first (P + S would round).
+  const bool beyond = e.k > C::kMantissaBits;
+  return {p, scaled, add(add(p, beyond ? sm : s), beyond ? s : sm)};
+}
+
+// x sigmoid(z) from exp(-z): (x P) / ((1 + exp(-z)) P), x raised to -kExpMax (where the value rounds to 0).
+template <typename T>
+FD_HOST_DEVICE T times_sigmoid(T x, Reduced<T> e) {
+  using C = Constants<T>;
+  const Denominator<T> d = denominator(e);
+  x = x < -C::kExpMax ? -C::kExpMax : x;
+  return div(mul(x, d.p), d.value);
+}
+
+// sigmoid(z) and 1 - sigmoid(z) = (P, S + S m) / ((1 + exp(-z)) P), neither by cancellation; 1 - sigmoid is made
+// at 2^prescale times its size when k <= 0 and scaled back last (one rounding below the normal range).
+template <typename T>
+struct SigmoidPair {
+  T s, sc;
+};
+template <typename T>
+FD_HOST_DEVICE SigmoidPair<T> sigmoid_pair(Reduced<T> e) {
+  using C = Constants<T>;
+  const Denominator<T> d = denominator(e);
+  const T reciprocal = div(T(1), d.value);
+  const T back = e.k > 0 ? T(1) : C::kPrescaleBack;
+  return {mul(d.p, reciprocal), mul(mul(add(d.scaled, mul(d.scaled, e.m)), reciprocal), back)};
+}
+
+// ---- silu ----------------------------------------------------------------------------------------------------
+
+template <typename T>
+FD_HOST_DEVICE Reduced<T> silu_reduce(T x) {
+  using C = Constants<T>;
+  return reduce<T, false>(-x, T(0), C::kExpMin, C::kExpMax);
+}
+
+// ---- gelu_tanh -----------------------------------------------------------------------------------------------
+
+// exp(-z), z = 2u = x (C1 + C3 x^2) in two words, |x| lowered to kTanhXMax.
+template <typename T>
+FD_HOST_DEVICE Reduced<T> tanh_reduce(T x) {
+  using C = Constants<T>;
+  x = clamp(x, C::kTanhXMax);
+  const T x_hi = split(x, C::kSplitMaskX);
+  const T x_lo = sub(x, x_hi);
+  const T square_hi = mul(x_hi, x_hi);
+  const T square_lo = mul(x_lo, add(x, x_hi));
+  const T cubic_hi = mul(C::kC3Hi, square_hi);
+  const T cubic_lo = add(mul(C::kC3Lo, square_hi), mul(C::kC3, square_lo));
+  const T w = add(C::kC1Hi, cubic_hi);  // C1 + C3 x^2, its rounding error recovered exactly (two-sum)
+  const T b = sub(w, C::kC1Hi);
+  T w_lo = add(sub(C::kC1Hi, sub(w, b)), sub(cubic_hi, b));
+  w_lo = add(add(w_lo, cubic_lo), C::kC1Lo);
+  const T w_hi = split(w, C::kSplitMaskW);
+  const T z_hi = mul(x_hi, w_hi);
+  const T z_lo = add(add(mul(x_hi, sub(w, w_hi)), mul(x_lo, w)), mul(x, w_lo));
+  return reduce<T, true>(-z_hi, -z_lo, C::kExpMin, C::kExpMax);
+}
+
+// dz/dx = C1 + 3 C3 x^2
+template <typename T>
+FD_HOST_DEVICE T tanh_slope(T x) {
+  using C = Constants<T>;
+  return add(C::kC1Hi, mul(T(3) * C::kC3, mul(x, x)));
+}
+
+// ---- gelu ----------------------------------------------------------------------------------------------------
+
+// exp(-x^2 / 2), |x| lowered to kGeluYMax (where it rounds to 0).
+template <typename T>
+FD_HOST_DEVICE Reduced<T> gelu_reduce(T x) {
+  using C = Constants<T>;
+  T y = abs_value(x);
+  y = y > C::kGeluYMax ? C::kGeluYMax : y;
+  const T y_hi = split(y, C::kSplitMaskGelu);
+  const T y_lo = sub(y, y_hi);
+  return reduce<T, true>(mul(mul(y_hi, y_hi), T(-0.5)), mul(mul(y_lo, add(y, y_hi)), T(-0.5)), C::kGeluExpMin,
+                         T(0));
+}
+
+// Phi(-y) / exp(-y^2 / 2) = N(y) / M(y), y = |x|.
+template <typename T>
+FD_HOST_DEVICE T gelu_tail_ratio(T x) {
+  using C = Constants<T>;
+  T y = abs_value(x);
+  y = y > C::kGeluYMax ? C::kGeluYMax : y;
+  return div(C::gelu_tail_numerator(y), C::gelu_tail_denominator(y));
+}
+
+// Phi(x) - 1/2 = x C(x^2), |x| < kGeluCenterEnd.
+template <typename T>
+FD_HOST_DEVICE T gelu_center(T x) {
+  return mul(x, Constants<T>::gelu_center(mul(x, x)));
+}
+
+template <typename T>
+FD_HOST_DEVICE bool in_gelu_center(T x) {
+  return abs_value(x) < Constants<T>::kGeluCenterEnd;
+}
+
+template <typename T>
+FD_HOST_DEVICE T phi(T x, Reduced<T> e) {
+  const T tail = mul(exp_value(e), gelu_tail_ratio(x));
+  return in_gelu_center(x) ? add(T(0.5), gelu_center(x)) : (x < T(0) ? tail : sub(T(1), tail));
+}
+
+}  // namespace activation_math
+}  // namespace fused_dropout
