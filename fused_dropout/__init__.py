@@ -12,6 +12,7 @@ from . import ops  # noqa: F401 - defines the ops before the kernels register
 from .backends import available_backends
 from .functional import bias_relu_dropout, dropout, dropout_add, dropout_mask
 from .modules import FusedBiasReLUDropout, FusedDropout, FusedDropoutAdd, replace_dropout
+from .patching import patch, unpatch
 
 __all__ = [
     "FusedBiasReLUDropout",
@@ -22,6 +23,8 @@ __all__ = [
     "dropout",
     "dropout_add",
     "dropout_mask",
+    "patch",
     "replace_dropout",
+    "unpatch",
 ]
 from ._version import __version__  # noqa: E402 - the single source, read by pyproject.toml too
