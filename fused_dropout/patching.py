@@ -238,7 +238,8 @@ def patch(*, backend: str | None = None) -> Patch:
     (channel dropout needs a mask geometry the fused ops do not have yet), alpha dropout, the dropout inside
     ``scaled_dot_product_attention(dropout_p=...)`` (so ``nn.MultiheadAttention(dropout=...)`` called with
     ``need_weights=False``; with ``need_weights=True`` it calls F.dropout and is routed), calls made from
-    C++ (``at::dropout`` in another extension), TorchScript'd code, and a name bound before patch() with ``from
+    C++ (``at::dropout`` in another extension), TorchScript'd code, ``torch.export`` (its fake tensors take torch's
+    function, so an exported program holds aten.dropout), and a name bound before patch() with ``from
     torch.nn.functional import dropout``. A call the fused op cannot take (a tensor subclass, an integer,
     complex or sparse tensor, p given as a tensor, bool or numpy scalar) runs torch's original function.
 

@@ -275,6 +275,15 @@ def test_scaled_dot_product_attention_dropout_is_not_reached():
     assert log.fused() == []
 
 
+def test_torch_export_keeps_torchs_dropout():
+    """torch.export traces with fake tensors, a tensor subclass: the wrapper hands them to torch's function, so an
+    exported program holds aten.dropout and needs no fused_dropout to load."""
+    with fd.patch():
+        exported = torch.export.export(nn.Dropout(0.3).train(), (make_input((2, 8)),))
+    ops = [str(node.target) for node in exported.graph.nodes if node.op == "call_function"]
+    assert ops == ["aten.dropout.default"]
+
+
 # ---- arguments the fused op does not take: torch's original function, its result and its errors ---------------
 
 class LoggingTensor(torch.Tensor):
@@ -549,9 +558,9 @@ def _aot_graph_ops(captured):
 
 
 def test_compile_fullgraph_with_patch_active():
-    """backend="aot_eager"-like: graph breaks and the routing are decided by dynamo and the AOT autograd trace,
-    which this runs; inductor would add only a C++ compilation of the same graph (tens of seconds on this CPU;
-    tests/test_compile_opcheck.py compiles the fused ops with inductor)."""
+    """Compiled with aot_eager (a copy that records the forward graph), not inductor: graph breaks and the routing
+    are decided by dynamo and the AOT autograd trace, which this runs; inductor would only add a C++ compilation of
+    the same graph (tens of seconds on a CPU; tests/test_compile_opcheck.py compiles the fused ops with it)."""
     model, x = attention_and_input()
     graphs = []
     compiled = torch.compile(model, fullgraph=True, backend=_aot_graph_ops(graphs))
