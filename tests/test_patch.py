@@ -338,6 +338,31 @@ def test_what_the_fused_op_does_not_take_runs_torchs_own_function(name, call):
     assert log.fused() == []
 
 
+def _inference_tensor():
+    with torch.inference_mode():
+        return make_input((4, 8))
+
+
+# Routed calls that torch refuses: the fused path refuses them with torch's own error.
+REFUSED_IN_PLACE = [
+    ("torch.dropout_ of a leaf requiring grad", lambda: torch.dropout_(make_input((4, 8), requires_grad=True), 0.5,
+                                                                         True)),
+    ("F.dropout inplace of a leaf requiring grad", lambda: F.dropout(make_input((4, 8), requires_grad=True), 0.5,
+                                                                      inplace=True)),
+    ("nn.Dropout inplace of an inference tensor", lambda: nn.Dropout(0.5, inplace=True)(_inference_tensor())),
+]
+
+
+@pytest.mark.parametrize("name, call", REFUSED_IN_PLACE, ids=[c[0] for c in REFUSED_IN_PLACE])
+def test_in_place_misuse_raises_torchs_own_error(name, call):
+    with pytest.raises(RuntimeError) as torchs:
+        call()
+    with fd.patch(), OpLog() as log, pytest.raises(RuntimeError) as patched:
+        call()
+    assert str(patched.value) == str(torchs.value)
+    assert log.fused() == ["fused_dropout.dropout_fwd.default"]  # routed: the fused op ran, the write was refused
+
+
 def test_a_torch_function_mode_still_sees_the_call_and_it_is_routed():
     """As torch's F.dropout does, the wrapper hands the call to an active TorchFunctionMode first; the mode's
     own call of the function is then routed (torch.device(...) is such a mode)."""
