@@ -192,12 +192,15 @@ def _install(backend: str | None) -> None:
 
 def _uninstall() -> None:
     while _installed:
-        route, original, wrapper = _installed.pop()
-        if getattr(route.owner, route.name) is wrapper:
-            setattr(route.owner, route.name, original)
-        else:  # someone replaced our wrapper after patch(): putting torch's back would undo their change too
-            warnings.warn(f"fused_dropout.unpatch(): {route.qualname} was replaced after patch(); it is left as it "
-                          f"is (it may still route to the fused op)", RuntimeWarning, stacklevel=3)
+        _put_back(*_installed.pop())
+
+
+def _put_back(route: Route, original: Callable, wrapper: Callable) -> None:
+    if getattr(route.owner, route.name) is wrapper:
+        setattr(route.owner, route.name, original)
+    else:  # someone replaced our wrapper after patch(): putting torch's back would undo their change too
+        warnings.warn(f"fused_dropout.unpatch(): {route.qualname} was replaced after patch(); it is left as it is "
+                      f"(it may still route to the fused op)", RuntimeWarning, stacklevel=4)
 
 
 def _check_backend(backend) -> None:

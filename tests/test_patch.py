@@ -4,6 +4,7 @@ import math
 import sys
 import threading
 import time
+import warnings
 
 import pytest
 import torch
@@ -524,28 +525,70 @@ def test_patch_reaches_every_thread():
     assert result["ops"] == ["fused_dropout.dropout_fwd.default"]
 
 
+def test_a_patch_waits_for_an_unpatch_in_progress(monkeypatch):
+    """One thread's patch() arriving while another thread's unpatch() is putting torch's functions back waits for
+    it, then installs afresh: dropout is routed inside its block and torch's functions are back after it (without
+    the lock it would install over half-restored attributes and leave a wrapper behind)."""
+    uninstalling, install_started, install_done = threading.Event(), threading.Event(), threading.Event()
+    put_back, install = patching._put_back, patching._install
+
+    def slow_put_back(*args):
+        if not uninstalling.is_set():
+            uninstalling.set()
+            if install_started.wait(timeout=0.2):  # with the lock, the other patch() cannot install meanwhile
+                install_done.wait(timeout=10)
+        put_back(*args)
+
+    def watched_install(backend):
+        install_started.set()
+        install(backend)
+        install_done.set()
+
+    fd.patch()
+    monkeypatch.setattr(patching, "_put_back", slow_put_back)
+    monkeypatch.setattr(patching, "_install", watched_install)
+    unpatcher = threading.Thread(target=fd.unpatch)
+    unpatcher.start()
+    assert uninstalling.wait(timeout=10)
+    with fd.patch():
+        unpatcher.join()  # the other thread's unpatch() is over: this patch() must still be in force
+        routed_inside = all(current()[name] is not ORIGINALS[name] for name in ORIGINALS)
+    assert routed_inside
+    assert current() == ORIGINALS and not patching.is_patched()
+
+
+def _yielding(fn):
+    def yielding(*args):
+        time.sleep(1e-5)
+        return fn(*args)
+
+    return yielding
+
+
 def test_concurrent_patch_unpatch_and_calls_stay_consistent(monkeypatch):
     """Threads entering and leaving patch() while others call dropout: no error, every result a valid dropout
-    (each element 0 or x / (1 - p)), and torch's functions back at the end. Installing a wrapper yields to the
-    other threads here (as a slow install would), so that only the lock keeps install and uninstall whole."""
-    make_wrapper = patching._wrapper
-
-    def yielding_wrapper(*args):
-        time.sleep(1e-5)
-        return make_wrapper(*args)
-
-    monkeypatch.setattr(patching, "_wrapper", yielding_wrapper)
+    (each element 0 or x / (1 - p)), routed inside every patch() block, torch's functions back at the end.
+    Installing and putting back a function yield to the other threads here (as slow ones would), so that only the
+    lock keeps install and uninstall whole."""
+    for step in ("_wrapper", "_put_back"):
+        monkeypatch.setattr(patching, step, _yielding(getattr(patching, step)))
     errors, x = [], make_input((64,))
 
+    threads_ready = threading.Barrier(4)  # all start together, so that their loops overlap
+
     def patcher():
+        threads_ready.wait()
         try:
-            for _ in range(200):
+            for _ in range(500):
                 with fd.patch():
+                    if any(current()[name] is ORIGINALS[name] for name in ORIGINALS):
+                        errors.append(AssertionError("not routed inside a patch() block"))
                     F.dropout(x, 0.5)
         except Exception as error:  # noqa: BLE001 - collected and reported by the main thread
             errors.append(error)
 
     def caller():
+        threads_ready.wait()
         try:
             for _ in range(200):
                 for y in (F.dropout(x, 0.5), torch.dropout(x, 0.5, True), nn.Dropout(0.5)(x)):
@@ -556,11 +599,13 @@ def test_concurrent_patch_unpatch_and_calls_stay_consistent(monkeypatch):
             errors.append(error)
 
     threads = [threading.Thread(target=patcher) for _ in range(3)] + [threading.Thread(target=caller)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    with warnings.catch_warnings(record=True) as warned:  # e.g. unpatch() finding another patch's wrapper
+        warnings.simplefilter("always")
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == [] and [str(w.message) for w in warned] == []
     assert current() == ORIGINALS and not patching.is_patched()
 
 
