@@ -11,6 +11,7 @@ does) and a TorchFunctionMode that routes the same calls to fused_dropout.dropou
 """
 from __future__ import annotations
 
+import contextlib
 import timeit
 
 import torch
@@ -46,15 +47,7 @@ class Small(nn.Module):
         return self.drop(torch.dropout(h, 0.3, self.training))
 
 
-class Nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-
-MECHANISMS = {"torch (no routing)": Nothing, "fd.patch()": fd.patch, "TorchFunctionMode": RouteMode}
+MECHANISMS = {"torch (no routing)": contextlib.nullcontext, "fd.patch()": fd.patch, "TorchFunctionMode": RouteMode}
 
 
 def dropout_ops_of_aot_forward_graph(model, x) -> list[str]:
