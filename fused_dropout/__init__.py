@@ -12,6 +12,7 @@ from . import ops  # noqa: F401 - defines the ops before the kernels register
 from .backends import available_backends
 from .functional import bias_relu_dropout, dropout, dropout_add, dropout_mask
 from .modules import FusedBiasReLUDropout, FusedDropout, FusedDropoutAdd, replace_dropout
+from .patching import patch, unpatch
 from .structured import drop_path, dropout1d, dropout2d, dropout3d
 from .structured_modules import DropPath, FusedDropout1d, FusedDropout2d, FusedDropout3d, LockedDropout
 
@@ -33,6 +34,8 @@ __all__ = [
     "dropout3d",
     "dropout_add",
     "dropout_mask",
+    "patch",
     "replace_dropout",
+    "unpatch",
 ]
 from ._version import __version__  # noqa: E402 - the single source, read by pyproject.toml too
