@@ -123,14 +123,16 @@ ROUTES = (
 )
 
 # Dropouts patch() leaves to torch, and why. Channel dropout drops whole feature maps: a mask shared along the
-# spatial dimensions, which the fused ops cannot express until they take a mask geometry (noise_shape). Each of
-# dropout1d/2d/3d then becomes one Route above, whose wrapper keeps torch's checks of the input's dimensions and
-# passes one mask element per channel as noise_shape (tests/test_patch.py pins that they are not routed today).
+# spatial dimensions. The fused ops take it (noise_shape; fused_dropout.dropout1d/2d/3d), but through a composite
+# of torch ops several times slower than torch's own channel dropout until the kernels take the mask geometry, so
+# patch() does not route them yet (replace_dropout swaps their modules only with structured=True, for the same
+# reason). Each then becomes one Route above calling fused_dropout.dropout1d/2d/3d, which keep torch's rank rules
+# (tests/test_patch.py pins that they are not routed today).
 # Alpha dropout is another op (it keeps SELU's mean and variance), not this dropout.
 NOT_ROUTED = {
-    "torch.nn.functional.dropout1d": "channel dropout (nn.Dropout1d): needs a mask shared along the spatial dims",
-    "torch.nn.functional.dropout2d": "channel dropout (nn.Dropout2d): needs a mask shared along the spatial dims",
-    "torch.nn.functional.dropout3d": "channel dropout (nn.Dropout3d): needs a mask shared along the spatial dims",
+    "torch.nn.functional.dropout1d": "channel dropout (nn.Dropout1d): its fused form is a slower composite today",
+    "torch.nn.functional.dropout2d": "channel dropout (nn.Dropout2d): its fused form is a slower composite today",
+    "torch.nn.functional.dropout3d": "channel dropout (nn.Dropout3d): its fused form is a slower composite today",
     "torch.feature_dropout": "channel dropout, the op under dropout1d/2d/3d",
     "torch.nn.functional.alpha_dropout": "alpha dropout (nn.AlphaDropout), a different op",
     "torch.nn.functional.feature_alpha_dropout": "channel alpha dropout (nn.FeatureAlphaDropout), a different op",

@@ -216,8 +216,8 @@ def test_backend_is_passed_to_the_fused_ops():
 
 # ---- what is not routed ------------------------------------------------------------------------------------------
 
-# Channel dropout and alpha dropout run torch's own op under patch(). When the fused ops take a mask geometry
-# (noise_shape) and dropout1d/2d/3d get their routes, move them out of this list on purpose.
+# Channel dropout and alpha dropout run torch's own op under patch(). When the kernels take the mask geometry
+# (today a slower composite) and dropout1d/2d/3d get their routes, move them out of this list on purpose.
 NOT_ROUTED_CALLS = [
     ("F.dropout1d", lambda x: F.dropout1d(x, 0.5)),
     ("F.dropout2d", lambda x: F.dropout2d(x.unsqueeze(0), 0.5)),
