@@ -71,7 +71,7 @@ def apply(op: FusedOp, x, residual, bias, p, training, seed, offset, generator, 
 def _run(op: FusedOp, x, residual, bias, p, training, seed, offset, generator, backend,
          geometry_args=_NO_GEOMETRY) -> torch.Tensor:
     """A public call of `op`: the common call's shortcut (_fast_path), else full validation and apply."""
-    if geometry_args is _NO_GEOMETRY:
+    if geometry_args == _NO_GEOMETRY:  # a tuple of three Nones: the common call
         out = _fast_path.forward(op, x, residual, bias, p, training, seed, offset, generator, backend)
         if out is not None:
             return out

@@ -135,3 +135,18 @@ def test_a_torch_function_mode_sees_the_seed_draw():
     with Calls() as calls:
         fd.dropout(x, 0.5)
     assert "randint" in calls.names
+
+
+@pytest.mark.parametrize("op, with_bias", OP_VARIANTS)
+@pytest.mark.parametrize("training", [True, False])
+def test_the_public_functions_take_the_shortcut(op, with_bias, training, monkeypatch):
+    """A plain call never reaches the full validation (it would cost the per-call time the shortcut saves)."""
+    x, residual, bias = op_inputs(op, (5, 12), torch.float32, with_bias=with_bias)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the common call took the validated path")
+
+    monkeypatch.setattr(fd.functional, "_validated", refuse)
+    call_op(op, x, residual, bias, 0.4, training=training)
+    with pytest.raises(AssertionError, match="validated path"):  # a geometry argument leaves the shortcut
+        call_op(op, x, residual, bias, 0.4, training=training, noise_shape=x.shape)
