@@ -144,40 +144,57 @@ const c10::OperatorHandle& backward_handle() {
 
 c10::IValue optional_tensor(const at::Tensor& t) { return t.defined() ? c10::IValue(t) : c10::IValue(); }
 
-// The forward op's kernel below autograd (the arguments in schema order).
+// Optional tensor arguments as the typed calls take them.
+std::optional<at::Tensor> optional_arg(const at::Tensor& t) {
+  return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
+}
+
+// The forward op's kernel below autograd, through a typed (unboxed) call: the CPU/CUDA kernels are registered
+// unboxed, so no argument stack is built (the signature follows the schema, op_schemas.cpp).
 template <ForwardOp kOp>
 at::Tensor call_forward_below_autograd(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& bias,
                                        const at::Tensor& seed, int64_t offset, double p) {
   using Traits = ForwardOpTraits<kOp>;
-  Stack stack{x};
-  if (Traits::kResidual) stack.emplace_back(residual);
-  if (Traits::kOptionalBias) stack.push_back(optional_tensor(bias));
-  stack.push_back(optional_tensor(seed));
-  stack.emplace_back(offset);
-  stack.emplace_back(p);
+  using Tensor = const at::Tensor&;
+  using OptionalTensor = const std::optional<at::Tensor>&;
   at::AutoDispatchBelowADInplaceOrView below_autograd;
-  forward_handle<kOp>().callBoxed(stack);
-  return stack[0].toTensor();
+  const c10::OperatorHandle& handle = forward_handle<kOp>();
+  if constexpr (Traits::kResidual && Traits::kOptionalBias) {
+    static const auto typed =
+        handle.typed<at::Tensor(Tensor, Tensor, OptionalTensor, OptionalTensor, int64_t, double)>();
+    return typed.call(x, residual, optional_arg(bias), optional_arg(seed), offset, p);
+  } else if constexpr (Traits::kResidual) {
+    static const auto typed = handle.typed<at::Tensor(Tensor, Tensor, OptionalTensor, int64_t, double)>();
+    return typed.call(x, residual, optional_arg(seed), offset, p);
+  } else if constexpr (Traits::kOptionalBias) {
+    static const auto typed = handle.typed<at::Tensor(Tensor, OptionalTensor, OptionalTensor, int64_t, double)>();
+    return typed.call(x, optional_arg(bias), optional_arg(seed), offset, p);
+  } else {
+    static const auto typed = handle.typed<at::Tensor(Tensor, OptionalTensor, int64_t, double)>();
+    return typed.call(x, optional_arg(seed), offset, p);
+  }
 }
 
 // The backward op through the full dispatch when grad mode is on (recorded when a graph is being built: double
-// backward), else below autograd. `saved`
-// is the seed (mask_bwd; undefined when p = 0) or y.
+// backward), else below autograd; a typed call either way. `saved` is the seed (mask_bwd; undefined when p = 0)
+// or y.
 template <BackwardOp kOp>
 std::pair<at::Tensor, at::Tensor> call_backward(const at::Tensor& grad, const at::Tensor& saved, int64_t offset,
                                                 double p, bool bias_grad) {
-  Stack stack{grad, optional_tensor(saved)};
-  if (kKeepFromRngState<kOp>) stack.emplace_back(offset);
-  stack.emplace_back(p);
-  stack.emplace_back(bias_grad);
-  if (at::GradMode::is_enabled()) {
-    backward_handle<kOp>().callBoxed(stack);
+  using Result = std::tuple<at::Tensor, at::Tensor>;
+  std::optional<at::AutoDispatchBelowADInplaceOrView> below_autograd;
+  if (!at::GradMode::is_enabled()) below_autograd.emplace();  // no graph can be recorded: straight to the kernel
+  const c10::OperatorHandle& handle = backward_handle<kOp>();
+  Result result;
+  if constexpr (kKeepFromRngState<kOp>) {
+    static const auto typed =
+        handle.typed<Result(const at::Tensor&, const std::optional<at::Tensor>&, int64_t, double, bool)>();
+    result = typed.call(grad, optional_arg(saved), offset, p, bias_grad);
   } else {
-    // No graph can be recorded (a backward without create_graph): straight to the kernel.
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    backward_handle<kOp>().callBoxed(stack);
+    static const auto typed = handle.typed<Result(const at::Tensor&, const at::Tensor&, double, bool)>();
+    result = typed.call(grad, saved, p, bias_grad);
   }
-  return {stack[0].toTensor(), stack[1].toTensor()};
+  return {std::move(std::get<0>(result)), std::move(std::get<1>(result))};
 }
 
 // ---- path 2: the autograd nodes -------------------------------------------------------------------------------
