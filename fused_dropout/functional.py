@@ -12,6 +12,7 @@ from .geometry import MaskGeometry, mask_geometry
 from .op_table import OPS_BY_NAME, FusedOp
 
 _NO_GEOMETRY = (None, None, None)  # (noise_shape, global_shape, shard_offsets) of the common call
+_DROPOUT = OPS_BY_NAME["dropout"]
 
 
 def _validate_randomness(x, seed, offset, generator) -> None:
@@ -148,12 +149,12 @@ def dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, inplace: boo
         tensor([[2., 2., 2., 2.],
                 [2., 2., 0., 2.]])
     """
-    op = OPS_BY_NAME["dropout"]
-    geometry_args = (noise_shape, global_shape, shard_offsets)
-    if inplace is False and geometry_args == _NO_GEOMETRY:
+    op = _DROPOUT
+    if inplace is False and noise_shape is None and global_shape is None and shard_offsets is None:
         out = _fast_path.forward(op, x, None, None, p, training, seed, offset, generator, backend)
         if out is not None:
             return out
+    geometry_args = (noise_shape, global_shape, shard_offsets)
     if type(x) is not torch.Tensor and distributed.is_dtensor(x):
         if not check.flag(training, "training") or check.probability(p) == 0.0:
             return x
