@@ -42,68 +42,10 @@
 #include <string.h>
 
 #include "host_device.h"
+#include "rounded_arithmetic.h"
 
 namespace fused_dropout {
 namespace activation_math {
-
-// ---- operations rounded once, never contracted -------------------------------------------------------------
-
-FD_HOST_DEVICE float mul(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-FD_HOST_DEVICE double mul(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-FD_HOST_DEVICE float add(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-FD_HOST_DEVICE double add(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-FD_HOST_DEVICE float sub(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
-FD_HOST_DEVICE double sub(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
-FD_HOST_DEVICE float div(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fdiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
-FD_HOST_DEVICE double div(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __ddiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
 
 // c0 + r (c1 + r (c2 + ...)), lowest degree first.
 template <typename T>
@@ -112,7 +54,7 @@ FD_HOST_DEVICE T horner(T, T c0) {
 }
 template <typename T, typename... Rest>
 FD_HOST_DEVICE T horner(T r, T c0, Rest... rest) {
-  return add(mul(horner(r, rest...), r), c0);
+  return fd_add(fd_mul(horner(r, rest...), r), c0);
 }
 
 // ---- the constants of each type (fused_dropout/activations.py has the same numbers) -------------------------
@@ -276,12 +218,12 @@ FD_HOST_DEVICE Reduced<T> reduce(T hi, T lo, T lower, T upper) {
   using C = Constants<T>;
   hi = hi < lower ? lower : hi;
   hi = hi > upper ? upper : hi;
-  const T k_magic = add(mul(kLo ? add(hi, lo) : hi, C::kLog2e), C::kMagic);
-  const T k = sub(k_magic, C::kMagic);
-  T r = sub(hi, mul(k, C::kLn2Hi));
-  if (kLo) r = add(r, lo);
-  r = sub(r, mul(k, C::kLn2Lo));
-  const T m = add(r, mul(mul(r, r), C::exp_poly(r)));
+  const T k_magic = fd_add(fd_mul(kLo ? fd_add(hi, lo) : hi, C::kLog2e), C::kMagic);
+  const T k = fd_sub(k_magic, C::kMagic);
+  T r = fd_sub(hi, fd_mul(k, C::kLn2Hi));
+  if (kLo) r = fd_add(r, lo);
+  r = fd_sub(r, fd_mul(k, C::kLn2Lo));
+  const T m = fd_add(r, fd_mul(fd_mul(r, r), C::exp_poly(r)));
   return {m, static_cast<typename C::Int>(bits_of(k_magic) - C::kMagicBits)};
 }
 
@@ -289,15 +231,15 @@ FD_HOST_DEVICE Reduced<T> reduce(T hi, T lo, T lower, T upper) {
 template <typename T>
 FD_HOST_DEVICE T exp_value(Reduced<T> e) {
   using C = Constants<T>;
-  return mul(mul(add(T(1), e.m), power_of_two<T>(e.k + C::kPrescale)), C::kPrescaleBack);
+  return fd_mul(fd_mul(fd_add(T(1), e.m), power_of_two<T>(e.k + C::kPrescale)), C::kPrescaleBack);
 }
 
 // x (1 + m) 2^k for k <= 0: x 2^k is exact (when normal), then + (x 2^k) m.
 template <typename T>
 FD_HOST_DEVICE T times_exp(T x, Reduced<T> e) {
   using C = Constants<T>;
-  const T a = mul(mul(x, power_of_two<T>(e.k + C::kPrescale)), C::kPrescaleBack);
-  return add(a, mul(a, e.m));
+  const T a = fd_mul(fd_mul(x, power_of_two<T>(e.k + C::kPrescale)), C::kPrescaleBack);
+  return fd_add(a, fd_mul(a, e.m));
 }
 
 // ---- sigmoid -------------------------------------------------------------------------------------------------
@@ -314,11 +256,11 @@ FD_HOST_DEVICE Denominator<T> denominator(Reduced<T> e) {
   const bool positive = e.k > 0;
   const T p = positive ? C::kPrescaleBack : T(1);
   const T scaled = power_of_two<T>(positive ? e.k - C::kPrescale : e.k + C::kPrescale);
-  const T s = positive ? scaled : mul(scaled, C::kPrescaleBack);
-  const T sm = mul(s, e.m);
+  const T s = positive ? scaled : fd_mul(scaled, C::kPrescaleBack);
+  const T sm = fd_mul(s, e.m);
   // (P + S) + S m while P + S is exact; past 2^kMantissaBits, S m joins P first (P + S would round).
   const bool beyond = e.k > C::kMantissaBits;
-  return {p, scaled, add(add(p, beyond ? sm : s), beyond ? s : sm)};
+  return {p, scaled, fd_add(fd_add(p, beyond ? sm : s), beyond ? s : sm)};
 }
 
 // x sigmoid(z) from exp(-z): (x P) / ((1 + exp(-z)) P), x raised to -kExpMax (where the value rounds to 0).
@@ -327,7 +269,7 @@ FD_HOST_DEVICE T times_sigmoid(T x, Reduced<T> e) {
   using C = Constants<T>;
   const Denominator<T> d = denominator(e);
   x = x < -C::kExpMax ? -C::kExpMax : x;
-  return div(mul(x, d.p), d.value);
+  return fd_div(fd_mul(x, d.p), d.value);
 }
 
 // sigmoid(z) and 1 - sigmoid(z) = (P, S + S m) / ((1 + exp(-z)) P), neither by cancellation; 1 - sigmoid is made
@@ -340,9 +282,9 @@ template <typename T>
 FD_HOST_DEVICE SigmoidPair<T> sigmoid_pair(Reduced<T> e) {
   using C = Constants<T>;
   const Denominator<T> d = denominator(e);
-  const T reciprocal = div(T(1), d.value);
+  const T reciprocal = fd_div(T(1), d.value);
   const T back = e.k > 0 ? T(1) : C::kPrescaleBack;
-  return {mul(d.p, reciprocal), mul(mul(add(d.scaled, mul(d.scaled, e.m)), reciprocal), back)};
+  return {fd_mul(d.p, reciprocal), fd_mul(fd_mul(fd_add(d.scaled, fd_mul(d.scaled, e.m)), reciprocal), back)};
 }
 
 // ---- silu ----------------------------------------------------------------------------------------------------
@@ -361,18 +303,18 @@ FD_HOST_DEVICE Reduced<T> tanh_reduce(T x) {
   using C = Constants<T>;
   x = clamp(x, C::kTanhXMax);
   const T x_hi = split(x, C::kSplitMaskX);
-  const T x_lo = sub(x, x_hi);
-  const T square_hi = mul(x_hi, x_hi);
-  const T square_lo = mul(x_lo, add(x, x_hi));
-  const T cubic_hi = mul(C::kC3Hi, square_hi);
-  const T cubic_lo = add(mul(C::kC3Lo, square_hi), mul(C::kC3, square_lo));
-  const T w = add(C::kC1Hi, cubic_hi);  // C1 + C3 x^2, its rounding error recovered exactly (two-sum)
-  const T b = sub(w, C::kC1Hi);
-  T w_lo = add(sub(C::kC1Hi, sub(w, b)), sub(cubic_hi, b));
-  w_lo = add(add(w_lo, cubic_lo), C::kC1Lo);
+  const T x_lo = fd_sub(x, x_hi);
+  const T square_hi = fd_mul(x_hi, x_hi);
+  const T square_lo = fd_mul(x_lo, fd_add(x, x_hi));
+  const T cubic_hi = fd_mul(C::kC3Hi, square_hi);
+  const T cubic_lo = fd_add(fd_mul(C::kC3Lo, square_hi), fd_mul(C::kC3, square_lo));
+  const T w = fd_add(C::kC1Hi, cubic_hi);  // C1 + C3 x^2, its rounding error recovered exactly (two-sum)
+  const T b = fd_sub(w, C::kC1Hi);
+  T w_lo = fd_add(fd_sub(C::kC1Hi, fd_sub(w, b)), fd_sub(cubic_hi, b));
+  w_lo = fd_add(fd_add(w_lo, cubic_lo), C::kC1Lo);
   const T w_hi = split(w, C::kSplitMaskW);
-  const T z_hi = mul(x_hi, w_hi);
-  const T z_lo = add(add(mul(x_hi, sub(w, w_hi)), mul(x_lo, w)), mul(x, w_lo));
+  const T z_hi = fd_mul(x_hi, w_hi);
+  const T z_lo = fd_add(fd_add(fd_mul(x_hi, fd_sub(w, w_hi)), fd_mul(x_lo, w)), fd_mul(x, w_lo));
   return reduce<T, true>(-z_hi, -z_lo, C::kExpMin, C::kExpMax);
 }
 
@@ -380,7 +322,7 @@ FD_HOST_DEVICE Reduced<T> tanh_reduce(T x) {
 template <typename T>
 FD_HOST_DEVICE T tanh_slope(T x) {
   using C = Constants<T>;
-  return add(C::kC1Hi, mul(T(3) * C::kC3, mul(x, x)));
+  return fd_add(C::kC1Hi, fd_mul(T(3) * C::kC3, fd_mul(x, x)));
 }
 
 // ---- gelu ----------------------------------------------------------------------------------------------------
@@ -392,8 +334,8 @@ FD_HOST_DEVICE Reduced<T> gelu_reduce(T x) {
   T y = abs_value(x);
   y = y > C::kGeluYMax ? C::kGeluYMax : y;
   const T y_hi = split(y, C::kSplitMaskGelu);
-  const T y_lo = sub(y, y_hi);
-  return reduce<T, true>(mul(mul(y_hi, y_hi), T(-0.5)), mul(mul(y_lo, add(y, y_hi)), T(-0.5)), C::kGeluExpMin,
+  const T y_lo = fd_sub(y, y_hi);
+  return reduce<T, true>(fd_mul(fd_mul(y_hi, y_hi), T(-0.5)), fd_mul(fd_mul(y_lo, fd_add(y, y_hi)), T(-0.5)), C::kGeluExpMin,
                          T(0));
 }
 
@@ -403,13 +345,13 @@ FD_HOST_DEVICE T gelu_tail_ratio(T x) {
   using C = Constants<T>;
   T y = abs_value(x);
   y = y > C::kGeluYMax ? C::kGeluYMax : y;
-  return div(C::gelu_tail_numerator(y), C::gelu_tail_denominator(y));
+  return fd_div(C::gelu_tail_numerator(y), C::gelu_tail_denominator(y));
 }
 
 // Phi(x) - 1/2 = x C(x^2), |x| < kGeluCenterEnd.
 template <typename T>
 FD_HOST_DEVICE T gelu_center(T x) {
-  return mul(x, Constants<T>::gelu_center(mul(x, x)));
+  return fd_mul(x, Constants<T>::gelu_center(fd_mul(x, x)));
 }
 
 template <typename T>
@@ -419,8 +361,8 @@ FD_HOST_DEVICE bool in_gelu_center(T x) {
 
 template <typename T>
 FD_HOST_DEVICE T phi(T x, Reduced<T> e) {
-  const T tail = mul(exp_value(e), gelu_tail_ratio(x));
-  return in_gelu_center(x) ? add(T(0.5), gelu_center(x)) : (x < T(0) ? tail : sub(T(1), tail));
+  const T tail = fd_mul(exp_value(e), gelu_tail_ratio(x));
+  return in_gelu_center(x) ? fd_add(T(0.5), gelu_center(x)) : (x < T(0) ? tail : fd_sub(T(1), tail));
 }
 
 }  // namespace activation_math

@@ -48,9 +48,9 @@ struct Gelu {
     using C = am::Constants<T>;
     const am::Reduced<T> e = am::gelu_reduce(v);
     const T ratio = am::gelu_tail_ratio(v);
-    const T center = am::mul(v, am::add(T(0.5), am::gelu_center(v)));
-    const T negative_tail = am::times_exp(am::mul(v < -C::kGeluYMax ? -C::kGeluYMax : v, ratio), e);
-    const T positive_tail = am::mul(v, am::sub(T(1), am::mul(am::exp_value(e), ratio)));
+    const T center = fd_mul(v, fd_add(T(0.5), am::gelu_center(v)));
+    const T negative_tail = am::times_exp(fd_mul(v < -C::kGeluYMax ? -C::kGeluYMax : v, ratio), e);
+    const T positive_tail = fd_mul(v, fd_sub(T(1), fd_mul(am::exp_value(e), ratio)));
     return am::in_gelu_center(v) ? center : (v < T(0) ? negative_tail : positive_tail);
   }
   // Phi(v) + v phi(v)
@@ -60,7 +60,7 @@ struct Gelu {
     using C = am::Constants<T>;
     v = am::clamp(v, C::kGeluYMax);
     const am::Reduced<T> e = am::gelu_reduce(v);
-    return am::add(am::phi(v, e), am::mul(v, am::mul(am::exp_value(e), C::kInvSqrt2Pi)));
+    return fd_add(am::phi(v, e), fd_mul(v, fd_mul(am::exp_value(e), C::kInvSqrt2Pi)));
   }
   // phi(v) (2 - v^2)
   template <typename T>
@@ -69,7 +69,7 @@ struct Gelu {
     using C = am::Constants<T>;
     v = am::clamp(v, C::kGeluYMax);
     const am::Reduced<T> e = am::gelu_reduce(v);
-    return am::mul(am::mul(am::exp_value(e), C::kInvSqrt2Pi), am::sub(T(2), am::mul(v, v)));
+    return fd_mul(fd_mul(am::exp_value(e), C::kInvSqrt2Pi), fd_sub(T(2), fd_mul(v, v)));
   }
 };
 
@@ -86,7 +86,7 @@ struct GeluTanh {
     namespace am = activation_math;
     v = am::clamp(v, am::Constants<T>::kTanhXMax);
     const am::SigmoidPair<T> p = am::sigmoid_pair(am::tanh_reduce(v));
-    return am::mul(p.s, am::add(T(1), am::mul(am::mul(v, p.sc), am::tanh_slope(v))));
+    return fd_mul(p.s, fd_add(T(1), fd_mul(fd_mul(v, p.sc), am::tanh_slope(v))));
   }
   // s (1 - s) (2 z' + v (1 - 2s) z'^2 + v z''), z'' = 6 C3 v
   template <typename T>
@@ -96,9 +96,9 @@ struct GeluTanh {
     v = am::clamp(v, C::kTanhXMax);
     const am::SigmoidPair<T> p = am::sigmoid_pair(am::tanh_reduce(v));
     const T slope = am::tanh_slope(v);
-    const T inner = am::add(am::add(am::mul(T(2), slope), am::mul(am::mul(v, am::sub(p.sc, p.s)), am::mul(slope, slope))),
-                            am::mul(T(6) * C::kC3, am::mul(v, v)));
-    return am::mul(am::mul(p.s, p.sc), inner);
+    const T inner = fd_add(fd_add(fd_mul(T(2), slope), fd_mul(fd_mul(v, fd_sub(p.sc, p.s)), fd_mul(slope, slope))),
+                            fd_mul(T(6) * C::kC3, fd_mul(v, v)));
+    return fd_mul(fd_mul(p.s, p.sc), inner);
   }
 };
 
@@ -115,7 +115,7 @@ struct Silu {
     namespace am = activation_math;
     v = am::clamp(v, am::Constants<T>::kExpMax);
     const am::SigmoidPair<T> p = am::sigmoid_pair(am::silu_reduce(v));
-    return am::mul(p.s, am::add(T(1), am::mul(v, p.sc)));
+    return fd_mul(p.s, fd_add(T(1), fd_mul(v, p.sc)));
   }
   // s (1 - s) (2 + v (1 - 2s))
   template <typename T>
@@ -123,7 +123,7 @@ struct Silu {
     namespace am = activation_math;
     v = am::clamp(v, am::Constants<T>::kExpMax);
     const am::SigmoidPair<T> p = am::sigmoid_pair(am::silu_reduce(v));
-    return am::mul(am::mul(p.s, p.sc), am::add(T(2), am::mul(v, am::sub(p.sc, p.s))));
+    return fd_mul(fd_mul(p.s, p.sc), fd_add(T(2), fd_mul(v, fd_sub(p.sc, p.s))));
   }
 };
 

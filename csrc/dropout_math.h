@@ -8,6 +8,7 @@
 
 #include "op_traits.h"
 #include "philox.h"
+#include "rounded_arithmetic.h"
 
 namespace fused_dropout {
 
@@ -105,37 +106,6 @@ FD_HOST_DEVICE scalar_t with_canonical_nan(scalar_t rounded, acc_t value) {
   bits = value != value ? Format::kCanonicalNaN : bits;
   memcpy(&rounded, &bits, sizeof(bits));
   return rounded;
-}
-
-// Multiply and add that are never contracted into an FMA, so every backend rounds the same intermediate values
-// and dropout_add is bit-identical across devices. (Host code is also built with -ffp-contract=off.)
-FD_HOST_DEVICE float fd_mul(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-FD_HOST_DEVICE double fd_mul(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-FD_HOST_DEVICE float fd_add(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-FD_HOST_DEVICE double fd_add(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dadd_rn(a, b);
-#else
-  return a + b;
-#endif
 }
 
 // Forward element function of every op of op_list.h: out = [residual +] (keep ? act(x [+ b]) * scale : 0).
