@@ -1,13 +1,14 @@
 """The ops under a mask geometry that is not a plain offset (a broadcast noise_shape, a shard that is not a run
 of whole rows): the kernels do not take mask runs yet, so these calls run as a composite of torch ops around one
-shared mask, and say so once (a warning).
+shared mask, and say so (a warning, shown once per call site by Python's default filter).
 
 The mask is made once per shared decision, on the "mask box": x's shape with the broadcast dims collapsed to 1
 (B values for DropPath's (B, 1, ..., 1), N * C for channel dropout), by the backend's own dropout kernel when
 the box's mask indices are one contiguous range (every unsharded geometry), else by the reference's Philox on
-the box's indices. The values then follow the spec exactly (fused_dropout.reference.forward_with_keep), so the
-bits are those every backend gives. The backward keeps the box mask (or the output y for ReLU, as the fused ops
-do): grad_in = keep ? grad * scale : 0, itself differentiable (double backward).
+the box's indices. The values follow the spec exactly, in fewer passes than the reference (tests hold them bit
+for bit to fused_dropout.reference.forward_with_keep), so the bits are those every backend gives. The backward
+keeps the box mask (or the output y for ReLU, as the fused ops do): grad_in = keep ? grad * scale : 0, itself
+differentiable (double backward).
 """
 from __future__ import annotations
 

@@ -39,11 +39,11 @@ def _check_box_placements(t, name: str) -> None:
                              "Replicate are): redistribute it to Shard or Replicate first")
 
 
-def _local_box(t) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(local shape, global offsets) of this rank's shard of t."""
+def _shard_offsets(t) -> tuple[int, ...]:
+    """The global offsets of this rank's shard of t (where its box starts in the whole tensor)."""
     from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 
-    return compute_local_shape_and_global_offset(t.shape, t.device_mesh, t.placements)
+    return compute_local_shape_and_global_offset(t.shape, t.device_mesh, t.placements)[1]
 
 
 def shared_seed(x, seed_tensor: torch.Tensor) -> torch.Tensor:
@@ -73,7 +73,7 @@ def _group_of(ranks: tuple[int, ...]):
 def run(call, x, residual, bias, seed_tensor_or_none, noise_shape, global_shape, shard_offsets):
     """The op on DTensors: `call(local_x, local_residual, local_bias, seed_tensor, global_shape, shard_offsets,
     noise_shape)` runs it on this rank's shards; the result is a DTensor placed as x."""
-    dtensor, shard, replicate, partial = _types()
+    dtensor = _types()[0]
     if global_shape is not None or shard_offsets is not None:
         raise ValueError("global_shape and shard_offsets are taken from a DTensor x itself: leave them None")
     _check_box_placements(x, "x")
@@ -86,8 +86,7 @@ def run(call, x, residual, bias, seed_tensor_or_none, noise_shape, global_shape,
     local_bias = None
     if bias is not None:
         local_bias = _local_bias(x, bias)
-    _, offsets = _local_box(x)
-    out = call(x.to_local(), local_residual, local_bias, seed_tensor_or_none, tuple(x.shape), tuple(offsets),
+    out = call(x.to_local(), local_residual, local_bias, seed_tensor_or_none, tuple(x.shape), tuple(_shard_offsets(x)),
                noise_shape)
     return dtensor.from_local(out, mesh, placements, run_check=False, shape=x.shape, stride=x.stride())
 

@@ -257,10 +257,7 @@ def dropout_mask(shape, p: float, seed: int, *, offset: int = 0, noise_shape=Non
     device = torch.device(device) if device is not None else torch.device("cpu")
     offset = check.offset(offset)
     geometry = mask_geometry(shape, noise_shape, global_shape, shard_offsets, offset)
-    if geometry.contiguous:
-        check.seed_bits(seed)
-        # The kernels' own decision: a kept 1 becomes the scale (>= 1, never 0) and a dropped one exactly 0.
-        return dropout(torch.ones(shape, device=device), p, seed=seed, offset=offset + geometry.base) != 0
     seed_tensor = make_seed(device, check.seed_bits(seed))
+    # The decisions of the mask box (all of shape without a broadcast dim), by the default backend's kernel.
     keep = _geometry_path.box_keep(geometry, seed_tensor, offset, p, backends.ops_for(None, device), device)
     return keep.expand(shape).contiguous()
