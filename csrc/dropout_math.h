@@ -137,4 +137,13 @@ FD_HOST_DEVICE acc_t backward_element(acc_t grad, bool keep, acc_t scale) {
   return keep ? scaled : acc_t(0);
 }
 
+// Backward element function of the ops that save their input (*_input_bwd): grad_in = keep ? (grad * scale) *
+// activation'(v) : 0 at the pre-activation value v = x [+ bias]. A dropped element is exactly 0, even where the
+// derivative is NaN.
+template <typename Activation, typename acc_t>
+FD_HOST_DEVICE acc_t backward_element_through(acc_t grad, bool keep, acc_t scale, acc_t v) {
+  const acc_t through = fd_mul(fd_mul(grad, scale), Activation::derivative(v));
+  return keep ? through : acc_t(0);
+}
+
 }  // namespace fused_dropout

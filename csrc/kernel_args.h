@@ -27,11 +27,13 @@ struct BackwardArgs {
   scalar_t* grad_in;          // contiguous gradient of the op's input
   scalar_t* grad_bias;        // [row_len] or nullptr when no bias gradient is wanted
   int64_t numel;
-  int64_t row_len;
-  const int64_t* seed;        // mask_bwd: [1] seed bits (nullptr when p = 0); relu_output_bwd: nullptr
-  uint64_t offset;            // mask_bwd: the forward's offset
+  int64_t row_len;            // the bias (or bias gradient) length when there is one, else 1
+  const int64_t* seed;        // mask_bwd, *_input_bwd: [1] seed bits (nullptr when p = 0); relu_output_bwd: nullptr
+  uint64_t offset;            // mask_bwd, *_input_bwd: the forward's offset
   uint64_t threshold;
   double scale;
+  const scalar_t* x = nullptr;     // *_input_bwd: the forward's contiguous input, numel elements
+  const scalar_t* bias = nullptr;  // *_input_bwd: the forward's bias [row_len], or nullptr
 };
 
 }  // namespace fused_dropout

@@ -9,6 +9,9 @@
 //   3. forward-mode AD (a tangent on an input) or an active torch.func transform, which C++ Functions do not
 //      support: the Python Autograd kernel of fused_dropout/_autograd.py, which the Python side hands over with
 //      set_python_autograd_kernel. Its formulas are the same; only these modes pay Python's cost.
+// The backward ops that save the input (the smooth activations, *_input_bwd) take path 3 when a graph is recorded
+// (double backward): it needs the activation's second derivative, which the Python formulas compose from torch
+// ops.
 #include "op_autograd.h"
 
 #include <ATen/ATen.h>
@@ -176,17 +179,23 @@ at::Tensor call_forward_below_autograd(const at::Tensor& x, const at::Tensor& re
 }
 
 // The backward op through the full dispatch when grad mode is on (recorded when a graph is being built: double
-// backward), else below autograd; a typed call either way. `saved` is the seed (mask_bwd; undefined when p = 0)
-// or y.
+// backward), else below autograd; a typed call either way. `saved` is the seed (mask_bwd; undefined when p = 0),
+// y (relu_output_bwd) or x (*_input_bwd, whose bias and seed come as saved_bias and saved_seed).
 template <BackwardOp kOp>
 std::pair<at::Tensor, at::Tensor> call_backward(const at::Tensor& grad, const at::Tensor& saved, int64_t offset,
-                                                double p, bool bias_grad) {
+                                                double p, bool bias_grad, const at::Tensor& saved_bias = {},
+                                                const at::Tensor& saved_seed = {}) {
   using Result = std::tuple<at::Tensor, at::Tensor>;
   std::optional<at::AutoDispatchBelowADInplaceOrView> below_autograd;
   if (!at::GradMode::is_enabled()) below_autograd.emplace();  // no graph can be recorded: straight to the kernel
   const c10::OperatorHandle& handle = backward_handle<kOp>();
   Result result;
-  if constexpr (kKeepFromRngState<kOp>) {
+  if constexpr (kSavesInput<kOp>) {
+    using OptionalTensor = const std::optional<at::Tensor>&;
+    static const auto typed = handle.typed<Result(const at::Tensor&, const at::Tensor&, OptionalTensor,
+                                                  OptionalTensor, int64_t, double, bool)>();
+    result = typed.call(grad, saved, optional_arg(saved_bias), optional_arg(saved_seed), offset, p, bias_grad);
+  } else if constexpr (kKeepFromRngState<kOp>) {
     static const auto typed =
         handle.typed<Result(const at::Tensor&, const std::optional<at::Tensor>&, int64_t, double, bool)>();
     result = typed.call(grad, optional_arg(saved), offset, p, bias_grad);
@@ -212,9 +221,12 @@ at::Tensor dense(const at::Tensor& grad) { return grad.layout() == at::kStrided 
 template <ForwardOp kOp>
 struct ForwardOpBackward final : torch::autograd::Node {
   using Traits = ForwardOpTraits<kOp>;
-  static constexpr bool kSavesSeed = kKeepFromRngState<Traits::kBackward>;
+  static constexpr bool kSavesInput = fused_dropout::kSavesInput<Traits::kBackward>;
+  static constexpr bool kSavesSeed = kKeepFromRngState<Traits::kBackward> && !kSavesInput;
 
-  torch::autograd::SavedVariable saved;  // the seed (undefined when p = 0) or the output y
+  torch::autograd::SavedVariable saved;  // the seed (undefined when p = 0), the output y, or the input x
+  torch::autograd::SavedVariable saved_bias;  // the input-saving ops' bias (undefined without one), else unused
+  torch::autograd::SavedVariable saved_seed;  // the input-saving ops' seed (undefined when p = 0), else unused
   int64_t offset = 0;
   double p = 0.0;
   bool bias_grad = false;
@@ -224,16 +236,20 @@ struct ForwardOpBackward final : torch::autograd::Node {
   void release_variables() override {
     std::lock_guard<std::mutex> lock(mutex_);
     saved.reset_data();
+    saved_bias.reset_data();
+    saved_seed.reset_data();
   }
 
   variable_list apply(variable_list&& grads) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    return gradients(grads[0], saved.unpack(getptr()), offset, p, bias_grad);
+    return gradients(grads[0], saved.unpack(getptr()), saved_bias.unpack(getptr()), saved_seed.unpack(getptr()),
+                     offset, p, bias_grad);
   }
 
   // The gradients of the edges, from the backward op (itself differentiable: double backward); the residual's is
   // grad itself.
-  static variable_list gradients(const at::Tensor& grad_out, const at::Tensor& saved_tensor, int64_t offset,
+  static variable_list gradients(const at::Tensor& grad_out, const at::Tensor& saved_tensor,
+                                 const at::Tensor& bias_tensor, const at::Tensor& seed_tensor, int64_t offset,
                                  double p, bool bias_grad) {
     variable_list result;
     if (!grad_out.defined()) {
@@ -241,7 +257,8 @@ struct ForwardOpBackward final : torch::autograd::Node {
       return result;
     }
     const at::Tensor grad = dense(grad_out);
-    auto [grad_x, grad_bias] = call_backward<Traits::kBackward>(grad, saved_tensor, offset, p, bias_grad);
+    auto [grad_x, grad_bias] =
+        call_backward<Traits::kBackward>(grad, saved_tensor, offset, p, bias_grad, bias_tensor, seed_tensor);
     result.push_back(std::move(grad_x));
     if (Traits::kResidual) result.push_back(grad);
     if (Traits::kOptionalBias) result.push_back(bias_grad ? std::move(grad_bias) : at::Tensor());
@@ -252,7 +269,9 @@ struct ForwardOpBackward final : torch::autograd::Node {
   // Compiled autograd: the node's state is part of the graph's cache key, and the backward is one call of
   // `gradients` in the traced graph (its ops have fake kernels, so the call is traceable).
   void compiled_args(torch::dynamo::autograd::CompiledNodeArgs& args) const override {
-    args.collect(saved, /*is_output=*/!kSavesSeed);
+    args.collect(saved, /*is_output=*/!kSavesSeed && !kSavesInput);
+    args.collect(saved_bias, /*is_output=*/false);
+    args.collect(saved_seed, /*is_output=*/false);
     args.collect(offset);
     args.collect(p);
     args.collect(bias_grad);
@@ -261,10 +280,14 @@ struct ForwardOpBackward final : torch::autograd::Node {
   variable_list apply_with_saved(const variable_list& grads,
                                  torch::dynamo::autograd::SwapSavedVariables& swap) override {
     swap.before(saved);
-    const at::Tensor saved_tensor = saved.unpack(getptr());
-    const std::vector<c10::IValue> args{optional_tensor(saved_tensor), offset, p, bias_grad};
-    const std::vector<at::TypePtr> schema{c10::OptionalType::create(at::TensorType::get()), c10::IntType::get(),
-                                          c10::FloatType::get(), c10::BoolType::get()};
+    swap.before(saved_bias);
+    swap.before(saved_seed);
+    const std::vector<c10::IValue> args{optional_tensor(saved.unpack(getptr())),
+                                        optional_tensor(saved_bias.unpack(getptr())),
+                                        optional_tensor(saved_seed.unpack(getptr())), offset, p, bias_grad};
+    const auto optional_tensor_type = c10::OptionalType::create(at::TensorType::get());
+    const std::vector<at::TypePtr> schema{optional_tensor_type, optional_tensor_type, optional_tensor_type,
+                                          c10::IntType::get(), c10::FloatType::get(), c10::BoolType::get()};
     const auto& compiler = torch::dynamo::autograd::getPyCompilerInterface();
     // Bound once per process, as ATen's generated nodes are: compiled autograd's op registry is process-wide and
     // refuses a second binding of a name.
@@ -275,13 +298,16 @@ struct ForwardOpBackward final : torch::autograd::Node {
         torch::dynamo::autograd::get_input_metadata(next_edges()));
     variable_list result =
         compiler->call_function(swap.get_py_compiler(), "apply_functional", fn_name, grads, args, output_metadata);
+    swap.after(saved_seed);
+    swap.after(saved_bias);
     swap.after(saved);
     return result;
   }
 
   static variable_list functional(const variable_list& grads, const std::vector<c10::IValue>& args) {
-    return gradients(grads[0], args[0].isTensor() ? args[0].toTensor() : at::Tensor(), args[1].toInt(),
-                     args[2].toDouble(), args[3].toBool());
+    auto tensor = [&](size_t i) { return args[i].isTensor() ? args[i].toTensor() : at::Tensor(); };
+    return gradients(grads[0], tensor(0), tensor(1), tensor(2), args[3].toInt(), args[4].toDouble(),
+                     args[5].toBool());
   }
 };
 
@@ -300,7 +326,14 @@ at::Tensor forward_with_node(const at::Tensor& x, const at::Tensor& residual, co
   }
   node->set_next_edges(std::move(edges));
   torch::autograd::set_history(out, node);
-  node->saved = torch::autograd::SavedVariable(Node::kSavesSeed ? seed : out, /*is_output=*/!Node::kSavesSeed);
+  if constexpr (Node::kSavesInput) {
+    // x and the bias are inputs, saved as such (an in-place change of either before the backward is an error).
+    node->saved = torch::autograd::SavedVariable(x, /*is_output=*/false);
+    node->saved_bias = torch::autograd::SavedVariable(bias, /*is_output=*/false);
+    node->saved_seed = torch::autograd::SavedVariable(seed, /*is_output=*/false);
+  } else {
+    node->saved = torch::autograd::SavedVariable(Node::kSavesSeed ? seed : out, /*is_output=*/!Node::kSavesSeed);
+  }
   node->offset = offset;
   node->p = p;
   node->bias_grad = bias.defined() && bias.requires_grad();
@@ -340,8 +373,9 @@ struct BackwardFunction : torch::autograd::Function<BackwardFunction<kOp>> {
 // ---- the boxed Autograd kernels -----------------------------------------------------------------------------
 
 // Paths 1 and 3, shared by every op: true when the call was finished here; false leaves path 2 (the op's C++
-// Function) to the caller.
-bool finished_without_function(const c10::OperatorHandle& op, c10::DispatchKeySet keys, Stack* stack) {
+// Function) to the caller. With python_records_graph, path 2 is the Python kernel too.
+bool finished_without_function(const c10::OperatorHandle& op, c10::DispatchKeySet keys, Stack* stack,
+                               bool python_records_graph) {
   switch (path_of(op, *stack)) {
     case Path::kNoGraph:
       op.redispatchBoxed(keys & c10::after_autograd_keyset, stack);
@@ -350,7 +384,9 @@ bool finished_without_function(const c10::OperatorHandle& op, c10::DispatchKeySe
       run_python_kernel(op, stack);
       return true;
     case Path::kCppFunction:
-      break;
+      if (!python_records_graph) break;
+      run_python_kernel(op, stack);
+      return true;
   }
   return false;
 }
@@ -368,9 +404,8 @@ struct StackArgs {
 };
 
 template <ForwardOp kOp>
-void forward_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet keys, Stack* stack) {
+void record_forward(const c10::OperatorHandle& op, Stack* stack) {
   using Traits = ForwardOpTraits<kOp>;
-  if (finished_without_function(op, keys, stack)) return;
   StackArgs args{*stack, op.schema().arguments().size()};
   const at::Tensor x = args.next().toTensor();
   const std::optional<at::Tensor> residual = Traits::kResidual ? args.next_optional_tensor() : std::nullopt;
@@ -384,9 +419,14 @@ void forward_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet keys, S
   torch::jit::push(*stack, std::move(out));
 }
 
+template <ForwardOp kOp>
+void forward_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet keys, Stack* stack) {
+  if (finished_without_function(op, keys, stack, /*python_records_graph=*/false)) return;
+  record_forward<kOp>(op, stack);
+}
+
 template <BackwardOp kOp>
-void backward_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet keys, Stack* stack) {
-  if (finished_without_function(op, keys, stack)) return;
+void record_backward(const c10::OperatorHandle& op, Stack* stack) {
   StackArgs args{*stack, op.schema().arguments().size()};
   const at::Tensor grad = args.next().toTensor();
   const std::optional<at::Tensor> saved = args.next_optional_tensor();
@@ -396,6 +436,12 @@ void backward_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet keys, 
   variable_list result = BackwardFunction<kOp>::apply(grad, saved, offset, p, bias_grad);
   torch::jit::drop(*stack, args.count);
   torch::jit::push(*stack, std::move(result[0]), std::move(result[1]));
+}
+
+template <BackwardOp kOp>
+void backward_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet keys, Stack* stack) {
+  if (finished_without_function(op, keys, stack, kSavesInput<kOp>)) return;
+  if constexpr (!kSavesInput<kOp>) record_backward<kOp>(op, stack);
 }
 
 }  // namespace

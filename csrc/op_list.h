@@ -13,15 +13,27 @@
 // The names are also the enumerators (ForwardOp::dropout, ...), so the schema name and the enum cannot diverge.
 #pragma once
 
-#define FD_FORWARD_OPS(X)                                          \
-  X(dropout, Identity, false, false, mask_bwd)                     \
-  X(bias_relu_dropout, Relu, true, false, relu_output_bwd)         \
-  X(dropout_add, Identity, true, true, mask_bwd)
+#define FD_FORWARD_OPS(X)                                                 \
+  X(dropout, Identity, false, false, mask_bwd)                            \
+  X(bias_relu_dropout, Relu, true, false, relu_output_bwd)                \
+  X(dropout_add, Identity, true, true, mask_bwd)                          \
+  X(bias_dropout, Identity, true, false, mask_bwd)                        \
+  X(bias_gelu_dropout, Gelu, true, false, gelu_input_bwd)                 \
+  X(bias_gelu_tanh_dropout, GeluTanh, true, false, gelu_tanh_input_bwd)   \
+  X(bias_silu_dropout, Silu, true, false, silu_input_bwd)
 
-// FD_BACKWARD_OPS(X): X(name, saved argument). The saved argument says where the keep decision comes from:
-//   rng_state: the RNG mask, recomputed from the seed and offset;   y: the saved forward output, keep where y > 0.
+// FD_BACKWARD_OPS(X): X(name, saved arguments, activation policy). The saved arguments say where the keep
+// decision comes from and what grad_in is multiplied by:
+//   rng_state: the RNG mask, recomputed from the seed and offset;   y: the saved forward output, keep where y > 0;
+//   input: the RNG mask, and the saved input x and bias, for the activation's derivative at x + bias (the smooth
+//   activations, whose derivative the output does not give).
+// grad_in = keep ? (grad * scale) * activation'(x + bias) : 0, the factor only for `input` (Identity otherwise).
 // Schema: <name>(Tensor grad, <saved arguments>, float p, bool bias_grad) -> (Tensor, Tensor), the saved arguments
-// being "Tensor? seed, int offset" or "Tensor y" (op_traits.h, saved_schema).
-#define FD_BACKWARD_OPS(X) \
-  X(mask_bwd, rng_state)   \
-  X(relu_output_bwd, y)
+// being "Tensor? seed, int offset", "Tensor y" or "Tensor x, Tensor? bias, Tensor? seed, int offset"
+// (op_traits.h, saved_schema).
+#define FD_BACKWARD_OPS(X)                   \
+  X(mask_bwd, rng_state, Identity)           \
+  X(relu_output_bwd, y, Identity)            \
+  X(gelu_input_bwd, input, Gelu)             \
+  X(gelu_tanh_input_bwd, input, GeluTanh)    \
+  X(silu_input_bwd, input, Silu)

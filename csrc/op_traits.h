@@ -13,12 +13,14 @@ enum class BackwardOp { FD_BACKWARD_OPS(FD_ENUMERATOR) };
 #undef FD_ENUMERATOR
 
 // What a backward op saved from the forward, and so where its keep decision comes from.
-enum class SavedForBackward { rng_state, y };
+enum class SavedForBackward { rng_state, y, input };
 
 // The saved arguments in the backward op's schema: the RNG state is the seed tensor (absent when p = 0) and the
-// forward's offset; the output is one tensor.
+// forward's offset; the output is one tensor; the input is x and the optional bias, then the RNG state.
 constexpr const char* saved_schema(SavedForBackward saved) {
-  return saved == SavedForBackward::rng_state ? "Tensor? seed, int offset" : "Tensor y";
+  return saved == SavedForBackward::rng_state ? "Tensor? seed, int offset"
+         : saved == SavedForBackward::y       ? "Tensor y"
+                                              : "Tensor x, Tensor? bias, Tensor? seed, int offset";
 }
 
 template <ForwardOp kOp>
@@ -38,18 +40,22 @@ struct BackwardOpTraits;
 FD_FORWARD_OPS(FD_FORWARD_TRAITS)
 #undef FD_FORWARD_TRAITS
 
-#define FD_BACKWARD_TRAITS(op_name, saved)                                            \
-  template <>                                                                         \
-  struct BackwardOpTraits<BackwardOp::op_name> {                                      \
-    static constexpr const char* kName = #op_name;                                    \
-    static constexpr const char* kSavedName = #saved;                                 \
-    static constexpr const char* kSavedSchema = saved_schema(SavedForBackward::saved); \
-    static constexpr bool kKeepFromRngState = SavedForBackward::saved == SavedForBackward::rng_state; \
+#define FD_BACKWARD_TRAITS(op_name, saved, ActivationPolicy)                                              \
+  template <>                                                                                             \
+  struct BackwardOpTraits<BackwardOp::op_name> {                                                          \
+    static constexpr const char* kName = #op_name;                                                        \
+    static constexpr const char* kSavedName = #saved;                                                     \
+    static constexpr const char* kSavedSchema = saved_schema(SavedForBackward::saved);                    \
+    static constexpr bool kKeepFromRngState = SavedForBackward::saved != SavedForBackward::y;             \
+    static constexpr bool kSavesInput = SavedForBackward::saved == SavedForBackward::input;               \
+    using Activation = ActivationPolicy; /* whose derivative multiplies grad_in (kSavesInput only) */     \
   };
 FD_BACKWARD_OPS(FD_BACKWARD_TRAITS)
 #undef FD_BACKWARD_TRAITS
 
 template <BackwardOp kOp>
 constexpr bool kKeepFromRngState = BackwardOpTraits<kOp>::kKeepFromRngState;
+template <BackwardOp kOp>
+constexpr bool kSavesInput = BackwardOpTraits<kOp>::kSavesInput;
 
 }  // namespace fused_dropout

@@ -5,10 +5,11 @@
 // Launcher must provide:
 //   static void forward(ForwardOp op, const at::Tensor& x, const std::optional<at::Tensor>& bias,
 //       const std::optional<at::Tensor>& residual, at::Tensor& out, const RngArgs& rng, double p);
-//   static void backward(BackwardOp op, const at::Tensor& grad, const RngArgs& rng,
-//       const std::optional<at::Tensor>& y, at::Tensor& grad_in, std::optional<at::Tensor>& grad_bias, double p);
-// Every tensor handed to a launcher is contiguous and non-empty. A backward gets y (relu_output_bwd) or the RNG
-// arguments (mask_bwd), whichever the backward op saved; the seed is absent when p = 0.
+//   static void backward(BackwardOp op, const at::Tensor& grad, const RngArgs& rng, const SavedInput& saved,
+//       at::Tensor& grad_in, std::optional<at::Tensor>& grad_bias, double p);
+// Every tensor handed to a launcher is contiguous and non-empty. A backward gets what the backward op saved: y
+// (relu_output_bwd), the RNG arguments (mask_bwd), or the RNG arguments and the input x with its bias
+// (*_input_bwd); the seed is absent when p = 0.
 #pragma once
 
 #include <torch/library.h>
@@ -44,6 +45,14 @@ struct RngArgs {
   const int64_t* seed_data() const { return seed.has_value() ? seed->data_ptr<int64_t>() : nullptr; }
 };
 
+// The per-element tensors a backward op saved besides the RNG state: the input x and its bias (*_input_bwd), or
+// the output y (relu_output_bwd).
+struct SavedInput {
+  std::optional<at::Tensor> x;
+  std::optional<at::Tensor> y;
+  std::optional<at::Tensor> bias;
+};
+
 inline std::optional<at::Tensor> contiguous_or_none(const std::optional<at::Tensor>& t) {
   if (!t.has_value()) return std::nullopt;
   return t->contiguous();
@@ -70,22 +79,28 @@ struct FusedOps {
     return in_layout_of(x_in, out);
   }
 
-  // What the backward op saved (BackwardOpTraits::kSavedSchema): the seed and offset (mask_bwd), or y.
+  // What the backward op saved (BackwardOpTraits::kSavedSchema): the seed and offset (mask_bwd), y
+  // (relu_output_bwd), or x, the bias, the seed and the offset (*_input_bwd).
   template <BackwardOp kOp>
   static std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_in, const std::optional<at::Tensor>& seed,
-                                                     int64_t offset, const std::optional<at::Tensor>& saved_y,
-                                                     double p, bool bias_grad) {
+                                                     int64_t offset, const SavedInput& saved_in, double p,
+                                                     bool bias_grad) {
     check_floating(grad_in, "grad");
     check_probability(p);
     RngArgs rng{std::nullopt, 0};
-    std::optional<at::Tensor> y;
+    SavedInput saved;
     if constexpr (kKeepFromRngState<kOp>) {
       check_seed(seed, grad_in, p);
       check_offset(offset);
       rng = {seed, static_cast<uint64_t>(offset)};
-    } else {
-      check_same_shape_like(*saved_y, grad_in, BackwardOpTraits<kOp>::kSavedName);
-      y = saved_y->contiguous();
+    }
+    if constexpr (kSavesInput<kOp>) {
+      check_same_shape_like(*saved_in.x, grad_in, "x");
+      check_bias(saved_in.bias, grad_in);
+      saved = {saved_in.x->contiguous(), std::nullopt, contiguous_or_none(saved_in.bias)};
+    } else if constexpr (!kKeepFromRngState<kOp>) {
+      check_same_shape_like(*saved_in.y, grad_in, BackwardOpTraits<kOp>::kSavedName);
+      saved.y = saved_in.y->contiguous();
     }
     const at::Tensor grad = grad_in.contiguous();
     at::Tensor grad_x = empty_output(grad);
@@ -94,7 +109,7 @@ struct FusedOps {
         bias_grad ? at::zeros({row_len_of(grad)}, grad.options()) : at::empty({0}, grad.options());
     std::optional<at::Tensor> grad_bias;
     if (bias_grad) grad_bias = grad_bias_tensor;
-    if (grad.numel() > 0) Launcher::backward(kOp, grad, rng, y, grad_x, grad_bias, p);
+    if (grad.numel() > 0) Launcher::backward(kOp, grad, rng, saved, grad_x, grad_bias, p);
     return {in_layout_of(grad_in, grad_x), grad_bias_tensor};
   }
 };
@@ -136,24 +151,37 @@ struct ForwardEntry<Launcher, kOp, true, true> {
   }
 };
 
-// The C++ signature of a backward op follows its saved arguments: (grad, seed?, offset, p, bias_grad) or
-// (grad, y, p, bias_grad).
-template <class Launcher, BackwardOp kOp, bool kFromRngState = kKeepFromRngState<kOp>>
+// The C++ signature of a backward op follows its saved arguments: (grad, seed?, offset, p, bias_grad),
+// (grad, y, p, bias_grad) or (grad, x, bias?, seed?, offset, p, bias_grad).
+template <class Launcher, BackwardOp kOp, bool kFromRngState = kKeepFromRngState<kOp>,
+          bool kInput = kSavesInput<kOp>>
 struct BackwardEntry;
 
 template <class Launcher, BackwardOp kOp>
-struct BackwardEntry<Launcher, kOp, true> {
+struct BackwardEntry<Launcher, kOp, true, false> {
   static std::tuple<at::Tensor, at::Tensor> call(const at::Tensor& grad, const std::optional<at::Tensor>& seed,
                                                  int64_t offset, double p, bool bias_grad) {
-    return FusedOps<Launcher>::template backward<kOp>(grad, seed, offset, std::nullopt, p, bias_grad);
+    return FusedOps<Launcher>::template backward<kOp>(grad, seed, offset, SavedInput{}, p, bias_grad);
   }
 };
 
 template <class Launcher, BackwardOp kOp>
-struct BackwardEntry<Launcher, kOp, false> {
+struct BackwardEntry<Launcher, kOp, false, false> {
   static std::tuple<at::Tensor, at::Tensor> call(const at::Tensor& grad, const at::Tensor& y, double p,
                                                  bool bias_grad) {
-    return FusedOps<Launcher>::template backward<kOp>(grad, std::nullopt, 0, y, p, bias_grad);
+    return FusedOps<Launcher>::template backward<kOp>(grad, std::nullopt, 0, SavedInput{std::nullopt, y, std::nullopt},
+                                                      p, bias_grad);
+  }
+};
+
+template <class Launcher, BackwardOp kOp>
+struct BackwardEntry<Launcher, kOp, true, true> {
+  static std::tuple<at::Tensor, at::Tensor> call(const at::Tensor& grad, const at::Tensor& x,
+                                                 const std::optional<at::Tensor>& bias,
+                                                 const std::optional<at::Tensor>& seed, int64_t offset, double p,
+                                                 bool bias_grad) {
+    return FusedOps<Launcher>::template backward<kOp>(grad, seed, offset, SavedInput{x, std::nullopt, bias}, p,
+                                                      bias_grad);
   }
 };
 

@@ -91,15 +91,21 @@ class _SharedMaskOp(torch.autograd.Function):
         out = _canonical_nans(out.to(x.dtype))
         ctx.p, ctx.relu, ctx.has_residual = p, op.activation == "relu", residual is not None
         ctx.bias_shape = None if bias is None else bias.shape
-        # ReLU keeps its output (kept and active <=> y > 0), as the fused op does; the others the box mask.
-        ctx.save_for_backward(out if ctx.relu else keep)
+        ctx.smooth = op.backward_op.saves_input  # the derivative needs x + bias, as the fused op's backward
+        ctx.activation = op.activation
+        # ReLU keeps its output (kept and active <=> y > 0), as the fused op does; the others the box mask (and
+        # the smooth activations x and the bias too).
+        ctx.save_for_backward(out if ctx.relu else keep, *((x, bias) if ctx.smooth else ()))
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        (saved,) = ctx.saved_tensors
+        saved, *inputs = ctx.saved_tensors
         keep = saved > 0 if ctx.relu else saved
-        grad_x = _MaskedGrad.apply(grad, keep, ctx.p)
+        if ctx.smooth:
+            grad_x = _MaskedGradThrough.apply(grad, keep, ctx.p, ctx.activation, *inputs)
+        else:
+            grad_x = _MaskedGrad.apply(grad, keep, ctx.p)
         grad_bias = _ColumnSums.apply(grad_x) if ctx.bias_shape is not None and ctx.needs_input_grad[2] else None
         return grad_x, grad if ctx.has_residual else None, grad_bias, None, None, None
 
@@ -117,6 +123,28 @@ class _MaskedGrad(torch.autograd.Function):
     def backward(ctx, grad_grad):
         (keep,) = ctx.saved_tensors
         return _MaskedGrad.apply(grad_grad, keep, ctx.p), None, None
+
+
+class _MaskedGradThrough(torch.autograd.Function):
+    """keep ? (grad * scale) * activation'(x + bias) : 0 (the smooth activations' backward): linear in grad, so its
+    backward in grad is itself; in x and the bias it is keep * scale * activation''(x + bias) * grad * gg."""
+
+    @staticmethod
+    def forward(ctx, grad, keep, p, activation, x, bias):
+        ctx.save_for_backward(grad, keep, x, bias)
+        ctx.p, ctx.activation = p, activation
+        return reference.masked_grad_through(grad, keep, p, activation, x, bias)
+
+    @staticmethod
+    def backward(ctx, grad_grad):
+        grad, keep, x, bias = ctx.saved_tensors
+        gg = _MaskedGradThrough.apply(grad_grad, keep, ctx.p, ctx.activation, x, bias)
+        acc = compute_dtype(x.dtype)
+        v = x.to(acc) if bias is None else x.to(acc) + bias.to(acc).reshape(x.shape[-1:])
+        curvature = grad.to(acc) * grad_grad.to(acc) * ACTIVATIONS[ctx.activation].second_derivative(v)
+        grad_x = _MaskedGrad.apply(curvature.to(x.dtype), keep, ctx.p)
+        grad_bias = None if bias is None else reference.column_sums(grad_x)
+        return gg, None, None, None, grad_x, grad_bias
 
 
 class _ColumnSums(torch.autograd.Function):

@@ -66,10 +66,13 @@ def check_backward(backward: Backward, grad: torch.Tensor, saved: tuple, p: floa
     """`saved`: the backward op's saved arguments, in backward.saved's order."""
     _floating(grad, "grad")
     _probability(p)
-    if backward.kind == "mask":
-        seed, offset = saved
-        _seed(seed, grad, p)
-        _offset(offset)
-    else:
-        (y,) = saved
-        _like(y, grad, backward.saved[0], "grad", grad.shape)
+    named = dict(zip(backward.saved, saved))
+    if backward.keeps_from_mask:
+        _seed(named["seed"], grad, p)
+        _offset(named["offset"])
+    if "y" in named:
+        _like(named["y"], grad, "y", "grad", grad.shape)
+    if backward.saves_input:
+        _like(named["x"], grad, "x", "grad", grad.shape)
+        if named["bias"] is not None:
+            _like(named["bias"], grad, "bias", "grad", (row_len_of(grad),))

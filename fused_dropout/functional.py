@@ -9,7 +9,7 @@ from . import _validate as check
 from . import backends, distributed
 from ._rng import make_seed
 from .geometry import MaskGeometry, mask_geometry
-from .op_table import OPS_BY_NAME, FusedOp
+from .op_table import BIAS_ACT_OPS, OPS_BY_NAME, FusedOp
 
 _NO_GEOMETRY = (None, None, None)  # (noise_shape, global_shape, shard_offsets) of the common call
 _DROPOUT = OPS_BY_NAME["dropout"]
@@ -194,6 +194,45 @@ def bias_relu_dropout(x: torch.Tensor, bias: torch.Tensor | None, p: float = 0.5
         tensor([[0., 1., 4., 6.]])
     """
     return _run(OPS_BY_NAME["bias_relu_dropout"], x, None, bias, p, training, seed, offset, generator, backend,
+                (noise_shape, global_shape, shard_offsets))
+
+
+def _bias_act_op(activation) -> FusedOp:
+    op = BIAS_ACT_OPS.get(activation) if isinstance(activation, str) else None
+    if op is None:
+        raise ValueError(f"activation must be one of {sorted(BIAS_ACT_OPS)}, got {activation!r}")
+    return op
+
+
+@_with_common_args
+def bias_act_dropout(x: torch.Tensor, bias: torch.Tensor | None, p: float = 0.5, training: bool = True, *,
+                     activation: str = "relu", seed: int | None = None, offset: int = 0,
+                     generator: torch.Generator | None = None, backend: str | None = None, noise_shape=None,
+                     global_shape=None, shard_offsets=None) -> torch.Tensor:
+    """dropout(activation(x + bias)) in one pass over memory, with the mask every op draws for the same seed.
+
+    The activations are computed in float32 (float64 for float64 tensors) by the project's own math, the same
+    bits on every backend (docs/mask_spec.md, Values): "gelu" is torch's exact (erf) gelu, "gelu_tanh" its
+    approximate="tanh" form, "silu" x * sigmoid(x), "identity" bias + dropout, "relu" the op of
+    bias_relu_dropout. The backward of gelu, gelu_tanh and silu saves x (one tensor of x's size) and the 16-byte
+    RNG state and recomputes x + bias and the mask; relu's saves only its output; identity's only the seed.
+
+    Args:
+        x (Tensor): float16, bfloat16, float32 or float64, shape (*, N).
+        bias (Tensor or None): shape (N,) (shape (1,) for a 0-d x), or None for dropout(activation(x)). Mixed
+            floating dtypes promote as x + bias does.
+        activation (str): "relu", "gelu", "gelu_tanh", "silu" or "identity". Keyword only.
+{common_args}
+
+    Returns:
+        Tensor of x's shape, in the promoted dtype of x and bias.
+
+    Example:
+        >>> x = torch.tensor([[-1.0, 0.5, 2.0, 3.0]])
+        >>> fused_dropout.bias_act_dropout(x, None, 0.5, activation="silu", seed=1)
+        tensor([[-0.5379,  0.6225,  3.5232,  5.7154]])
+    """
+    return _run(_bias_act_op(activation), x, None, bias, p, training, seed, offset, generator, backend,
                 (noise_shape, global_shape, shard_offsets))
 
 

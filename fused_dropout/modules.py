@@ -1,5 +1,5 @@
-"""nn.Module wrappers of the fused ops: FusedDropout (a drop-in nn.Dropout), FusedBiasReLUDropout, FusedDropoutAdd,
-and replace_dropout, which swaps FusedDropout into an existing model."""
+"""nn.Module wrappers of the fused ops: FusedDropout (a drop-in nn.Dropout), FusedBiasReLUDropout,
+FusedBiasActDropout, FusedDropoutAdd, and replace_dropout, which swaps FusedDropout into an existing model."""
 from __future__ import annotations
 
 from typing import Optional
@@ -182,6 +182,83 @@ class FusedBiasReLUDropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_features={self.num_features}, p={self.p}"
+
+
+class FusedBiasActDropout(nn.Module):
+    r"""Applies :math:`\text{dropout}(\text{activation}(x + \text{bias}))` in one pass, with a learnable bias.
+
+    A replacement for the bias, activation and dropout after a bias-free ``nn.Linear`` in a transformer MLP, such
+    as ``nn.Dropout(p)(nn.functional.gelu(x + bias))``. The activation is one of ``"relu"``, ``"gelu"`` (torch's
+    exact gelu), ``"gelu_tanh"`` (``approximate="tanh"``), ``"silu"`` and ``"identity"``; see
+    :func:`fused_dropout.bias_act_dropout` for the values and what the backward saves. Mixed dtypes follow
+    torch's type promotion. It works under ``torch.compile`` and ``torch.jit.script`` (see :class:`FusedDropout`).
+
+    Args:
+        num_features: the size of the input's last dimension (the length of the bias).
+        p: probability of an element to be zeroed, in [0, 1]. Default: 0.5
+        activation: the activation's name. Default: ``"relu"``
+        device: the device of the bias. Keyword only. Default: ``None`` (the default device)
+        dtype: the dtype of the bias. Keyword only. Default: ``None`` (the default dtype)
+        backend: the backend that runs the op, as in :class:`FusedDropout`. Keyword only. Default: ``None``
+
+    Attributes:
+        bias: the learnable bias of shape :math:`(\text{num\_features})`, initialised to zeros.
+
+    Shape:
+        - Input: :math:`(*, H)` where :math:`H = \text{num\_features}`.
+        - Output: :math:`(*, H)`, same shape as the input.
+
+    Examples::
+
+        >>> m = FusedBiasActDropout(16, p=0.1, activation="gelu")
+        >>> y = m(torch.randn(8, 16))
+        >>> y.shape
+        torch.Size([8, 16])
+    """
+
+    __constants__ = ["activation"]
+
+    def __init__(self, num_features: int, p: float = 0.5, activation: str = "relu", *,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                 backend: str | None = None):
+        super().__init__()
+        if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
+            raise ValueError(f"num_features must be a positive int, got {num_features!r}")
+        F._bias_act_op(activation)  # a clear error for an unknown activation
+        self.num_features = num_features
+        self.p = F.check.probability(p)
+        self.activation = activation
+        self.backend = backend
+        self.bias = nn.Parameter(torch.zeros(num_features, device=device, dtype=dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            _script_check_floating(x, "x")
+            bias = self.bias
+            if bias.dtype != x.dtype:  # torch's type promotion, as the functional API applies it
+                dtype = torch.promote_types(x.dtype, bias.dtype)
+                x, bias = x.to(dtype), bias.to(dtype)
+            seed = _script_seed(x, self.training, self.p)
+            p = _script_p(self.training, self.p)
+            # One native op per activation (op_table.BIAS_ACT_OPS); TorchScript calls ops by name only.
+            if self.activation == "gelu":
+                return torch.ops.fused_dropout.bias_gelu_dropout_fwd(x, bias, seed, 0, p)
+            if self.activation == "gelu_tanh":
+                return torch.ops.fused_dropout.bias_gelu_tanh_dropout_fwd(x, bias, seed, 0, p)
+            if self.activation == "silu":
+                return torch.ops.fused_dropout.bias_silu_dropout_fwd(x, bias, seed, 0, p)
+            if self.activation == "identity":
+                return torch.ops.fused_dropout.bias_dropout_fwd(x, bias, seed, 0, p)
+            return torch.ops.fused_dropout.bias_relu_dropout_fwd(x, bias, seed, 0, p)
+        return F.bias_act_dropout(x, self.bias, self.p, self.training, activation=self.activation,
+                                  backend=self.backend)
+
+    def __prepare_scriptable__(self) -> FusedBiasActDropout:
+        _check_scriptable(self)
+        return self
+
+    def extra_repr(self) -> str:
+        return f"num_features={self.num_features}, p={self.p}, activation={self.activation!r}"
 
 
 class FusedDropoutAdd(nn.Module):

@@ -21,15 +21,28 @@ from .activations import ACTIVATIONS
 
 @dataclass(frozen=True)
 class Backward:
-    """A backward op: grad_in = keep ? grad * scale : 0 (and the column sums of grad_in when bias_grad).
+    """A backward op: grad_in = keep ? (grad * scale) * activation'(x + bias) : 0 (and the column sums of grad_in
+    when bias_grad); the activation factor only for the kinds that save the input (`activation` not "identity").
 
-    The op is linear in grad, so its own backward is itself (applied to the incoming second-order gradient)."""
+    The op is linear in grad, so its backward in grad is itself (applied to the incoming second-order gradient);
+    the kinds that save the input also depend on x + bias, through activation''."""
 
     kind: str
     saved: tuple  # the names of what the forward saves for it, in schema order (after grad)
     saved_schema: str  # their schema
     reads_saved_per_element: bool  # whether the saved tensor is per element (counts towards bytes moved)
     doc: str
+    activation: str = "identity"  # whose derivative grad_in is multiplied by (kinds that save the input)
+
+    @property
+    def keeps_from_mask(self) -> bool:
+        """Whether the keep decision is the recomputed mask (seed and offset saved), not y > 0."""
+        return "seed" in self.saved
+
+    @property
+    def saves_input(self) -> bool:
+        """Whether the forward's input x (and bias) is saved: the smooth activations' derivative needs it."""
+        return "x" in self.saved
 
     @property
     def op_name(self) -> str:
@@ -40,11 +53,22 @@ class Backward:
         return f"(Tensor grad, {self.saved_schema}, float p, bool bias_grad) -> (Tensor, Tensor)"
 
 
+def _input_backward(activation: str) -> Backward:
+    """The backward of a smooth activation: it saves x (the bytes of one tensor), the bias (a parameter, held
+    anyway) and the 16-byte RNG state, and recomputes x + bias and the mask."""
+    return Backward(f"{activation}_input", ("x", "bias", "seed", "offset"),
+                    "Tensor x, Tensor? bias, Tensor? seed, int offset", True,
+                    f"keep from the recomputed mask, times {activation}'(x + bias) from the saved input",
+                    activation)
+
+
+SMOOTH_ACTIVATIONS = ("gelu", "gelu_tanh", "silu")  # the activations whose backward needs the input
 BACKWARDS = {
     "mask": Backward("mask", ("seed", "offset"), "Tensor? seed, int offset", False,
                      "keep from the mask of the seed and offset, recomputed (an 8-byte seed tensor saved)"),
     "relu_output": Backward("relu_output", ("y",), "Tensor y", True,
                             "keep where the saved output y > 0 (kept and ReLU active)"),
+    **{f"{a}_input": _input_backward(a) for a in SMOOTH_ACTIVATIONS},
 }
 
 
@@ -72,6 +96,11 @@ class FusedOp:
             raise ValueError(f"op {self.name}: unknown backward {self.backward!r}")
         if self.backward == "relu_output" and (self.activation != "relu" or self.residual):
             raise ValueError(f"op {self.name}: y > 0 marks the kept elements only for ReLU without a residual")
+        derivative = BACKWARDS[self.backward].activation
+        if derivative != "identity" and derivative != self.activation:
+            raise ValueError(f"op {self.name}: its backward applies {derivative}'s derivative, not {self.activation}'s")
+        if self.activation in SMOOTH_ACTIVATIONS and derivative != self.activation:
+            raise ValueError(f"op {self.name}: {self.activation}'s gradient needs the backward that saves the input")
 
     # ---- schema and argument order ------------------------------------------------------------------------
 
@@ -107,11 +136,14 @@ class FusedOp:
         return BACKWARDS[self.backward]
 
     def call(self, x, residual, bias, p, **kwargs) -> torch.Tensor:
-        """The op through its public function fused_dropout.<name>, whose signature follows the flags:
-        (x, p), (x, bias, p) or (x, residual, p, bias=bias), then the keyword arguments."""
+        """The op through its public function, whose signature follows the flags: fused_dropout.<name> as (x, p),
+        (x, bias, p) or (x, residual, p, bias=bias); an op with a bias and no function of its own through
+        bias_act_dropout(x, bias, p, activation=...). Then the keyword arguments."""
         from . import functional  # functional imports this module
 
-        fn = getattr(functional, self.name)
+        fn = getattr(functional, self.name, None)
+        if fn is None:
+            return functional.bias_act_dropout(x, bias, p, activation=self.activation, **kwargs)
         if self.residual:
             return fn(x, residual, p, bias=bias, **kwargs)
         return fn(x, bias, p, **kwargs) if self.bias else fn(x, p, **kwargs)
@@ -130,15 +162,32 @@ class FusedOp:
     # ---- the unfused composition a user would write ------------------------------------------------------
 
     def eager(self, x, residual, bias, p: float, training: bool = True) -> torch.Tensor:
-        """residual + F.dropout(activation(x + bias)) with torch ops (nn.Dropout's mask and semantics)."""
+        """residual + F.dropout(activation(x + bias)) with torch's own ops (nn.Dropout's mask and semantics,
+        torch's activation functions)."""
         v = x if bias is None else x + bias
-        v = torch.nn.functional.dropout(ACTIVATIONS[self.activation].forward(v), p, training)
+        v = torch.nn.functional.dropout(EAGER_ACTIVATIONS[self.activation](v), p, training)
         return v if residual is None else residual + v
 
+
+# The torch function a user writes for each activation (the eager compositions of the benchmark).
+EAGER_ACTIVATIONS = {
+    "identity": lambda v: v,
+    "relu": torch.relu,
+    "gelu": torch.nn.functional.gelu,
+    "gelu_tanh": lambda v: torch.nn.functional.gelu(v, approximate="tanh"),
+    "silu": torch.nn.functional.silu,
+}
+assert set(EAGER_ACTIVATIONS) == set(ACTIVATIONS)
 
 OPS = (
     FusedOp("dropout", activation="identity", bias=False, residual=False, backward="mask"),
     FusedOp("bias_relu_dropout", activation="relu", bias=True, residual=False, backward="relu_output"),
     FusedOp("dropout_add", activation="identity", bias=True, residual=True, backward="mask"),
+    FusedOp("bias_dropout", activation="identity", bias=True, residual=False, backward="mask"),
+    FusedOp("bias_gelu_dropout", activation="gelu", bias=True, residual=False, backward="gelu_input"),
+    FusedOp("bias_gelu_tanh_dropout", activation="gelu_tanh", bias=True, residual=False, backward="gelu_tanh_input"),
+    FusedOp("bias_silu_dropout", activation="silu", bias=True, residual=False, backward="silu_input"),
 )
 OPS_BY_NAME = {op.name: op for op in OPS}
+# bias_act_dropout's activation -> its op (the ops with a bias and no residual).
+BIAS_ACT_OPS = {op.activation: op for op in OPS if op.bias and not op.residual}

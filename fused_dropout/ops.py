@@ -14,10 +14,11 @@ import importlib
 
 import torch
 
-from . import _autograd, _native
+from . import _autograd, _native, reference
 from ._op_checks import check_backward, check_forward
+from .activations import ACTIVATIONS
 from .op_table import BACKWARDS, OPS, Backward, FusedOp
-from .spec import row_len_of
+from .spec import compute_dtype, row_len_of
 
 NAMESPACE = "fused_dropout"
 FAMILY_PREFIXES = {"native": "", "triton": "triton_", "torch": "torch_"}
@@ -101,33 +102,41 @@ def _autograd_installer(ops: OpFamily, name: str):
     return lambda kernel: _LIBRARY.impl(ops.prefix + name, kernel, "Autograd")
 
 
-def _saved_args(ctx, saves_seed: bool) -> tuple:
-    """The backward op's saved arguments from a context: (seed, offset) or (y,)."""
-    (saved,) = ctx.saved_tensors
-    return (saved, ctx.offset) if saves_seed else (saved,)
+def _save(ctx, names: tuple, values: tuple) -> None:
+    """Keeps named values on ctx: the tensors (the seed, y, x, the bias, grad; None where absent) for reverse and
+    forward mode, the offset as an int."""
+    tensors = tuple(value for name, value in zip(names, values) if name != "offset")
+    ctx.save_for_backward(*tensors)
+    ctx.save_for_forward(*tensors)
+    ctx.offset = values[names.index("offset")] if "offset" in names else None
+
+
+def _saved(ctx, names: tuple) -> tuple:
+    """The values _save kept, in the order of `names`."""
+    tensors = iter(ctx.saved_tensors)
+    return tuple(ctx.offset if name == "offset" else next(tensors) for name in names)
 
 
 def _register_forward_autograd(ops: OpFamily, op: FusedOp) -> None:
+    backward = op.backward_op
     backward_op = ops.backward[op.backward]
-    saves_seed = op.backward == "mask"
     order = op.pack("x", "residual", "bias", "seed", "offset", "p")
 
     def setup_context(ctx, inputs, output):
         args = op.unpack(inputs)
-        # The mask is never stored: either the seed (8 bytes; the backward recomputes the mask) or the output y,
-        # which the next layer holds anyway (y > 0 exactly where kept and ReLU active).
-        saved = args.seed if saves_seed else output
-        ctx.save_for_backward(saved)
-        ctx.save_for_forward(saved)
-        ctx.offset = args.offset
+        # The mask is never stored: the seed (8 bytes; the backward recomputes the mask), the output y, which the
+        # next layer holds anyway (y > 0 exactly where kept and ReLU active), or for the smooth activations the
+        # input x and the bias with the seed (the derivative at x + bias).
+        named = {"seed": args.seed, "offset": args.offset, "y": output, "x": args.x, "bias": args.bias}
+        _save(ctx, backward.saved, tuple(named[name] for name in backward.saved))
         ctx.p = args.p
         ctx.has_bias = args.bias is not None
 
-    def backward(ctx, grad):
+    def backward_formula(ctx, grad):
         if grad.layout != torch.strided:  # autograd lets a sparse COO gradient in; the kernels read dense rows
             grad = grad.to_dense()
         want_bias = ctx.has_bias and ctx.needs_input_grad[order.index("bias")]
-        grad_x, grad_bias = backward_op(grad, *_saved_args(ctx, saves_seed), ctx.p, want_bias)
+        grad_x, grad_bias = backward_op(grad, *_saved(ctx, backward.saved), ctx.p, want_bias)
         grads = {"x": grad_x, "residual": grad, "bias": grad_bias if want_bias else None}
         return tuple(grads.get(name) for name in order)
 
@@ -136,40 +145,72 @@ def _register_forward_autograd(ops: OpFamily, op: FusedOp) -> None:
         # like x, the residual with identity: dy = D (dx + dbias) + dresidual. autograd.Function materialises the
         # tangent of a tensor input that has none as zeros, so only the absent optional bias is None here.
         named = op.unpack(tangents)
-        dy = backward_op(_tangent_input(named.x, named.bias), *_saved_args(ctx, saves_seed), ctx.p, False)[0]
+        dy = backward_op(_tangent_input(named.x, named.bias), *_saved(ctx, backward.saved), ctx.p, False)[0]
         return dy if named.residual is None else dy + named.residual
 
     _autograd.register(_autograd_installer(ops, op.op_name), ops.prefix + op.op_name, getattr(ops, op.op_name),
-                       setup_context=setup_context, backward=backward, jvp=jvp)
+                       setup_context=setup_context, backward=backward_formula, jvp=jvp)
+
+
+def _curvature_term(backward: Backward, mask_op, grad, direction, x, bias, seed, offset, p):
+    """keep * scale * activation''(x + bias) * grad * direction: how grad_in = keep * scale * activation'(x + bias)
+    * grad moves when x + bias moves along `direction` (x's shape). activation'' in the compute type from the torch
+    formulas (fused_dropout/activations.py); the mask and scale from the mask backward op."""
+    acc = compute_dtype(x.dtype)
+    v = x.to(acc) if bias is None else x.to(acc) + bias.to(acc).reshape(x.shape[-1:])
+    product = grad.to(acc) * direction.to(acc) * ACTIVATIONS[backward.activation].second_derivative(v)
+    return mask_op(product.to(x.dtype), seed, offset, p, False)[0]
 
 
 def _register_backward_autograd(ops: OpFamily, kind: str) -> None:
     """The backward ops are linear in grad: (grad_x, grad_bias) = (D grad, column sums of D grad) with D
-    diagonal (keep * scale), so their own backward is D applied to gg_x plus gg_bias broadcast along the rows,
-    and their jvp is themselves applied to the tangent of grad. The saved tensor (mask state or y) gets no
-    gradient: the keep decision is piecewise constant in it."""
+    diagonal (keep * scale [* activation'(x + bias)]), so their backward in grad is D applied to gg_x plus gg_bias
+    broadcast along the rows, and their jvp in grad is themselves applied to the tangent of grad. The kinds that
+    save the input also move with x + bias, through keep * scale * activation'' * grad (_curvature_term). The seed
+    and y get no gradient: the keep decision is piecewise constant in them."""
+    backward = BACKWARDS[kind]
     backward_op = ops.backward[kind]
-    saves_seed = kind == "mask"
+    mask_op = ops.backward["mask"]
+    saved_order = ("grad",) + backward.saved
+    # What the double backward needs: the saved arguments, and grad itself when the curvature term needs it.
+    kept = saved_order if backward.saves_input else backward.saved
 
     def setup_context(ctx, inputs, output):
-        _, *saved, p, bias_grad = inputs
-        ctx.save_for_backward(saved[0])  # the seed or y; an offset is an int
-        ctx.save_for_forward(saved[0])
-        ctx.offset = saved[1] if saves_seed else None
-        ctx.p = p
-        ctx.bias_grad = bias_grad
+        _save(ctx, kept, tuple(inputs[saved_order.index(name)] for name in kept))
+        ctx.p, ctx.bias_grad = inputs[-2], inputs[-1]
 
-    def backward(ctx, gg_x, gg_bias):
+    def saved_of(ctx) -> tuple:
+        return _saved(ctx, kept)[len(kept) - len(backward.saved):]
+
+    def backward_formula(ctx, gg_x, gg_bias):
         gg_in = _tangent_input(gg_x, gg_bias if ctx.bias_grad else None)
-        gg = backward_op(gg_in, *_saved_args(ctx, saves_seed), ctx.p, False)[0]
-        return (gg,) + (None,) * (len(BACKWARDS[kind].saved) + 2)
+        saved = saved_of(ctx)
+        gg = backward_op(gg_in, *saved, ctx.p, False)[0] if ctx.needs_input_grad[0] else None
+        grads = {"grad": gg}
+        if backward.saves_input and any(ctx.needs_input_grad[1:3]):
+            named = dict(zip(backward.saved, saved))
+            grad_x = _curvature_term(backward, mask_op, ctx.saved_tensors[0], gg_in, named["x"], named["bias"],
+                                     named["seed"], named["offset"], ctx.p)
+            grads["x"] = grad_x
+            if named["bias"] is not None and ctx.needs_input_grad[2]:
+                grads["bias"] = reference.column_sums(grad_x)
+        return tuple(grads.get(name) for name in saved_order) + (None, None)
 
     def jvp(ctx, grad_t, *other_tangents):
-        return backward_op(grad_t, *_saved_args(ctx, saves_seed), ctx.p, ctx.bias_grad)
+        saved = saved_of(ctx)
+        if not backward.saves_input:
+            return backward_op(grad_t, *saved, ctx.p, ctx.bias_grad)
+        named = dict(zip(backward.saved, saved))
+        x_t, bias_t = other_tangents[0], other_tangents[1]
+        grad_in_t = backward_op(grad_t, *saved, ctx.p, False)[0] + _curvature_term(
+            backward, mask_op, ctx.saved_tensors[0], _tangent_input(x_t, bias_t), named["x"], named["bias"],
+            named["seed"], named["offset"], ctx.p)
+        grad_bias_t = reference.column_sums(grad_in_t) if ctx.bias_grad else grad_in_t.new_zeros((0,))
+        return grad_in_t, grad_bias_t
 
-    name = BACKWARDS[kind].op_name
+    name = backward.op_name
     _autograd.register(_autograd_installer(ops, name), ops.prefix + name, getattr(ops, name),
-                       setup_context=setup_context, backward=backward, jvp=jvp)
+                       setup_context=setup_context, backward=backward_formula, jvp=jvp)
 
 
 # ---- kernels of the Python families ---------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .activations import ACTIVATIONS
-from .op_table import FusedOp
+from .op_table import BACKWARDS, FusedOp
 from .spec import compute_dtype, keep_mask, row_len_of, scale_tensor, to_output_dtype
 
 
@@ -41,17 +41,32 @@ def _column_sums(grad_in: torch.Tensor, bias_grad: bool) -> torch.Tensor:
 
 
 def backward(kind: str, grad, saved: tuple, p, bias_grad):
-    """kind "mask": saved is (seed, offset); "relu_output": saved is (y,), the forward's output (keep <=> y > 0)."""
-    if kind == "mask":
-        seed, offset = saved
-        keep = keep_mask(grad.numel(), seed, offset, p).to(grad.device).reshape(grad.shape)
-    elif kind == "relu_output":
-        (y,) = saved
-        keep = y > 0
-    else:
+    """kind "mask": saved is (seed, offset); "relu_output": saved is (y,), the forward's output (keep <=> y > 0);
+    "<activation>_input": saved is (x, bias, seed, offset), and grad_in is also multiplied by activation'(x + bias)
+    (op_table.BACKWARDS)."""
+    if kind not in BACKWARDS:
         raise ValueError(f"unknown backward kind {kind!r}")
-    grad_in = masked_grad(grad, keep, p)
+    backward_kind = BACKWARDS[kind]
+    named = dict(zip(backward_kind.saved, saved))
+    if backward_kind.keeps_from_mask:
+        keep = keep_mask(grad.numel(), named["seed"], named["offset"], p).to(grad.device).reshape(grad.shape)
+    else:
+        keep = named["y"] > 0
+    if backward_kind.saves_input:
+        grad_in = masked_grad_through(grad, keep, p, backward_kind.activation, named["x"], named["bias"])
+    else:
+        grad_in = masked_grad(grad, keep, p)
     return grad_in, _column_sums(grad_in, bias_grad)
+
+
+def masked_grad_through(grad, keep, p: float, activation: str, x, bias) -> torch.Tensor:
+    """keep ? (grad * scale) * activation'(x + bias) : 0 in the compute type, rounded once to grad's dtype (keep of
+    grad's shape or broadcast to it); a dropped element is exactly 0, whatever the derivative is there."""
+    acc = compute_dtype(grad.dtype)
+    v = x.to(acc) if bias is None else x.to(acc) + bias.to(acc).reshape(x.shape[-1:])
+    through = (grad.to(acc) * scale_tensor(p, grad.dtype, grad.device)) * ACTIVATIONS[activation].derivative(v)
+    zero = torch.zeros((), dtype=acc, device=grad.device)
+    return to_output_dtype(torch.where(keep, through, zero), grad.dtype)
 
 
 def masked_grad(grad: torch.Tensor, keep: torch.Tensor, p: float) -> torch.Tensor:

@@ -20,9 +20,12 @@ def op_samples(dtype=torch.float32):
             samples[op.op_name] += [op.pack(x, residual, bias, seed, offset, p) for p in (0.3, 0.0, 1.0)]
             samples[op.op_name].append(op.pack(x, residual, bias, None, 0, 0.0))  # no seed when p = 0
     plain = make_input((6, 20), dtype)
-    saved = {"mask": (seed, offset), "relu_output": (plain.relu(),)}
+    named = {"seed": seed, "offset": offset, "y": plain.relu(), "x": make_input((6, 20), dtype, seed=3)}
     for backward in BACKWARDS.values():
-        samples[backward.op_name] = [(plain, *saved[backward.kind], 0.3, bias_grad) for bias_grad in (True, False)]
+        samples[backward.op_name] = []
+        for bias in (make_input((20,), dtype, seed=4), None) if backward.saves_input else (None,):
+            saved = tuple(bias if name == "bias" else named[name] for name in backward.saved)
+            samples[backward.op_name] += [(plain, *saved, 0.3, bias_grad) for bias_grad in (True, False)]
     return samples
 
 

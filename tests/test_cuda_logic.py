@@ -48,7 +48,15 @@ class ForwardOp:
 @dataclass(frozen=True)
 class BackwardOp:
     name: str
-    saved: str  # "rng_state" or "y"
+    saved: str  # "rng_state", "y" or "input"
+
+
+def saved_cases(op, seed_tensor, offset, y, x, bias):
+    """[(the reference's saved arguments, the emulator's has_bias)] of backward op `op`: the RNG state, y, or the
+    input x with and without its bias (the emulator reads the files "y", "x" and "bias")."""
+    if op.saved == "input":
+        return [((x, None, seed_tensor, offset), 0), ((x, bias, seed_tensor, offset), 1)]
+    return [({"rng_state": (seed_tensor, offset), "y": (y,)}[op.saved], 0)]
 
 
 @pytest.fixture(scope="module")
@@ -161,20 +169,22 @@ def test_backward_bodies_follow_the_spec(emulator, op_list, tmp_path, shape, dty
     seed_tensor = torch.tensor([seed], dtype=torch.int64)
     # A saved output y: zeros where dropped, negative and positive values elsewhere (relu cut nothing here).
     y = reference_op("dropout_fwd")(make_input(shape, dtype, seed=index + 1), seed_tensor, offset, p)
-    saved_inputs = {"rng_state": (seed_tensor, offset), "y": (y,)}
-    write(tmp_path, "grad", grad)
-    write(tmp_path, "y", y)
+    # A saved input and bias (the smooth activations' backward), spread over their curved range.
+    x, bias = make_input(shape, dtype, seed=index + 2) * 3, make_input(shape[-1:], dtype, seed=index + 3)
+    for name, tensor in (("grad", grad), ("y", y), ("x", x), ("bias", bias)):
+        write(tmp_path, name, tensor)
     numel, row_len = grad.numel(), shape[-1]
-    for op in op_list[1]:
-        for bias_grad in (False, True):
-            expected_grad, _ = reference_op(op.name)(grad, *saved_inputs[op.saved], p, bias_grad)
+    for op, bias_grad in ((op, bias_grad) for op in op_list[1] for bias_grad in (False, True)):
+        for saved, has_bias in saved_cases(op, seed_tensor, offset, y, x, bias):
+            expected_grad, _ = reference_op(op.name)(grad, *saved, p, bias_grad)
             for geometry in GEOMETRIES.values():
                 report = run(emulator, tmp_path, kind="backward", op=op.name, saved=op.saved,
                              dtype=DTYPE_NAME[dtype], numel=numel, row_len=row_len, bias_grad=int(bias_grad),
-                             seed=seed, offset=offset, threshold=spec.keep_threshold(p),
+                             has_bias=has_bias, seed=seed, offset=offset, threshold=spec.keep_threshold(p),
                              scale=repr(1 / (1 - p)), misalign=misalign, **geometry)
                 vector_width = 16 // grad.element_size()
-                expect_vector = misalign == 0 and (not bias_grad or row_len % vector_width == 0)
+                by_rows = bias_grad or has_bias  # rows must start on a vector boundary
+                expect_vector = misalign == 0 and (not by_rows or row_len % vector_width == 0)
                 assert report["vector_path"] == int(expect_vector)
                 grad_in = read(tmp_path, "grad_in", dtype, shape)
                 assert torch.equal(grad_in, expected_grad), (op, bias_grad, geometry)
@@ -213,12 +223,11 @@ def test_fast_path_at_aligned_offsets_follows_the_spec(emulator, op_list, tmp_pa
                          has_residual=int(op.residual), **common, **geometry)
             assert report["vector_path"] == 1
             assert torch.equal(read(tmp_path, "out", dtype, shape), expected), (op, has_bias, geometry)
-        for op in op_list[1]:
-            saved = {"rng_state": (seed_tensor, offset), "y": (residual,)}[op.saved]
-            for bias_grad in (False, True):
+        for op, bias_grad in ((op, bias_grad) for op in op_list[1] for bias_grad in (False, True)):
+            for saved, has_bias in saved_cases(op, seed_tensor, offset, residual, x, bias):
                 expected_grad, _ = reference_op(op.name)(x, *saved, p, bias_grad)
                 run(emulator, tmp_path, kind="backward", op=op.name, saved=op.saved, bias_grad=int(bias_grad),
-                    **common, **geometry)
+                    has_bias=has_bias, **common, **geometry)
                 grad_in = read(tmp_path, "grad_in", dtype, shape)
                 assert torch.equal(grad_in, expected_grad), (op, bias_grad, geometry)
                 if bias_grad:
@@ -334,10 +343,12 @@ def test_backward_bodies_write_the_canonical_nan(emulator, op_list, tmp_path, dt
     nan_columns[half:] = True
     write(tmp_path, "grad", grad)
     write(tmp_path, "y", y)
+    write(tmp_path, "x", y)  # the smooth activations' saved input: finite, so the NaNs are grad's
     for op in op_list[1]:
-        saved = {"rng_state": (seed_tensor, 0), "y": (y,)}[op.saved]
+        saved = saved_cases(op, seed_tensor, 0, y, y, None)[0][0]
         expected_grad_in, _ = reference_op(op.name)(grad, *saved, p, True)
-        report = run(emulator, tmp_path, kind="backward", op=op.name, saved=op.saved, dtype=DTYPE_NAME[dtype],
+        report = run(emulator, tmp_path, kind="backward", op=op.name, saved=op.saved, has_bias=0,
+                     dtype=DTYPE_NAME[dtype],
                      numel=grad.numel(), row_len=NAN_SHAPE[-1], bias_grad=1, seed=seed, offset=0,
                      threshold=spec.keep_threshold(p), scale=repr(1 / (1 - p)), misalign=misalign,
                      geometry="grid_stride")

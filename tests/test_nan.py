@@ -127,7 +127,7 @@ def test_backward_writes_only_the_canonical_nan(op, with_bias, dtype, backend):
     grads = torch.autograd.grad(y, inputs, grad)
 
     # The backward's keep decision: the mask, or y > 0 for the ops whose backward reads the saved output.
-    keep = dropout_mask(SHAPE, P, SEED) if op.backward == "mask" else y.detach() > 0
+    keep = dropout_mask(SHAPE, P, SEED) if op.backward_op.keeps_from_mask else y.detach() > 0
     grad_in = grads[0]
     assert_canonical_where(grad_in, keep & grad.isnan(), "grad_in")
     assert torch.equal(bits(grad_in)[~keep], torch.zeros_like(bits(grad_in)[~keep]))  # +0 where dropped

@@ -9,6 +9,8 @@ import torch
 import fused_dropout as fd
 from conftest import DTYPES, assert_column_sum_close, make_input
 from fused_dropout import backends, spec
+from fused_dropout.activations import ACTIVATIONS
+from fused_dropout.op_table import BACKWARDS, OPS
 from spec_impl import mask as spec_mask
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -169,7 +171,7 @@ def test_p_one_keeps_nothing_even_where_a_word_reaches_the_clamped_threshold():
     x = torch.full((4, 8), float("inf"), device=DEVICE)
     seed = torch.tensor([3], dtype=torch.int64, device=DEVICE)
     p_one = dict(seed_ptr=seed, offset=0, threshold=0, scale_bits=0)
-    for activation, bias in (("identity", None), ("relu", x[0])):
+    for activation, bias in (("identity", None), ("relu", x[0]), ("gelu", x[0]), ("silu", None)):
         out = torch.empty_like(x)
         tile = launch._tile(8, True, 4) if bias is not None else launch._tile(32, False, 4)
         variant = launch._forward_specialization(activation, bias is not None, False, x.dtype, tile)
@@ -178,9 +180,17 @@ def test_p_one_keeps_nothing_even_where_a_word_reaches_the_clamped_threshold():
         launch._launch(variant, (1,), **pointers, **shape, **p_one)
         assert torch.equal(out, torch.zeros_like(x)), activation
     grad_in = torch.empty_like(x)
-    variant = launch._backward_specialization("mask", False, x.dtype, launch._tile(32, False, 4))
+    variant = launch._backward_specialization("mask", False, False, x.dtype, launch._tile(32, False, 4))
     launch._launch(variant, (1,), grad_ptr=x, grad_in_ptr=grad_in, rows=1, row_len=32, **p_one)
     assert torch.equal(grad_in, torch.zeros_like(x))
+    # The smooth activations' backward: an infinite saved input and bias, whose derivative is 0 or 1 (or NaN at
+    # inf + -inf), must not reach a kept element either.
+    for kind in ("gelu_input", "silu_input"):
+        grad_in = torch.empty_like(x)
+        variant = launch._backward_specialization(kind, True, False, x.dtype, launch._tile(8, True, 4))
+        launch._launch(variant, (1,), grad_ptr=x, x_ptr=x, bias_ptr=-x[0], grad_in_ptr=grad_in, rows=4, row_len=8,
+                       **p_one)
+        assert torch.equal(grad_in, torch.zeros_like(x)), kind
 
 
 def test_p_does_not_specialise_the_kernels():
@@ -200,7 +210,7 @@ def declared_op(activation="identity", bias=False, residual=False):
     return SimpleNamespace(name=f"test_{activation}_op", activation=activation, bias=bias, residual=residual)
 
 
-TORCH_ACTIVATIONS = {"identity": lambda v: v, "relu": torch.relu}
+TORCH_ACTIVATIONS = {name: activation.forward for name, activation in ACTIVATIONS.items()}  # the same math
 
 
 @pytest.mark.parametrize("activation", launch.ACTIVATIONS if backends.TRITON_INSTALLED else [])
@@ -229,10 +239,10 @@ def test_forward_refuses_calls_its_declaration_does_not_allow():
         launch.forward(declared_op(residual=True), x, None, None, seed, 0, 0.5)
     with pytest.raises(ValueError, match="takes no residual"):
         launch.forward(declared_op(), x, x, None, seed, 0, 0.5)
-    with pytest.raises(NotImplementedError, match="'gelu'"):
-        launch.forward(declared_op("gelu"), x, None, None, seed, 0, 0.5)
+    with pytest.raises(NotImplementedError, match="'tanh'"):
+        launch.forward(declared_op("tanh"), x, None, None, seed, 0, 0.5)
     with pytest.raises(ValueError, match="unknown backward kind"):
-        launch.backward("gelu_input", x, (seed, 0), 0.5, False)
+        launch.backward("tanh_input", x, (seed, 0), 0.5, False)
 
 
 def _variant(spec):
@@ -247,14 +257,15 @@ def test_specializations_list_every_variant_the_launcher_launches(monkeypatch):
     for dtype in DTYPES:
         for row_len in [1, 3, 4, 5, 100, 768, 4099, 50000]:
             x = torch.ones(2, row_len, dtype=dtype, device=DEVICE)
-            for activation in launch.ACTIVATIONS:
-                for bias in (None, x[0]):
-                    for residual in (None, x):
-                        op = declared_op(activation, bias=True, residual=residual is not None)
-                        launch.forward(op, x, residual, bias, seed, 0, 0.5)
-            for kind, saved in (("mask", (seed, 0)), ("relu_output", (x,))):
-                for bias_grad in (False, True):
-                    launch.backward(kind, x, saved, 0.5, bias_grad)
+            for op in OPS:
+                for bias in (None, x[0]) if op.bias else (None,):
+                    launch.forward(op, x, x if op.residual else None, bias, seed, 0, 0.5)
+            for kind, backward in BACKWARDS.items():
+                named = {"seed": seed, "offset": 0, "y": x, "x": x}
+                for bias in (None, x[0]) if backward.saves_input else (None,):
+                    saved = tuple(bias if name == "bias" else named[name] for name in backward.saved)
+                    for bias_grad in (False, True):
+                        launch.backward(kind, x, saved, 0.5, bias_grad)
     listed = {_variant(spec) for spec in launch.specializations()}
     assert set(launched) <= listed, set(launched) - listed
     assert len(set(launched)) > 100

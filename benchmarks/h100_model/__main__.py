@@ -59,10 +59,15 @@ def main(argv=None) -> int:
         report.write_csv(rows, os.path.join(out, "results.csv"))
         report.write_summary(rows, os.path.join(out, "summary.md"), command, when, commit, notes)
         print(f"\nwrote {out}/results.csv and summary.md")
-    # The budget is an H100 budget: sm_80 code is compiled and counted, but only sm_90 rows are held to it.
+    # The budget is an H100 budget: sm_80 code is compiled and counted, but only sm_90 rows are held to it. The
+    # known compute-bound kernels (kernel_id.KernelId.known_compute_bound) are reported, not counted.
     failed = [row for row in rows if row.get("error") or (
-        row.get("arch") == "sm_90" and row.get("budgeted") and not row.get("within_budget"))]
-    print(f"\n{len(rows)} rows; {len(failed)} not compiling or over budget on sm_90")
+        row.get("arch") == "sm_90" and row.get("budgeted") and not row.get("within_budget")
+        and not row.get("known_compute_bound"))]
+    known = [row for row in rows if row.get("arch") == "sm_90" and row.get("known_compute_bound")
+             and not row.get("within_budget")]
+    print(f"\n{len(rows)} rows; {len(failed)} not compiling or over budget on sm_90; {len(known)} known "
+          "compute-bound (smooth activations) over budget")
     return 1 if args.check and failed else 0
 
 

@@ -28,15 +28,17 @@ _COLUMN_SUM = re.compile(r"column_sum_kernelI" + _TYPE + r"E")
 
 
 def _op_lists() -> tuple:
-    """(forward ops as (name, has residual), backward ops as (name, keep from rng_state)) in op_list.h order."""
+    """(forward ops as (name, has residual, smooth activation), backward ops as (name, keep from rng_state, saves
+    the input)) in op_list.h order."""
     text = open(os.path.join(CSRC, "op_list.h")).read()
 
     def entries(macro):
         body = text.split(f"#define {macro}(X)", 1)[1].split("\n\n", 1)[0]
         return [[part.strip() for part in args.split(",")] for args in re.findall(r"X\(([^)]*)\)", body)]
 
-    forward = [(args[0], args[3] == "true") for args in entries("FD_FORWARD_OPS")]
-    backward = [(args[0], args[1] == "rng_state") for args in entries("FD_BACKWARD_OPS")]
+    smooth = ("Gelu", "GeluTanh", "Silu")
+    forward = [(args[0], args[3] == "true", args[1] in smooth) for args in entries("FD_FORWARD_OPS")]
+    backward = [(args[0], args[1] != "y", args[1] == "input") for args in entries("FD_BACKWARD_OPS")]
     return forward, backward
 
 
@@ -76,18 +78,19 @@ def identify(name: str, launches: dict) -> KernelId | None:
         dtype, op_index, bias, vec = found.groups()
         if vec != "1":
             return None
-        op, residual = forward_ops[int(op_index)]
+        op, residual, smooth = forward_ops[int(op_index)]
         dtype, bias = _TYPES[dtype], bias == "1"
-        return KernelId("cuda", "forward", op, bias, dtype, name, residual=residual,
+        return KernelId("cuda", "forward", op, bias, dtype, name, residual=residual, smooth_activation=smooth,
                         **launched("forward", op, bias, dtype))
     found = _BACKWARD.search(name)
     if found:
         kernel, dtype, op_index, vec = found.groups()
         if vec != "1":
             return None
-        op, from_rng = backward_ops[int(op_index)]
+        op, from_rng, saves_input = backward_ops[int(op_index)]
         dtype, tiles = _TYPES[dtype], kernel == "backward_bias_kernel"
         return KernelId("cuda", "backward", op, tiles, dtype, name, keep_from_rng=from_rng,
+                        reads_saved_input=saves_input, smooth_activation=saves_input,
                         **launched("backward_tiles" if tiles else "backward", op, tiles, dtype))
     found = _COLUMN_SUM.search(name)
     if found:

@@ -85,12 +85,13 @@ int main() {
   }
     FD_FORWARD_OPS(FD_PROBE_FORWARD)
 #undef FD_PROBE_FORWARD
-#define FD_PROBE_BACKWARD(op_name, saved)                                                                      \
+#define FD_PROBE_BACKWARD(op_name, saved, Activation)                                                          \
   for (bool bias_grad : {false, true}) {                                                                       \
-    const bool from_y = std::string(#saved) == "y";                                                            \
+    const bool from_y = std::string(#saved) == "y", input = std::string(#saved) == "input";                    \
     const BackwardLaunch launch{d.dtype, BackwardOp::op_name, pointer(1), from_y ? pointer(2) : nullptr,       \
                                 pointer(3), bias_grad ? pointer(4) : nullptr, bias_grad ? pointer(5) : nullptr, \
-                                kNumel, bias_grad ? kRowLen : 1, from_y ? nullptr : &seed, 0, 0, 1.0};         \
+                                kNumel, (bias_grad || input) ? kRowLen : 1, from_y ? nullptr : &seed, 0, 0, 1.0, \
+                                input ? pointer(6) : nullptr, input ? pointer(7) : nullptr};                   \
     RecordingRunner runner;                                                                                    \
     if (!run_backward(launch, shape, runner)) return 1;                                                        \
     print(runner, #op_name, bias_grad, d.name);                                                                \

@@ -71,7 +71,8 @@ def model_row(kernel: KernelId, arch: int, flow: ControlFlow | None, registers: 
     row = dict(backend=kernel.backend, arch=f"sm_{arch}", kind=kernel.kind, op=kernel.op, bias=kernel.bias,
                dtype=kernel.dtype, tile=kernel.tile, row_len=row_len or "", kernel=kernel.name, error=error or "",
                registers=registers, spills=spills, shared_bytes=shared, threads=kernel.threads,
-               bytes_per_element=kernel.bytes_per_element, budgeted=kernel.budgeted)
+               bytes_per_element=kernel.bytes_per_element, budgeted=kernel.budgeted,
+               known_compute_bound=kernel.known_compute_bound)
     if error is not None or flow is None:
         row["within_budget"] = not kernel.budgeted
         row["budget_failures"] = "does not compile" if error else "no code"

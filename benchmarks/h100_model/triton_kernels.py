@@ -37,12 +37,13 @@ def jobs() -> dict:
     """{job name: (KernelId, Specialization, scalars {name: value})} for every kernel the model reports."""
     import torch
 
-    from fused_dropout.op_table import BACKWARDS, OPS
+    from fused_dropout.op_table import BACKWARDS, OPS, SMOOTH_ACTIVATIONS
     from fused_dropout.triton_backend import launch
 
     found = {}
 
-    def add(kind, op, bias, dtype, variant, scalars, row_len, residual=False, from_rng=True):
+    def add(kind, op, bias, dtype, variant, scalars, row_len, residual=False, from_rng=True, saved_input=False,
+            smooth=False):
         tile = variant.constexprs.get("BR", 1), variant.constexprs["BC"], variant.num_warps
         name = f"{variant.kernel.__name__}[{op},{'bias' if bias else 'nobias'},{_dtype_name(dtype)}," \
                f"{tile[0]}x{tile[1]}/w{tile[2]}]"
@@ -53,7 +54,8 @@ def jobs() -> dict:
             found[name] = (KernelId(**{**kernel_id.__dict__, "row_lengths": lengths}), variant, scalars)
             return
         kernel_id = KernelId("triton", kind, op, bias, _dtype_name(dtype), name, residual=residual,
-                             keep_from_rng=from_rng, tile=f"{tile[0]}x{tile[1]}/w{tile[2]}",
+                             keep_from_rng=from_rng, reads_saved_input=saved_input, smooth_activation=smooth,
+                             tile=f"{tile[0]}x{tile[1]}/w{tile[2]}",
                              row_lengths=str(row_len) if row_len else "", threads=threads,
                              elements_per_thread=max(1, tile[0] * tile[1] // threads), launched_blocks_per_sm="grid")
         found[name] = (kernel_id, variant, scalars)
@@ -69,17 +71,22 @@ def jobs() -> dict:
                     rows = BIAS_ROWS if bias else 1
                     scalars = dict(rows=rows, row_len=row_len or FLAT_NUMEL, threshold=threshold,
                                    scale_bits=scale_bits, offset=MODEL_OFFSET)
-                    add("forward", op.name, bias, dtype, variant, scalars, row_len, residual=op.residual)
+                    add("forward", op.name, bias, dtype, variant, scalars, row_len, residual=op.residual,
+                        smooth=op.activation in SMOOTH_ACTIVATIONS)
         for kind in sorted({op.backward for op in OPS}):
+            saves_input = BACKWARDS[kind].saves_input
             for bias_grad in (False, True):
+                # The smooth activations' backward reads a saved bias exactly when it computes the bias's gradient
+                # (a trained bias): the case modeled.
+                has_bias = bias_grad and saves_input
                 for row_len in ROW_LENGTHS if bias_grad else (0,):
                     tile = launch._tile(row_len or FLAT_NUMEL, bias_grad, size)
-                    variant = launch._backward_specialization(kind, bias_grad, dtype, tile)
+                    variant = launch._backward_specialization(kind, has_bias, bias_grad, dtype, tile)
                     rows = BIAS_ROWS if bias_grad else 1
                     scalars = dict(rows=rows, row_len=row_len or FLAT_NUMEL, threshold=threshold,
                                    scale_bits=scale_bits, offset=MODEL_OFFSET)
                     add("backward", BACKWARDS[kind].op_name, bias_grad, dtype, variant, scalars, row_len,
-                        from_rng=kind == "mask")
+                        from_rng=BACKWARDS[kind].keeps_from_mask, saved_input=saves_input, smooth=saves_input)
         for row_len in ROW_LENGTHS:
             block = launch._column_sum_block(row_len)
             variant = launch._column_sum_specialization(dtype, block)

@@ -165,13 +165,21 @@ void forward(const ForwardArgs<scalar_t>& a) {
 }
 
 // The backward element loop over n elements, on the tensors or on float32 buffers; keep comes from the mask words
-// (kFromMask) or from y > 0.
-template <bool kFromMask, typename T, typename acc_t>
-inline void backward_elements(const T* __restrict__ grad, const T* __restrict__ y, T* __restrict__ grad_in,
-                              const uint32_t* __restrict__ words, int64_t n, KeepRule keep_rule, acc_t scale) {
+// (kFromMask) or from y > 0. The ops that save their input (kOp's kSavesInput) multiply by the activation's
+// derivative at x [+ bias] (kBias).
+template <BackwardOp kOp, bool kBias, typename T, typename acc_t>
+inline void backward_elements(const T* __restrict__ grad, const T* __restrict__ y, const T* __restrict__ x,
+                              const T* __restrict__ bias, T* __restrict__ grad_in, const uint32_t* __restrict__ words,
+                              int64_t n, KeepRule keep_rule, acc_t scale) {
+  using Activation = typename BackwardOpTraits<kOp>::Activation;
   for (int64_t k = 0; k < n; ++k) {
-    const bool keep = kFromMask ? keep_rule(words[k]) : static_cast<acc_t>(y[k]) > acc_t(0);
-    grad_in[k] = to_element<T>(backward_element(static_cast<acc_t>(grad[k]), keep, scale));
+    const bool keep = kKeepFromRngState<kOp> ? keep_rule(words[k]) : static_cast<acc_t>(y[k]) > acc_t(0);
+    if constexpr (kSavesInput<kOp>) {
+      const acc_t v = kBias ? fd_add(static_cast<acc_t>(x[k]), static_cast<acc_t>(bias[k])) : static_cast<acc_t>(x[k]);
+      grad_in[k] = to_element<T>(backward_element_through<Activation>(static_cast<acc_t>(grad[k]), keep, scale, v));
+    } else {
+      grad_in[k] = to_element<T>(backward_element(static_cast<acc_t>(grad[k]), keep, scale));
+    }
   }
 }
 
@@ -181,14 +189,12 @@ inline void add_columns(acc_t* __restrict__ sums, const T* __restrict__ values, 
   for (int64_t k = 0; k < n; ++k) sums[k] += static_cast<acc_t>(values[k]);
 }
 
-// grad_in = keep ? grad * scale : 0, with keep from the mask or from y > 0. When a bias gradient is wanted, the
-// rows are cut into a fixed number of row blocks (a function of the shape only, never of the thread count); each
-// block sums its rows' grad_in per column, and the blocks' partial sums are added in block order. The result is
-// therefore the same bits whatever the number of threads.
-template <typename scalar_t, BackwardOp kOp>
-void backward(const BackwardArgs<scalar_t>& a) {
+// The backward of kOp, with (kBias) or without a saved bias to add to the saved input.
+template <typename scalar_t, BackwardOp kOp, bool kBias>
+void backward_with(const BackwardArgs<scalar_t>& a) {
   using acc_t = typename ComputeType<scalar_t>::type;
   constexpr bool kFromMask = kKeepFromRngState<kOp>;
+  constexpr bool kInput = kSavesInput<kOp>;
   const uint64_t seed = kFromMask && a.seed != nullptr ? static_cast<uint64_t>(*a.seed) : 0;
   const uint64_t offset = kFromMask ? a.offset : 0;
   const KeepRule keep_rule(a.threshold);
@@ -200,19 +206,24 @@ void backward(const BackwardArgs<scalar_t>& a) {
     constexpr bool kAccumulate = decltype(accumulate)::value;
     const scalar_t* grad = a.grad + first;
     const scalar_t* y = kFromMask ? nullptr : a.y + first;
+    const scalar_t* x = kInput ? a.x + first : nullptr;
+    const scalar_t* bias = kBias ? a.bias + col : nullptr;
     scalar_t* grad_in = a.grad_in + first;
     acc_t* __restrict__ sums = kAccumulate ? column_sums + col : nullptr;
     if constexpr (!kStaged<scalar_t>) {
-      backward_elements<kFromMask>(grad, y, grad_in, words, n, keep_rule, scale);
+      backward_elements<kOp, kBias>(grad, y, x, bias, grad_in, words, n, keep_rule, scale);
       if constexpr (kAccumulate) add_columns(sums, grad_in, n);
     } else {
-      alignas(64) float grads[kStage], ys[kFromMask ? 1 : kStage], grad_ins[kStage];
+      alignas(64) float grads[kStage], ys[kFromMask ? 1 : kStage], xs[kInput ? kStage : 1], bs[kBias ? kStage : 1],
+          grad_ins[kStage];
       for (int64_t s = 0; s < n; s += kStage) {
         const int64_t m = std::min(kStage, n - s);
         widen(grad + s, grads, m);
         if constexpr (!kFromMask) widen(y + s, ys, m);
-        backward_elements<kFromMask>(grads, kFromMask ? nullptr : ys, grad_ins, kFromMask ? words + s : nullptr, m,
-                                     keep_rule, scale);
+        if constexpr (kInput) widen(x + s, xs, m);
+        if constexpr (kBias) widen(bias + s, bs, m);
+        backward_elements<kOp, kBias>(grads, kFromMask ? nullptr : ys, kInput ? xs : nullptr, kBias ? bs : nullptr,
+                                      grad_ins, kFromMask ? words + s : nullptr, m, keep_rule, scale);
         narrow(grad_ins, grad_in + s, m);
         if constexpr (kAccumulate) {
           widen(grad_in + s, grad_ins, m);  // the rounded values, as written
@@ -225,12 +236,13 @@ void backward(const BackwardArgs<scalar_t>& a) {
   auto prefetch = [&](int64_t first, int64_t n) {
     prefetch_lines(a.grad + first, n);
     if constexpr (!kFromMask) prefetch_lines(a.y + first, n);
+    if constexpr (kInput) prefetch_lines(a.x + first, n);
     prefetch_lines(a.grad_in + first, n);
   };
 
   if (a.grad_bias == nullptr) {
     at::parallel_for(0, a.numel, kGrain, [&](int64_t begin, int64_t end) {
-      for_each_piece<kFromMask>(begin, end, a.numel, seed, offset,
+      for_each_piece<kFromMask>(begin, end, kBias ? a.row_len : a.numel, seed, offset,
                                 [&](int64_t first, int64_t col, int64_t n, const uint32_t* words) {
                                   piece(std::false_type{}, first, col, n, words, nullptr);
                                 }, prefetch);
@@ -288,6 +300,19 @@ void backward(const BackwardArgs<scalar_t>& a) {
       for (int64_t k = 0; k < n; ++k) a.grad_bias[c0 + k] = to_element<scalar_t>(total[k]);
     }
   });
+}
+
+// grad_in = keep ? grad * scale : 0 [times the activation's derivative at x + bias], with keep from the mask or from
+// y > 0. When a bias gradient is wanted, the rows are cut into a fixed number of row blocks (a function of the
+// shape only, never of the thread count); each block sums its rows' grad_in per column, and the blocks' partial
+// sums are added in block order. The result is therefore the same bits whatever the number of threads.
+template <typename scalar_t, BackwardOp kOp>
+void backward(const BackwardArgs<scalar_t>& a) {
+  if (kSavesInput<kOp> && a.bias != nullptr) {
+    backward_with<scalar_t, kOp, kSavesInput<kOp>>(a);
+  } else {
+    backward_with<scalar_t, kOp, false>(a);
+  }
 }
 
 }  // namespace FD_CPU_ISA_NAMESPACE

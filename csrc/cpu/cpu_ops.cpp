@@ -33,21 +33,22 @@ struct CpuLauncher {
                 " bias has no CPU kernel (not in csrc/op_list.h)");
   }
 
-  static void backward(BackwardOp op, const at::Tensor& grad, const RngArgs& rng,
-                       const std::optional<at::Tensor>& y, at::Tensor& grad_in, std::optional<at::Tensor>& grad_bias,
-                       double p) {
+  static void backward(BackwardOp op, const at::Tensor& grad, const RngArgs& rng, const SavedInput& saved,
+                       at::Tensor& grad_in, std::optional<at::Tensor>& grad_bias, double p) {
     bool listed = false;
     FD_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "fused_dropout_backward_cpu", [&] {
       const BackwardArgs<scalar_t> args{grad.data_ptr<scalar_t>(),
-                                        data_or_null<scalar_t>(y),
+                                        data_or_null<scalar_t>(saved.y),
                                         grad_in.data_ptr<scalar_t>(),
                                         grad_bias.has_value() ? grad_bias->data_ptr<scalar_t>() : nullptr,
                                         grad.numel(),
-                                        grad_bias.has_value() ? row_len_of(grad) : 1,
+                                        grad_bias.has_value() || saved.bias.has_value() ? row_len_of(grad) : 1,
                                         rng.seed_data(),
                                         rng.offset,
                                         keep_threshold(p),
-                                        dropout_scale(p)};
+                                        dropout_scale(p),
+                                        data_or_null<scalar_t>(saved.x),
+                                        data_or_null<scalar_t>(saved.bias)};
       listed = cpu::backward<scalar_t>(op, args);
     });
     TORCH_CHECK(listed, "fused_dropout: backward op ", static_cast<int>(op),

@@ -29,18 +29,21 @@ struct ForwardLaunch {
 
 struct BackwardLaunch {
   DType dtype;
-  BackwardOp op;          // where the keep decision comes from: the mask (mask_bwd) or y > 0 (relu_output_bwd)
+  BackwardOp op;          // where the keep decision comes from: the mask (mask_bwd, *_input_bwd) or y > 0
+                          // (relu_output_bwd)
   const void* grad;
   const void* y;          // relu_output_bwd's saved output, else nullptr
   void* grad_in;
   void* grad_bias;        // nullptr: no bias gradient
   void* workspace;        // backward_workspace_bytes() bytes when grad_bias is set
   int64_t numel;
-  int64_t row_len;
+  int64_t row_len;        // the bias (gradient) length when there is one, else 1
   const int64_t* seed;  // mask_bwd's saved device pointer to the seed bits, else nullptr
   uint64_t offset;      // mask_bwd's saved offset
   uint64_t threshold;
   double scale;
+  const void* x = nullptr;     // *_input_bwd's saved input, else nullptr
+  const void* bias = nullptr;  // *_input_bwd's saved bias [row_len], or nullptr
 };
 
 // Bytes of device workspace a backward launch with a bias gradient needs (the per-row-block partial sums).

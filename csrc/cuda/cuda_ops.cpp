@@ -43,11 +43,10 @@ struct CudaLauncher {
     check_launch(cuda::launch_forward(launch, at::cuda::getCurrentCUDAStream()), "forward");
   }
 
-  static void backward(BackwardOp op, const at::Tensor& grad, const RngArgs& rng,
-                       const std::optional<at::Tensor>& y, at::Tensor& grad_in, std::optional<at::Tensor>& grad_bias,
-                       double p) {
+  static void backward(BackwardOp op, const at::Tensor& grad, const RngArgs& rng, const SavedInput& saved,
+                       at::Tensor& grad_in, std::optional<at::Tensor>& grad_bias, double p) {
     const c10::cuda::CUDAGuard guard(grad.device());
-    const int64_t row_len = grad_bias.has_value() ? row_len_of(grad) : 1;
+    const int64_t row_len = grad_bias.has_value() || saved.bias.has_value() ? row_len_of(grad) : 1;
     at::Tensor workspace;
     if (grad_bias.has_value()) {
       const size_t bytes = cuda::backward_workspace_bytes(cuda_dtype(grad), grad.numel(), row_len);
@@ -56,7 +55,7 @@ struct CudaLauncher {
     const cuda::BackwardLaunch launch{cuda_dtype(grad),
                                       op,
                                       grad.data_ptr(),
-                                      data_or_null(y),
+                                      data_or_null(saved.y),
                                       grad_in.data_ptr(),
                                       grad_bias.has_value() ? grad_bias->data_ptr() : nullptr,
                                       workspace.defined() ? workspace.data_ptr() : nullptr,
@@ -65,7 +64,9 @@ struct CudaLauncher {
                                       rng.seed_data(),
                                       rng.offset,
                                       keep_threshold(p),
-                                      dropout_scale(p)};
+                                      dropout_scale(p),
+                                      data_or_null(saved.x),
+                                      data_or_null(saved.bias)};
     check_launch(cuda::launch_backward(launch, at::cuda::getCurrentCUDAStream()), "backward");
   }
 };

@@ -122,9 +122,12 @@ inline bool use_vector_path(const ForwardArgs<scalar_t>& a) {
 
 template <typename scalar_t>
 inline bool use_vector_path(const BackwardArgs<scalar_t>& a) {
-  const bool aligned = aligned16(a.grad) && aligned16(a.y) && aligned16(a.grad_in);
-  // The row-tiled bias-gradient kernel starts every row at column 0: rows must start on a vector boundary.
-  return a.grad_bias == nullptr ? aligned : aligned && a.row_len % kVecWidth<scalar_t> == 0;
+  const bool aligned = aligned16(a.grad) && aligned16(a.y) && aligned16(a.grad_in) && aligned16(a.x) &&
+                       aligned16(a.bias);
+  // The row-tiled bias-gradient kernel starts every row at column 0, and a saved bias is read a vector at a time:
+  // rows must start on a vector boundary.
+  const bool rows_by_vectors = a.grad_bias == nullptr && a.bias == nullptr;
+  return rows_by_vectors ? aligned : aligned && a.row_len % kVecWidth<scalar_t> == 0;
 }
 
 // ---- the mask of one chunk ------------------------------------------------------------------------------
@@ -362,11 +365,14 @@ FD_HOST_DEVICE void forward_thread(const ForwardArgs<scalar_t>& a, const ThreadC
   grid_stride_chunks<N>(a.numel, t, fast, whole, partial_start, partial);
 }
 
-// grad_in for one chunk given its keep flags (mask_bwd; relu_output_bwd reads y instead), stored and also
-// returned (the bias-gradient sums use the rounded values).
-template <typename scalar_t, BackwardOp kOp, bool kVec, int N>
+// grad_in for one chunk given its keep flags (mask_bwd, *_input_bwd; relu_output_bwd reads y instead), stored and
+// also returned (the bias-gradient sums use the rounded values). The ops that save their input multiply by the
+// activation's derivative at x + bias, bias_at(e) giving element e's bias (called in element order, only when the
+// op saved a bias).
+template <typename scalar_t, BackwardOp kOp, bool kVec, int N, typename BiasAt>
 FD_HOST_DEVICE void backward_chunk(const BackwardArgs<scalar_t>& a, typename ComputeType<scalar_t>::type scale,
-                                   int64_t first, int count, const bool (&mask_keep)[N], scalar_t (&grad_in)[N]) {
+                                   int64_t first, int count, const bool (&mask_keep)[N], scalar_t (&grad_in)[N],
+                                   BiasAt&& bias_at) {
   using acc_t = typename ComputeType<scalar_t>::type;
   bool keep[N];
   if (kKeepFromRngState<kOp>) {
@@ -380,8 +386,20 @@ FD_HOST_DEVICE void backward_chunk(const BackwardArgs<scalar_t>& a, typename Com
   }
   acc_t grad[N], value[N];
   load_chunk<N, kVec>(a.grad + first, count, grad);
-  FD_UNROLL
-  for (int e = 0; e < N; ++e) value[e] = backward_element(grad[e], keep[e], scale);
+  if constexpr (kSavesInput<kOp>) {
+    using Activation = typename BackwardOpTraits<kOp>::Activation;
+    acc_t x[N];
+    load_chunk<N, kVec>(a.x + first, count, x);
+    const bool has_bias = a.bias != nullptr;
+    FD_UNROLL
+    for (int e = 0; e < N; ++e) {
+      const acc_t v = has_bias ? fd_add(x[e], bias_at(e)) : x[e];
+      value[e] = backward_element_through<Activation>(grad[e], keep[e], scale, v);
+    }
+  } else {
+    FD_UNROLL
+    for (int e = 0; e < N; ++e) value[e] = backward_element(grad[e], keep[e], scale);
+  }
   round_chunk<scalar_t>(value, grad_in);
   store_chunk<N, kVec>(a.grad_in + first, count, grad_in);
 }
@@ -409,7 +427,14 @@ FD_HOST_DEVICE void backward_thread(const BackwardArgs<scalar_t>& a, const Threa
     bool keep[N];
     backward_mask<kOp, N>(params, mask, whole, first, count, keep);
     scalar_t grad_in[N];
-    backward_chunk<scalar_t, kOp, kVec, N>(a, params.scale, first, count, keep, grad_in);
+    // A saved bias is read by column: one 64-bit modulo per chunk, then a walk (the activation's derivative costs
+    // far more per element).
+    int64_t col = kSavesInput<kOp> && a.bias != nullptr ? first % a.row_len : 0;
+    backward_chunk<scalar_t, kOp, kVec, N>(a, params.scale, first, count, keep, grad_in, [&](int) {
+      const acc_t bias = to_compute(a.bias[col]);
+      col = col + 1 == a.row_len ? 0 : col + 1;
+      return bias;
+    });
   };
   grid_stride_chunks<N>(
       a.numel, t, WholeGroupMask::applies(params), [&](int64_t first) { chunk(first, N, true); },
@@ -461,6 +486,9 @@ FD_HOST_DEVICE void backward_bias_tile_thread(const BackwardArgs<scalar_t>& a, c
   acc_t sums[N];
   FD_UNROLL
   for (int e = 0; e < N; ++e) sums[e] = acc_t(0);
+  // The columns are the thread's for every row: a saved bias is read once.
+  acc_t bias[N];
+  if (kSavesInput<kOp> && a.bias != nullptr) load_chunk<N, kVec>(a.bias + col0, count, bias);
   auto rows = [&](auto whole_tag) {
     constexpr bool kWhole = decltype(whole_tag)::value;
     for (int64_t r = r0; r < r1; ++r) {
@@ -468,7 +496,8 @@ FD_HOST_DEVICE void backward_bias_tile_thread(const BackwardArgs<scalar_t>& a, c
       bool keep[N];
       backward_mask<kOp, N>(params, mask, kWhole, first, count, keep);
       scalar_t grad_in[N];
-      backward_chunk<scalar_t, kOp, kVec, N>(a, params.scale, first, kWhole ? N : count, keep, grad_in);
+      backward_chunk<scalar_t, kOp, kVec, N>(a, params.scale, first, kWhole ? N : count, keep, grad_in,
+                                             [&](int e) { return bias[e]; });
       FD_UNROLL
       for (int e = 0; e < N; ++e) sums[e] += e < count ? to_compute(grad_in[e]) : acc_t(0);
     }

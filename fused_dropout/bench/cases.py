@@ -8,6 +8,9 @@ FusedOp.bytes_moved:
     bias_relu_dropout    2s + N*s/numel       3s  (grad, saved y, grad_x)       5s + 2N*s/numel
     dropout_add          3s  (x, residual, y) 2s  (grad, grad_x; grad_residual  5s + 2N*s/numel (with bias)
                                                    is grad itself, no copy)
+    bias_dropout         2s + N*s/numel       2s  (grad, grad_x)                4s + 2N*s/numel
+    bias_gelu_dropout,   2s + N*s/numel       3s  (grad, saved x, grad_x)       5s + 2N*s/numel
+    bias_gelu_tanh_dropout, bias_silu_dropout: as bias_gelu_dropout
 
 A provider that stores a mask for its backward (nn.Dropout and compositions built on it, torch.compile of
 them) also moves that mask: +1 byte per element written in the forward and +1 read in the backward. The fused
@@ -137,14 +140,16 @@ def bytes_moved(op: str, mode: str, provider: str, numel: int, row_len: int, ele
 
 
 def saved_bytes_per_element(fn: Callable[[Inputs], torch.Tensor], inputs: Inputs) -> float:
-    """Bytes the autograd graph keeps for the backward, per element (measured with saved_tensors_hooks)."""
+    """Bytes the autograd graph keeps for the backward, per element (measured with saved_tensors_hooks). The
+    op's inputs count too when the graph keeps them (the smooth activations' fused backward keeps x): a layer's
+    output is not otherwise kept for the backward, so keeping it costs its bytes."""
     total = 0
     seen = set()
 
     def pack(t):
         nonlocal total
         key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
-        if key not in seen and t.data_ptr() not in (g.data_ptr() for g in inputs.grad_targets()):
+        if key not in seen:
             seen.add(key)
             total += t.numel() * t.element_size()
         return t

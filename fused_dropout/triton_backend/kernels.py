@@ -12,6 +12,7 @@ import triton
 import triton.language as tl
 
 from .. import spec
+from . import activation_math
 
 
 @triton.jit
@@ -121,16 +122,35 @@ def _reads_input(scale_bits):
 
 @triton.jit
 def _activate_and_drop(v, keep, scale, ACTIVATION: tl.constexpr):
-    """keep ? ACTIVATION(v) * scale : 0 in the compute type: the one home of activation math in the Triton language
-    (a new activation is one more branch). relu's zeros are written as part of the drop's select: relu(v) * scale
-    is +0 exactly where v < 0 (the scale is finite and not negative). NaN and -0.0 pass as torch.relu leaves them
-    (neither is < 0)."""
+    """keep ? ACTIVATION(v) * scale : 0 in the compute type: the kernels' one choice of activation (a new activation
+    is one more branch; the smooth ones' math is activation_math's). relu's zeros are written as part of the drop's
+    select: relu(v) * scale is +0 exactly where v < 0 (the scale is finite and not negative). NaN and -0.0 pass as
+    torch.relu leaves them (neither is < 0)."""
     if ACTIVATION == "relu":
         out = tl.where(keep & ~(v < 0), v * scale, 0.0)
+    elif ACTIVATION == "gelu":
+        out = tl.where(keep, activation_math.gelu(v) * scale, 0.0)
+    elif ACTIVATION == "gelu_tanh":
+        out = tl.where(keep, activation_math.gelu_tanh(v) * scale, 0.0)
+    elif ACTIVATION == "silu":
+        out = tl.where(keep, activation_math.silu(v) * scale, 0.0)
     else:
         tl.static_assert(ACTIVATION == "identity", "unknown ACTIVATION")
         out = tl.where(keep, v * scale, 0.0)
     return out
+
+
+@triton.jit
+def _derivative(v, ACTIVATION: tl.constexpr):
+    """ACTIVATION'(v), for the backward of the ops that save their input."""
+    if ACTIVATION == "gelu":
+        d = activation_math.gelu_derivative(v)
+    elif ACTIVATION == "gelu_tanh":
+        d = activation_math.gelu_tanh_derivative(v)
+    else:
+        tl.static_assert(ACTIVATION == "silu", "no derivative kernel for this ACTIVATION")
+        d = activation_math.silu_derivative(v)
+    return d
 
 
 @triton.jit
@@ -242,25 +262,36 @@ def forward_kernel(x_ptr, bias_ptr, residual_ptr, out_ptr, seed_ptr, offset: tl.
 
 
 @triton.jit(do_not_specialize=["offset", "threshold", "scale_bits"])
-def backward_kernel(grad_ptr, y_ptr, seed_ptr, offset: tl.int64, grad_in_ptr, partial_ptr, rows, row_len,
-                    threshold: tl.uint32, scale_bits: tl.int64, KIND: tl.constexpr, BIAS_GRAD: tl.constexpr,
+def backward_kernel(grad_ptr, y_ptr, x_ptr, bias_ptr, seed_ptr, offset: tl.int64, grad_in_ptr, partial_ptr, rows,
+                    row_len, threshold: tl.uint32, scale_bits: tl.int64, KIND: tl.constexpr,
+                    ACTIVATION: tl.constexpr, HAS_BIAS: tl.constexpr, BIAS_GRAD: tl.constexpr,
                     ACC_F64: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr, INTERPRETER: tl.constexpr):
     """grad_in = keep ? grad * scale : 0, keep from the mask (KIND "mask") or where the saved output y > 0 (KIND
-    "relu_output"); with BIAS_GRAD, also this tile's column sums of grad_in (as stored) into
-    partial[row_block, col], reduced later in row-block order."""
+    "relu_output"); KIND "input" (the smooth activations) keeps from the mask and multiplies by
+    ACTIVATION'(x [+ bias]) from the saved input. With BIAS_GRAD, also this tile's column sums of grad_in (as
+    stored) into partial[row_block, col], reduced later in row-block order."""
     acc_t = tl.float64 if ACC_F64 else tl.float32
     row_block, row, col0, col, in_bounds, index = _tile_coordinates(rows, row_len, BR, BC)
-    if KIND == "mask":
-        seed = tl.load(seed_ptr)
-        keep = _tile_keep(seed, offset, row, col0, rows, row_len, threshold, BR, BC)
-        reads_input = _reads_input(scale_bits)
-        grad = _load_widened(grad_ptr + index, tl.where(reads_input, in_bounds, False), acc_t, INTERPRETER)
-    else:
-        tl.static_assert(KIND == "relu_output", "unknown backward KIND")
+    if KIND == "relu_output":
         keep = _load_widened(y_ptr + index, in_bounds, acc_t, INTERPRETER) > 0
         grad = _load_widened(grad_ptr + index, in_bounds, acc_t, INTERPRETER)
-    grad_in = _round_to(tl.where(keep, grad * _scale_value(scale_bits, ACC_F64), 0.0), grad_in_ptr.dtype.element_ty,
-                        INTERPRETER)
+        grad_in = tl.where(keep, grad * _scale_value(scale_bits, ACC_F64), 0.0)
+    else:
+        tl.static_assert((KIND == "mask") | (KIND == "input"), "unknown backward KIND")
+        seed = tl.load(seed_ptr)
+        keep = _tile_keep(seed, offset, row, col0, rows, row_len, threshold, BR, BC)
+        reads = tl.where(_reads_input(scale_bits), in_bounds, False)
+        grad = _load_widened(grad_ptr + index, reads, acc_t, INTERPRETER)
+        scaled = grad * _scale_value(scale_bits, ACC_F64)
+        if KIND == "input":
+            # At p = 1 x and bias read 0 like grad: a kept 0xFFFFFFFF word then gives 0 * 0 * derivative(0) = +0.
+            v = _load_widened(x_ptr + index, reads, acc_t, INTERPRETER)
+            if HAS_BIAS:
+                v = v + _load_widened(bias_ptr + col, tl.where(_reads_input(scale_bits), col < row_len, False),
+                                      acc_t, INTERPRETER)[None, :, :]
+            scaled = scaled * _derivative(v, ACTIVATION)
+        grad_in = tl.where(keep, scaled, 0.0)
+    grad_in = _round_to(grad_in, grad_in_ptr.dtype.element_ty, INTERPRETER)
     tl.store(grad_in_ptr + index, grad_in, mask=in_bounds)
     if BIAS_GRAD:
         column_sum = tl.sum(tl.where(in_bounds, _widen(grad_in, acc_t, INTERPRETER), 0.0), axis=0)

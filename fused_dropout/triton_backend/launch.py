@@ -12,13 +12,15 @@ import triton
 
 from .. import spec
 from ..backends import triton_interpreting
+from ..op_table import BACKWARDS, OPS
 from . import kernels
 
 __all__ = ["forward", "backward", "specializations"]
 
-# What kernels.py implements: _activate has a branch per activation, backward_kernel one per kind.
-ACTIVATIONS = ("identity", "relu")
-BACKWARD_KINDS = ("mask", "relu_output")  # keep from the RNG mask (saved seed, offset) / where saved output y > 0
+# What kernels.py implements: _activate_and_drop has a branch per activation, backward_kernel one per kind of
+# saved arguments (the smooth activations' backwards are its "input" kind with their ACTIVATION).
+ACTIVATIONS = ("identity", "relu", "gelu", "gelu_tanh", "silu")
+BACKWARD_KINDS = tuple(BACKWARDS)
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 # Elements per program, by element size: enough bytes in flight per program to stream at full bandwidth while
@@ -134,12 +136,16 @@ def _forward_specialization(activation: str, has_bias: bool, has_residual: bool,
     return Specialization(kernels.forward_kernel, dtype, constexprs, tile.num_warps)
 
 
-def _backward_specialization(kind: str, bias_grad: bool, dtype: torch.dtype, tile: Tile) -> Specialization:
-    from_mask = kind == "mask"
+def _backward_specialization(kind: str, has_bias: bool, bias_grad: bool, dtype: torch.dtype,
+                             tile: Tile) -> Specialization:
+    """has_bias: a saved bias to add to the saved input (kinds that save the input only)."""
+    backward = BACKWARDS[kind]
     constexprs = dict(
-        KIND=kind, BIAS_GRAD=bias_grad, ACC_F64=dtype == torch.float64, BR=tile.rows, BC=tile.columns,
+        KIND="input" if backward.saves_input else kind, ACTIVATION=backward.activation, HAS_BIAS=has_bias,
+        BIAS_GRAD=bias_grad, ACC_F64=dtype == torch.float64, BR=tile.rows, BC=tile.columns,
         INTERPRETER=triton_interpreting(),
-        **_unused_pointers(y_ptr=not from_mask, seed_ptr=from_mask, partial_ptr=bias_grad),
+        **_unused_pointers(y_ptr=not backward.keeps_from_mask, seed_ptr=backward.keeps_from_mask,
+                           x_ptr=backward.saves_input, bias_ptr=has_bias, partial_ptr=bias_grad),
     )
     return Specialization(kernels.backward_kernel, dtype, constexprs, tile.num_warps)
 
@@ -182,8 +188,9 @@ def forward(op, x, residual, bias, seed, offset, p) -> torch.Tensor:
 
 def backward(kind, grad, saved, p, bias_grad) -> tuple[torch.Tensor, torch.Tensor]:
     """(grad_in, grad_bias): grad_in = keep ? grad * scale : 0, keep from the mask of `saved` = (seed, offset)
-    (kind "mask") or where `saved` = (y,), the forward's output, is > 0 (kind "relu_output"); grad_bias = the column sums
-    of grad_in over its last dimension when bias_grad, else an empty tensor."""
+    (kind "mask") or where `saved` = (y,), the forward's output, is > 0 (kind "relu_output"); for the kinds that save
+    the input, `saved` = (x, bias, seed, offset) and grad_in is also multiplied by activation'(x + bias). grad_bias =
+    the column sums of grad_in over its last dimension when bias_grad, else an empty tensor."""
     if kind not in BACKWARD_KINDS:
         raise ValueError(f"unknown backward kind {kind!r}: the triton backend has {list(BACKWARD_KINDS)}")
     _check_device(grad)
@@ -192,20 +199,28 @@ def backward(kind, grad, saved, p, bias_grad) -> tuple[torch.Tensor, torch.Tenso
     grad_bias = torch.zeros((spec.row_len_of(grad) if bias_grad else 0,), dtype=grad.dtype, device=grad.device)
     if grad.numel() == 0:
         return grad_in, grad_bias
-    row_len = spec.row_len_of(grad) if bias_grad else grad.numel()  # a flat view when no column sums are wanted
+    backward_kind = BACKWARDS[kind]
+    named = dict(zip(backward_kind.saved, saved))
+    has_bias = named.get("bias") is not None
+    # A flat view when neither column sums are wanted nor a bias is read by column.
+    has_columns = bias_grad or has_bias
+    row_len = spec.row_len_of(grad) if has_columns else grad.numel()
     rows = grad.numel() // row_len
-    tile = _tile(row_len, bias_grad, grad.element_size())
+    tile = _tile(row_len, has_columns, grad.element_size())
     row_blocks = triton.cdiv(rows, tile.rows)
     pointers = dict(grad_ptr=grad, grad_in_ptr=grad_in)
-    if kind == "mask":
-        seed, offset = saved
-        pointers.update(seed_ptr=_seed_or_zero(seed, grad.device), offset=offset)
+    if backward_kind.keeps_from_mask:
+        pointers.update(seed_ptr=_seed_or_zero(named["seed"], grad.device), offset=named["offset"])
     else:
-        pointers.update(y_ptr=saved[0].contiguous(), offset=0)
+        pointers.update(y_ptr=named["y"].contiguous(), offset=0)
+    if backward_kind.saves_input:
+        pointers["x_ptr"] = named["x"].contiguous()
+    if has_bias:
+        pointers["bias_ptr"] = named["bias"].contiguous()
     if bias_grad:
         acc_dtype = spec.compute_dtype(grad.dtype)
         pointers["partial_ptr"] = torch.empty((row_blocks, row_len), dtype=acc_dtype, device=grad.device)
-    variant = _backward_specialization(kind, bias_grad, grad.dtype, tile)
+    variant = _backward_specialization(kind, has_bias, bias_grad, grad.dtype, tile)
     _launch(variant, (row_blocks * triton.cdiv(row_len, tile.columns),), **pointers, rows=rows, row_len=row_len,
             threshold=_threshold(p), scale_bits=_scale_bits(p, grad.dtype))
     if bias_grad:
@@ -224,19 +239,21 @@ def _tiles(has_columns: bool, element_size: int) -> list[Tile]:
 
 
 def specializations() -> list[Specialization]:
-    """Every kernel variant forward() and backward() can launch: each dtype, activation, bias and residual flag,
-    backward kind and bias_grad flag at every tile _tile can choose for it, and every column-sum block."""
+    """Every kernel variant forward() and backward() can launch for the ops of the table: each dtype, op
+    (activation, with and without its optional bias, its residual flag), backward kind with and without a saved
+    bias and bias_grad flag, at every tile _tile can choose for it, and every column-sum block."""
     found = []
     for dtype in DTYPES:
         size = dtype.itemsize
-        for activation in ACTIVATIONS:
-            for has_bias in (False, True):
-                for has_residual in (False, True):
-                    found += [_forward_specialization(activation, has_bias, has_residual, dtype, tile)
-                              for tile in _tiles(has_bias, size)]
-        for kind in BACKWARD_KINDS:
-            for bias_grad in (False, True):
-                found += [_backward_specialization(kind, bias_grad, dtype, tile) for tile in _tiles(bias_grad, size)]
+        forwards = {(op.activation, has_bias, op.residual) for op in OPS for has_bias in {False, op.bias}}
+        for activation, has_bias, has_residual in sorted(forwards):
+            found += [_forward_specialization(activation, has_bias, has_residual, dtype, tile)
+                      for tile in _tiles(has_bias, size)]
+        for kind, backward in BACKWARDS.items():
+            for has_bias in {False, backward.saves_input}:
+                for bias_grad in (False, True):
+                    found += [_backward_specialization(kind, has_bias, bias_grad, dtype, tile)
+                              for tile in _tiles(bias_grad or has_bias, size)]
         blocks = sorted({_column_sum_block(2**k) for k in range(_COLUMN_SUM_BLOCK.bit_length())})
         found += [_column_sum_specialization(dtype, block) for block in blocks]
     return found

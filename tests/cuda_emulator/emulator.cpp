@@ -149,7 +149,8 @@ void print_op_list() {
               (residual) ? 1 : 0, #backward);
   FD_FORWARD_OPS(FD_PRINT_FORWARD)
 #undef FD_PRINT_FORWARD
-#define FD_PRINT_BACKWARD(name, saved) std::printf("backward %s saved %s\n", #name, #saved);
+#define FD_PRINT_BACKWARD(name, saved, Activation) \
+  std::printf("backward %s saved %s activation %s\n", #name, #saved, #Activation);
   FD_BACKWARD_OPS(FD_PRINT_BACKWARD)
 #undef FD_PRINT_BACKWARD
 }
@@ -183,8 +184,11 @@ void backward(const std::string& dir, DType dtype, size_t element_size) {
   const BackwardOp op = backward_op_named(get("op"));
   const int64_t numel = get_int("numel"), row_len = get_int("row_len"), misalign = get_int("misalign");
   const bool bias_grad = get_int("bias_grad") != 0, saved_y = get("saved") == "y";
+  const bool saved_input = get("saved") == "input", saved_bias = saved_input && get_int("has_bias") != 0;
   Buffer grad = read_tensor(dir, "grad", numel, element_size, misalign);
   Buffer y = read_tensor(dir, saved_y ? "y" : "grad", numel, element_size, misalign);
+  Buffer x = read_tensor(dir, saved_input ? "x" : "grad", numel, element_size, misalign);
+  Buffer bias = read_tensor(dir, saved_bias ? "bias" : "grad", saved_bias ? row_len : 0, element_size, 0);
   Buffer grad_in(numel, element_size, 0, kPoison), grad_bias(bias_grad ? row_len : 0, element_size, 0, kPoison);
   // The partial sums start poisoned too: every one the column sums read must have been written.
   const size_t workspace_bytes = bias_grad ? bias_grad_workspace_bytes(dtype, numel, row_len) : 0;
@@ -193,8 +197,9 @@ void backward(const std::string& dir, DType dtype, size_t element_size) {
   const uint64_t offset = get_u64("offset");
   const BackwardLaunch launch{dtype, op, grad.data, saved_y ? y.data : nullptr, grad_in.data,
                               bias_grad ? grad_bias.data : nullptr, bias_grad ? workspace.data : nullptr, numel,
-                              bias_grad ? row_len : 1, saved_y ? nullptr : &seed, offset, get_u64("threshold"),
-                              std::strtod(get("scale").c_str(), nullptr)};
+                              bias_grad || saved_bias ? row_len : 1, saved_y ? nullptr : &seed, offset,
+                              get_u64("threshold"), std::strtod(get("scale").c_str(), nullptr),
+                              saved_input ? x.data : nullptr, saved_bias ? bias.data : nullptr};
   EmulatorRunner runner;
   if (!run_backward(launch, launch_shape(), runner)) fail("the launcher found no kernel for this backward launch");
   if (bias_grad) write_tensor(dir, "grad_bias", grad_bias.data, row_len * element_size);
