@@ -26,8 +26,9 @@
 //    polynomial of y - 1.375 (exact) below y = 2 and one of v = 1 / (y^2 + 3) from 2 (v's rounding moves Q by 0.22
 //    of it at most). float64: q0 = 0, delta = y N(y) / M(y) (N, M with positive coefficients). Q (1 + m) 2^k is
 //    summed as 2^k q0 (exact) + 2^k (delta + Q m), one rounding of note: so float32's tail meets the accuracy rule,
-//    which a quotient of polynomials in y (its Horner roundings adding up to a few ulp) did not. Phi(-y) itself
-//    (for the derivatives) is exp(-y^2 / 2) Q / y.
+//    which the quotient of polynomials in y Phi(-y) = y exp(-y^2 / 2) N(y) / M(y) (N's and M's Horner roundings
+//    adding up to a few ulp) does not. The derivatives, whose bound is looser, keep that quotient for Phi(-y):
+//    one division fewer than Q / y, and no second piece.
 //  - the polynomials were fitted in high precision (least squares on Chebyshev points, relative weights) with their
 //    coefficients rounded to the type one at a time, the others refitted; their own error is below 0.1 ulp (0.2
 //    for gelu's far tail piece).
@@ -112,6 +113,15 @@ struct Constants<float> {
     return horner(r, 0.49999988079071045f, 0.166665181517601f, 0.041669659316539764f, 0.008368968032300472f,
                   0.0013744543539360166f);
   }
+  // Phi(-y) = exp(-y^2 / 2) N(y) / M(y), 3/4 <= y <= 14.5 (for the derivatives: a few ulp)
+  FD_HOST_DEVICE static float gelu_tail_numerator(float y) {
+    return horner(y, 0.49999961256980896f, 0.5367918610572815f, 0.2784487009048462f, 0.08387240767478943f,
+                  0.014694158919155598f, 0.0012531443499028683f);
+  }
+  FD_HOST_DEVICE static float gelu_tail_denominator(float y) {
+    return horner(y, 1.0f, 1.871462345123291f, 1.5501292943954468f, 0.7347532510757446f, 0.21338044106960297f,
+                  0.03683272376656532f, 0.003141168039292097f);
+  }
   // y Phi(-y) = exp(-y^2 / 2) (q0 + delta), 3/4 <= y <= 16, delta in two pieces: below kGeluTailSplit a polynomial
   // of y - kGeluTailCenter (exact), from there one of v = 1 / (y^2 + 3), degree 7 (v's relative rounding error
   // moves Q by at most 0.22 times as much).
@@ -166,7 +176,7 @@ struct Constants<double> {
                   0.001388888894779552, 0.00019841269607173592, 2.4801489225511812e-05, 2.7557497365797654e-06,
                   2.7631518290783527e-07, 2.5028076338831574e-08);
   }
-  // y Phi(-y) = exp(-y^2 / 2) y N(y) / M(y), 3/4 <= y <= 39: one piece, q0 = 0
+  // Phi(-y) = exp(-y^2 / 2) N(y) / M(y), 3/4 <= y <= 39
   FD_HOST_DEVICE static double gelu_tail_numerator(double y) {
     return horner(y, 0.5000000000016525, 0.8598820143556222, 0.7312847341627936, 0.39856226490667407,
                   0.15295211177312182, 0.04304020368039161, 0.008992868628351983, 0.0013815055239908482,
@@ -177,6 +187,7 @@ struct Constants<double> {
                   0.4051919333484476, 0.1112957601113566, 0.022916544191867894, 0.0034893969409236125,
                   0.00037756519311772034, 2.64761328856776e-05, 9.332576564469973e-07);
   }
+  // y Phi(-y) = exp(-y^2 / 2) y N(y) / M(y): one piece, q0 = 0
   FD_HOST_DEVICE static GeluTail<double> gelu_tail(double y) {
     return {0.0, fd_div(fd_mul(y, gelu_tail_numerator(y)), gelu_tail_denominator(y))};
   }
@@ -354,6 +365,15 @@ FD_HOST_DEVICE Reduced<T> gelu_reduce(T x) {
                          T(0));
 }
 
+// Phi(-y) / exp(-y^2 / 2) = N(y) / M(y), y = |x| (for the derivatives).
+template <typename T>
+FD_HOST_DEVICE T gelu_tail_ratio(T x) {
+  using C = Constants<T>;
+  T y = abs_value(x);
+  y = y > C::kGeluYMax ? C::kGeluYMax : y;
+  return fd_div(C::gelu_tail_numerator(y), C::gelu_tail_denominator(y));
+}
+
 // y Phi(-y) / exp(-y^2 / 2) = q0 + delta, y = |x| lowered to kGeluYMax.
 template <typename T>
 FD_HOST_DEVICE GeluTail<T> gelu_tail(T x) {
@@ -384,11 +404,10 @@ FD_HOST_DEVICE bool in_gelu_center(T x) {
   return abs_value(x) < Constants<T>::kGeluCenterEnd;
 }
 
-// Phi(x) for |x| <= kGeluYMax; Phi(-y) = exp(-y^2 / 2) (q0 + delta) / y in the tails.
+// Phi(x) for |x| <= kGeluYMax.
 template <typename T>
 FD_HOST_DEVICE T phi(T x, Reduced<T> e) {
-  const GeluTail<T> q = gelu_tail(x);
-  const T tail = fd_mul(exp_value(e), fd_div(fd_add(q.q0, q.delta), abs_value(x)));
+  const T tail = fd_mul(exp_value(e), gelu_tail_ratio(x));
   return in_gelu_center(x) ? fd_add(T(0.5), gelu_center(x)) : (x < T(0) ? tail : fd_sub(T(1), tail));
 }
 

@@ -48,8 +48,8 @@ class MathConstants(NamedTuple):
     # gelu: Phi(x) = 1/2 + x C(x^2) for |x| < gelu_center_end; beyond, y = |x|, y Phi(-y) = exp(-y^2 / 2) (q0 + delta)
     split_mask_gelu: int  # keeps the top bits of y whose square is exact
     gelu_y_max: float  # y is lowered to this: exp(-y_max^2 / 2) rounds to 0
-    # float64: q0 = 0, delta = y N(y) / M(y) (N, M with positive coefficients: no cancellation); float32: () here
-    gelu_tail_numerator: tuple  # N's coefficients, lowest degree first
+    # Phi(-y) / exp(-y^2 / 2) = N(y) / M(y) (the derivatives; float64's forward too: q0 = 0, delta = y N(y) / M(y))
+    gelu_tail_numerator: tuple  # N's coefficients, lowest degree first (all positive: no cancellation)
     gelu_tail_denominator: tuple  # M's
     # float32: delta in two pieces, a polynomial of y - center below split, one of 1 / (y^2 + far_shift) from there
     # (float64: None)
@@ -90,8 +90,10 @@ _FLOAT32 = MathConstants(
     exp_poly=(0.49999988079071045, 0.166665181517601, 0.041669659316539764, 0.008368968032300472, 0.0013744543539360166),
     split_mask_gelu=-(1 << 12),
     gelu_y_max=16.0,
-    gelu_tail_numerator=(),
-    gelu_tail_denominator=(),
+    gelu_tail_numerator=(0.49999961256980896, 0.5367918610572815, 0.2784487009048462, 0.08387240767478943, 0.014694158919155598,
+        0.0012531443499028683),
+    gelu_tail_denominator=(1.0, 1.871462345123291, 1.5501292943954468, 0.7347532510757446, 0.21338044106960297, 0.03683272376656532,
+        0.003141168039292097),
     gelu_tail_split=2.0,
     gelu_tail_center=1.375,
     gelu_tail_q0=0.29925474524497986,
@@ -341,11 +343,18 @@ def _gelu_reduce(x: torch.Tensor, c: MathConstants):
     return _reduce((y_hi * y_hi) * -0.5, (y_lo * (y + y_hi)) * -0.5, c.gelu_exp_min, 0.0, c)
 
 
+def _gelu_tail_ratio(x: torch.Tensor, c: MathConstants) -> torch.Tensor:
+    """Phi(-y) / exp(-y^2 / 2) = N(y) / M(y), y = |x| (for the derivatives)."""
+    y = x.abs()
+    y = torch.where(y > c.gelu_y_max, c.gelu_y_max, y)
+    return _horner(c.gelu_tail_numerator, y) / _horner(c.gelu_tail_denominator, y)
+
+
 def _gelu_tail(x: torch.Tensor, c: MathConstants):
     """y Phi(-y) / exp(-y^2 / 2) = q0 + delta, y = |x| lowered to gelu_y_max: (q0, delta)."""
     y = x.abs()
     y = torch.where(y > c.gelu_y_max, c.gelu_y_max, y)
-    if c.gelu_tail_numerator:  # float64: one piece
+    if c.gelu_tail_split is None:  # float64: one piece
         return 0.0, (y * _horner(c.gelu_tail_numerator, y)) / _horner(c.gelu_tail_denominator, y)
     near = _horner(c.gelu_tail_near_poly, y - c.gelu_tail_center)
     far = _horner(c.gelu_tail_far_poly, 1 / (y * y + c.gelu_tail_far_shift))
@@ -366,9 +375,7 @@ def _gelu_center(x: torch.Tensor, c: MathConstants) -> torch.Tensor:
 
 
 def _phi(x: torch.Tensor, m: torch.Tensor, k: torch.Tensor, c: MathConstants) -> torch.Tensor:
-    """Phi(x) for |x| <= gelu_y_max; Phi(-y) = exp(-y^2 / 2) (q0 + delta) / y in the tails."""
-    q0, delta = _gelu_tail(x, c)
-    tail = _exp_value(m, k, c) * ((q0 + delta) / x.abs())
+    tail = _exp_value(m, k, c) * _gelu_tail_ratio(x, c)
     return torch.where(x.abs() < c.gelu_center_end, 0.5 + _gelu_center(x, c), torch.where(x < 0, tail, 1 - tail))
 
 

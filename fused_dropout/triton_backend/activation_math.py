@@ -300,6 +300,16 @@ def _gelu_reduce(x):
 
 
 @triton.jit
+def _gelu_tail_ratio(x):
+    """Phi(-y) / exp(-y^2 / 2) = N(y) / M(y), y = |x| (for the derivatives)."""
+    c: tl.constexpr = _constants(x)
+    y = tl.abs(x)
+    y = tl.where(y > c[GELU_Y_MAX], c[GELU_Y_MAX], y)
+    numerator = _horner(y, c[GELU_TAIL_NUMERATOR], len(c[GELU_TAIL_NUMERATOR]))
+    return _div(numerator, _horner(y, c[GELU_TAIL_DENOMINATOR], len(c[GELU_TAIL_DENOMINATOR])))
+
+
+@triton.jit
 def _gelu_tail(x):
     """y Phi(-y) / exp(-y^2 / 2) = q0 + delta, y = |x| lowered to gelu_y_max: (q0, delta)."""
     c: tl.constexpr = _constants(x)
@@ -336,8 +346,7 @@ def _gelu_center(x):
 @triton.jit
 def _phi(x, m, k):
     c: tl.constexpr = _constants(x)
-    q0, delta = _gelu_tail(x)
-    tail = _exp_value(m, k) * _div(q0 + delta, tl.abs(x))
+    tail = _exp_value(m, k) * _gelu_tail_ratio(x)
     return tl.where(tl.abs(x) < c[GELU_CENTER_END], 0.5 + _gelu_center(x), tl.where(x < 0, tail, 1 - tail))
 
 
