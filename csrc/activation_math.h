@@ -20,16 +20,23 @@
 //  - gelu_tanh(x) = x * sigmoid(z), z = 2u = x (C1 + C3 x^2): 0.5 (1 + tanh u) = sigmoid(2u). The error of z
 //    would be multiplied by |z| in exp(-z), so z is computed in two words: x and the sum are split into parts with
 //    few bits (their products exact), the rest carried in z_lo.
-//  - gelu(x) = x Phi(x): Phi(x) = 1/2 + x C(x^2) for |x| < 3/4, and Phi(-y) = exp(-y^2 / 2) N(y) / M(y) beyond
-//    (N, M with positive coefficients; Phi(y) = 1 - Phi(-y)), with y^2 / 2 in two words (y's top half squared,
-//    exactly, plus the rest).
+//  - gelu(x) = x Phi(x): Phi(x) = 1/2 + x C(x^2) for |x| < 3/4. Beyond, y = |x|: gelu(-y) = -y Phi(-y) and
+//    gelu(y) = y - y Phi(-y), with y Phi(-y) = exp(-y^2 / 2) Q(y), y^2 / 2 in two words (y's top half squared,
+//    exactly, plus the rest), and Q = q0 + delta. float32: q0 = Q(1.375) rounded, delta in two pieces, a
+//    polynomial of y - 1.375 (exact) below y = 2 and one of v = 1 / (y^2 + 3) from 2 (v's rounding moves Q by 0.22
+//    of it at most). float64: q0 = 0, delta = y N(y) / M(y) (N, M with positive coefficients). Q (1 + m) 2^k is
+//    summed as 2^k q0 (exact) + 2^k (delta + Q m), one rounding of note: so float32's tail meets the accuracy rule,
+//    which the quotient of polynomials in y Phi(-y) = y exp(-y^2 / 2) N(y) / M(y) (N's and M's Horner roundings
+//    adding up to a few ulp) does not. The derivatives, whose bound is looser, keep that quotient for Phi(-y):
+//    one division fewer than Q / y, and no second piece.
 //  - the polynomials were fitted in high precision (least squares on Chebyshev points, relative weights) with their
-//    coefficients rounded to the type one at a time, the others refitted; their own error is below 0.1 ulp.
+//    coefficients rounded to the type one at a time, the others refitted; their own error is below 0.1 ulp (0.2
+//    for gelu's far tail piece).
 //
-// Accuracy (tests/test_activation_math.py measures it): float32 silu within 1.6 ulp everywhere; gelu_tanh within 2
-// ulp wherever torch's float32 gelu(approximate="tanh") is (2.8 ulp at worst, where torch's is far worse); gelu within
-// 6.7 ulp: its tail's N and M round up to ~4 ulp each in Horner's scheme, so on ~1% of [-2.86, -0.75] it is not
-// within 2 ulp although torch's float32 gelu is closer (a known gap). float64: all three within 1e-15 relative.
+// Accuracy (tests/test_activation_math.py measures it): float32 silu within 1.6 ulp everywhere; gelu within 1.95
+// ulp everywhere (its tails within 1.8, the center near -3/4 where 1/2 + x C(x^2) cancels a little is the worst);
+// gelu_tanh within 2 ulp wherever torch's float32 gelu(approximate="tanh") is (2.8 ulp at worst, where torch's is
+// far worse). float64: all three within 1e-15 relative.
 //
 // Special values (float and double): NaN -> NaN (bits not specified: the ops canonicalise NaN when they write);
 // +-0 -> +-0 (gelu, gelu_tanh, silu), derivative 1/2, second derivative 1/2 (silu) or sqrt(2/pi) (gelu,
@@ -59,6 +66,12 @@ FD_HOST_DEVICE T horner(T r, T c0, Rest... rest) {
 
 // ---- the constants of each type (fused_dropout/activations.py has the same numbers) -------------------------
 
+// y Phi(-y) / exp(-y^2 / 2) = q0 + delta: q0 a constant (exact), delta the part that varies (Constants::gelu_tail).
+template <typename T>
+struct GeluTail {
+  T q0, delta;
+};
+
 template <typename T>
 struct Constants;
 
@@ -81,6 +94,10 @@ struct Constants<float> {
   static constexpr Bits kSplitMaskGelu = 0xFFFFF000u;  // 12 significant bits: their square is exact
   static constexpr float kGeluYMax = 16.0f;
   static constexpr float kGeluCenterEnd = 0.75f;
+  static constexpr float kGeluTailSplit = 2.0f;
+  static constexpr float kGeluTailCenter = 1.375f;
+  static constexpr float kGeluTailFarShift = 3.0f;
+  static constexpr float kGeluTailQ0 = 0.29925474524497986f;  // y Phi(-y) / exp(-y^2 / 2) at kGeluTailCenter
   static constexpr float kInvSqrt2Pi = 0.3989422917366028f;
   static constexpr float kTanhXMax = 12.0f;
   static constexpr Bits kSplitMaskX = 0xFFFF0000u;  // 8 bits: x_hi^2 (16) times C3_HI (8) is exact
@@ -96,7 +113,7 @@ struct Constants<float> {
     return horner(r, 0.49999988079071045f, 0.166665181517601f, 0.041669659316539764f, 0.008368968032300472f,
                   0.0013744543539360166f);
   }
-  // Phi(-y) = exp(-y^2 / 2) N(y) / M(y), 3/4 <= y <= 14.5
+  // Phi(-y) = exp(-y^2 / 2) N(y) / M(y), 3/4 <= y <= 14.5 (for the derivatives: a few ulp)
   FD_HOST_DEVICE static float gelu_tail_numerator(float y) {
     return horner(y, 0.49999961256980896f, 0.5367918610572815f, 0.2784487009048462f, 0.08387240767478943f,
                   0.014694158919155598f, 0.0012531443499028683f);
@@ -104,6 +121,19 @@ struct Constants<float> {
   FD_HOST_DEVICE static float gelu_tail_denominator(float y) {
     return horner(y, 1.0f, 1.871462345123291f, 1.5501292943954468f, 0.7347532510757446f, 0.21338044106960297f,
                   0.03683272376656532f, 0.003141168039292097f);
+  }
+  // y Phi(-y) = exp(-y^2 / 2) (q0 + delta), 3/4 <= y <= 16, delta in two pieces: below kGeluTailSplit a polynomial
+  // of y - kGeluTailCenter (exact), from there one of v = 1 / (y^2 + 3), degree 7 (v's relative rounding error
+  // moves Q by at most 0.22 times as much).
+  FD_HOST_DEVICE static GeluTail<float> gelu_tail(float y) {
+    const float near = horner(fd_sub(y, kGeluTailCenter), 1.188748566249842e-08f, 0.08056946098804474f,
+                              -0.04429596662521362f, 0.019983069971203804f, -0.007896998897194862f,
+                              0.002817891538143158f, -0.0009286471758969128f, 0.0003086742071900517f,
+                              -9.159733599517494e-05f);
+    const float far = horner(fd_div(1.0f, fd_add(fd_mul(y, y), kGeluTailFarShift)), 0.09968750178813934f,
+                             -0.3989306092262268f, -0.0013561483938246965f, -2.317373514175415f, 7.07512903213501f,
+                             -46.18175506591797f, 139.5160369873047f, -287.5244140625f);
+    return {kGeluTailQ0, y < kGeluTailSplit ? near : far};
   }
   // Phi(x) - 1/2 = x C(x^2), |x| < 3/4
   FD_HOST_DEVICE static float gelu_center(float w) {
@@ -146,7 +176,7 @@ struct Constants<double> {
                   0.001388888894779552, 0.00019841269607173592, 2.4801489225511812e-05, 2.7557497365797654e-06,
                   2.7631518290783527e-07, 2.5028076338831574e-08);
   }
-  // 3/4 <= y <= 39
+  // Phi(-y) = exp(-y^2 / 2) N(y) / M(y), 3/4 <= y <= 39
   FD_HOST_DEVICE static double gelu_tail_numerator(double y) {
     return horner(y, 0.5000000000016525, 0.8598820143556222, 0.7312847341627936, 0.39856226490667407,
                   0.15295211177312182, 0.04304020368039161, 0.008992868628351983, 0.0013815055239908482,
@@ -156,6 +186,10 @@ struct Constants<double> {
     return horner(y, 1.0, 2.5176485895521834, 2.9713624072487956, 2.175065945314418, 1.1002722010334212,
                   0.4051919333484476, 0.1112957601113566, 0.022916544191867894, 0.0034893969409236125,
                   0.00037756519311772034, 2.64761328856776e-05, 9.332576564469973e-07);
+  }
+  // y Phi(-y) = exp(-y^2 / 2) y N(y) / M(y): one piece, q0 = 0
+  FD_HOST_DEVICE static GeluTail<double> gelu_tail(double y) {
+    return {0.0, fd_div(fd_mul(y, gelu_tail_numerator(y)), gelu_tail_denominator(y))};
   }
   FD_HOST_DEVICE static double gelu_center(double w) {
     return horner(w, 0.39894228040143265, -0.06649038006690196, 0.009973557009920786, -0.001187328213773462,
@@ -232,14 +266,6 @@ template <typename T>
 FD_HOST_DEVICE T exp_value(Reduced<T> e) {
   using C = Constants<T>;
   return fd_mul(fd_mul(fd_add(T(1), e.m), power_of_two<T>(e.k + C::kPrescale)), C::kPrescaleBack);
-}
-
-// x (1 + m) 2^k for k <= 0: x 2^k is exact (when normal), then + (x 2^k) m.
-template <typename T>
-FD_HOST_DEVICE T times_exp(T x, Reduced<T> e) {
-  using C = Constants<T>;
-  const T a = fd_mul(fd_mul(x, power_of_two<T>(e.k + C::kPrescale)), C::kPrescaleBack);
-  return fd_add(a, fd_mul(a, e.m));
 }
 
 // ---- sigmoid -------------------------------------------------------------------------------------------------
@@ -339,13 +365,32 @@ FD_HOST_DEVICE Reduced<T> gelu_reduce(T x) {
                          T(0));
 }
 
-// Phi(-y) / exp(-y^2 / 2) = N(y) / M(y), y = |x|.
+// Phi(-y) / exp(-y^2 / 2) = N(y) / M(y), y = |x| (for the derivatives).
 template <typename T>
 FD_HOST_DEVICE T gelu_tail_ratio(T x) {
   using C = Constants<T>;
   T y = abs_value(x);
   y = y > C::kGeluYMax ? C::kGeluYMax : y;
   return fd_div(C::gelu_tail_numerator(y), C::gelu_tail_denominator(y));
+}
+
+// y Phi(-y) / exp(-y^2 / 2) = q0 + delta, y = |x| lowered to kGeluYMax.
+template <typename T>
+FD_HOST_DEVICE GeluTail<T> gelu_tail(T x) {
+  using C = Constants<T>;
+  T y = abs_value(x);
+  y = y > C::kGeluYMax ? C::kGeluYMax : y;
+  return C::gelu_tail(y);
+}
+
+// y Phi(-y) = 2^k (1 + m) (q0 + delta) = 2^k q0 + 2^k (delta + (q0 + delta) m): 2^k q0 is exact and the rest
+// small, so the sum is rounded once of note (made 2^prescale times its size: one rounding below the normal range).
+template <typename T>
+FD_HOST_DEVICE T gelu_tail_value(GeluTail<T> q, Reduced<T> e) {
+  using C = Constants<T>;
+  const T scale = power_of_two<T>(e.k + C::kPrescale);
+  const T rest = fd_add(q.delta, fd_mul(fd_add(q.q0, q.delta), e.m));
+  return fd_mul(fd_add(fd_mul(q.q0, scale), fd_mul(rest, scale)), C::kPrescaleBack);
 }
 
 // Phi(x) - 1/2 = x C(x^2), |x| < kGeluCenterEnd.
@@ -359,6 +404,7 @@ FD_HOST_DEVICE bool in_gelu_center(T x) {
   return abs_value(x) < Constants<T>::kGeluCenterEnd;
 }
 
+// Phi(x) for |x| <= kGeluYMax.
 template <typename T>
 FD_HOST_DEVICE T phi(T x, Reduced<T> e) {
   const T tail = fd_mul(exp_value(e), gelu_tail_ratio(x));

@@ -40,18 +40,15 @@ struct Relu {
   }
 };
 
-// v Phi(v), Phi the standard normal CDF: torch's gelu (approximate="none").
+// v Phi(v), Phi the standard normal CDF: torch's gelu (approximate="none"). In the tails (|v| >= 3/4)
+// -y Phi(-y) at v = -y, v - y Phi(-y) at v = y.
 struct Gelu {
   template <typename T>
   FD_HOST_DEVICE static T forward(T v) {
     namespace am = activation_math;
-    using C = am::Constants<T>;
-    const am::Reduced<T> e = am::gelu_reduce(v);
-    const T ratio = am::gelu_tail_ratio(v);
     const T center = fd_mul(v, fd_add(T(0.5), am::gelu_center(v)));
-    const T negative_tail = am::times_exp(fd_mul(v < -C::kGeluYMax ? -C::kGeluYMax : v, ratio), e);
-    const T positive_tail = fd_mul(v, fd_sub(T(1), fd_mul(am::exp_value(e), ratio)));
-    return am::in_gelu_center(v) ? center : (v < T(0) ? negative_tail : positive_tail);
+    const T tail = am::gelu_tail_value(am::gelu_tail(v), am::gelu_reduce(v));  // |v| Phi(-|v|)
+    return am::in_gelu_center(v) ? center : (v < T(0) ? -tail : fd_sub(v, tail));
   }
   // Phi(v) + v phi(v)
   template <typename T>

@@ -45,11 +45,20 @@ class MathConstants(NamedTuple):
     prescale: int  # results below the normal range are made at 2^prescale times their size, then scaled back
     prescale_back: float  # 2^-prescale
     exp_poly: tuple  # e^r = 1 + r + r^2 * P(r), |r| <= ln2 / 2; P's coefficients, lowest degree first
-    # gelu: Phi(x) = 1/2 + x C(x^2) for |x| < gelu_center_end; else Phi(-y) = exp(-y^2 / 2) N(y) / M(y), y = |x|
+    # gelu: Phi(x) = 1/2 + x C(x^2) for |x| < gelu_center_end; beyond, y = |x|, y Phi(-y) = exp(-y^2 / 2) (q0 + delta)
     split_mask_gelu: int  # keeps the top bits of y whose square is exact
     gelu_y_max: float  # y is lowered to this: exp(-y_max^2 / 2) rounds to 0
+    # Phi(-y) / exp(-y^2 / 2) = N(y) / M(y) (the derivatives; float64's forward too: q0 = 0, delta = y N(y) / M(y))
     gelu_tail_numerator: tuple  # N's coefficients, lowest degree first (all positive: no cancellation)
     gelu_tail_denominator: tuple  # M's
+    # float32: delta in two pieces, a polynomial of y - center below split, one of 1 / (y^2 + far_shift) from there
+    # (float64: None)
+    gelu_tail_split: float  # the near piece below, the far piece from here
+    gelu_tail_center: float  # near piece: v = y - center (exact)
+    gelu_tail_q0: float  # both pieces' q0: y Phi(-y) / exp(-y^2 / 2) at y = center, rounded
+    gelu_tail_near_poly: tuple  # delta's coefficients, lowest degree first
+    gelu_tail_far_shift: float  # far piece: v = 1 / (y^2 + far_shift) (Q feels its rounding 0.22 times at most)
+    gelu_tail_far_poly: tuple
     gelu_center_end: float
     gelu_center_poly: tuple  # Phi(x) - 1/2 = x * C(x^2) for |x| < gelu_center_end: C's coefficients
     inv_sqrt_2pi: float
@@ -85,6 +94,15 @@ _FLOAT32 = MathConstants(
         0.0012531443499028683),
     gelu_tail_denominator=(1.0, 1.871462345123291, 1.5501292943954468, 0.7347532510757446, 0.21338044106960297, 0.03683272376656532,
         0.003141168039292097),
+    gelu_tail_split=2.0,
+    gelu_tail_center=1.375,
+    gelu_tail_q0=0.29925474524497986,
+    gelu_tail_near_poly=(1.188748566249842e-08, 0.08056946098804474, -0.04429596662521362, 0.019983069971203804,
+        -0.007896998897194862, 0.002817891538143158, -0.0009286471758969128, 0.0003086742071900517,
+        -9.159733599517494e-05),
+    gelu_tail_far_shift=3.0,
+    gelu_tail_far_poly=(0.09968750178813934, -0.3989306092262268, -0.0013561483938246965, -2.317373514175415,
+        7.07512903213501, -46.18175506591797, 139.5160369873047, -287.5244140625),
     gelu_center_end=0.75,
     gelu_center_poly=(0.3989422917366028, -0.06649058312177658, 0.009974176995456219, -0.001185589819215238, 0.00010632482008077204),
     inv_sqrt_2pi=0.3989422917366028,
@@ -123,6 +141,12 @@ _FLOAT64 = MathConstants(
     gelu_tail_denominator=(1.0, 2.5176485895521834, 2.9713624072487956, 2.175065945314418, 1.1002722010334212, 0.4051919333484476,
         0.1112957601113566, 0.022916544191867894, 0.0034893969409236125, 0.00037756519311772034,
         2.64761328856776e-05, 9.332576564469973e-07),
+    gelu_tail_split=None,
+    gelu_tail_center=None,
+    gelu_tail_q0=None,
+    gelu_tail_near_poly=None,
+    gelu_tail_far_shift=None,
+    gelu_tail_far_poly=None,
     gelu_center_end=0.75,
     gelu_center_poly=(0.39894228040143265, -0.06649038006690196, 0.009973557009920786, -0.001187328213773462,
         0.00011543467398803377, -9.444592621269225e-06, 6.657900928488273e-07, -4.092618668383904e-08,
@@ -183,12 +207,6 @@ def _power_of_two(exponent: torch.Tensor, c: MathConstants) -> torch.Tensor:
 def _exp_value(m: torch.Tensor, k: torch.Tensor, c: MathConstants) -> torch.Tensor:
     """(1 + m) * 2^k for k <= 0: scaled up first, so the one rounding below the normal range is the last multiply."""
     return ((1 + m) * _power_of_two(k + c.prescale, c)) * c.prescale_back
-
-
-def _times_exp(x: torch.Tensor, m: torch.Tensor, k: torch.Tensor, c: MathConstants) -> torch.Tensor:
-    """x * (1 + m) * 2^k for k <= 0, rounded once of note: x * 2^k is exact (when normal), then + (x * 2^k) * m."""
-    a = (x * _power_of_two(k + c.prescale, c)) * c.prescale_back
-    return a + a * m
 
 
 # ---- sigmoid: x * sigmoid(z) = x / (1 + exp(-z)), and the pair sigmoid(z), 1 - sigmoid(z) -----------------------
@@ -326,10 +344,29 @@ def _gelu_reduce(x: torch.Tensor, c: MathConstants):
 
 
 def _gelu_tail_ratio(x: torch.Tensor, c: MathConstants) -> torch.Tensor:
-    """Phi(-y) / exp(-y^2 / 2) = N(y) / M(y), y = |x|."""
+    """Phi(-y) / exp(-y^2 / 2) = N(y) / M(y), y = |x| (for the derivatives)."""
     y = x.abs()
     y = torch.where(y > c.gelu_y_max, c.gelu_y_max, y)
     return _horner(c.gelu_tail_numerator, y) / _horner(c.gelu_tail_denominator, y)
+
+
+def _gelu_tail(x: torch.Tensor, c: MathConstants):
+    """y Phi(-y) / exp(-y^2 / 2) = q0 + delta, y = |x| lowered to gelu_y_max: (q0, delta)."""
+    y = x.abs()
+    y = torch.where(y > c.gelu_y_max, c.gelu_y_max, y)
+    if c.gelu_tail_split is None:  # float64: one piece
+        return 0.0, (y * _horner(c.gelu_tail_numerator, y)) / _horner(c.gelu_tail_denominator, y)
+    near = _horner(c.gelu_tail_near_poly, y - c.gelu_tail_center)
+    far = _horner(c.gelu_tail_far_poly, 1 / (y * y + c.gelu_tail_far_shift))
+    return c.gelu_tail_q0, torch.where(y < c.gelu_tail_split, near, far)
+
+
+def _gelu_tail_value(q0, delta: torch.Tensor, m: torch.Tensor, k: torch.Tensor, c: MathConstants) -> torch.Tensor:
+    """y Phi(-y) = 2^k q0 + 2^k (delta + (q0 + delta) m): 2^k q0 is exact and the rest small, so the sum is rounded
+    once of note (made 2^prescale times its size: one rounding below the normal range)."""
+    scale = _power_of_two(k + c.prescale, c)
+    rest = delta + (q0 + delta) * m
+    return (q0 * scale + rest * scale) * c.prescale_back
 
 
 def _gelu_center(x: torch.Tensor, c: MathConstants) -> torch.Tensor:
@@ -344,12 +381,9 @@ def _phi(x: torch.Tensor, m: torch.Tensor, k: torch.Tensor, c: MathConstants) ->
 
 def gelu(x: torch.Tensor) -> torch.Tensor:
     c = _constants(x)
-    m, k = _gelu_reduce(x, c)
-    ratio = _gelu_tail_ratio(x, c)
     center = x * (0.5 + _gelu_center(x, c))
-    negative_tail = _times_exp(torch.where(x < -c.gelu_y_max, -c.gelu_y_max, x) * ratio, m, k, c)
-    positive_tail = x * (1 - _exp_value(m, k, c) * ratio)
-    return torch.where(x.abs() < c.gelu_center_end, center, torch.where(x < 0, negative_tail, positive_tail))
+    tail = _gelu_tail_value(*_gelu_tail(x, c), *_gelu_reduce(x, c), c)  # |x| Phi(-|x|)
+    return torch.where(x.abs() < c.gelu_center_end, center, torch.where(x < 0, -tail, x - tail))
 
 
 def gelu_derivative(x: torch.Tensor) -> torch.Tensor:

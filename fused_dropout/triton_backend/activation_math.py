@@ -36,6 +36,12 @@ SPLIT_MASK_GELU = tl.constexpr(MathConstants._fields.index("split_mask_gelu"))
 GELU_Y_MAX = tl.constexpr(MathConstants._fields.index("gelu_y_max"))
 GELU_TAIL_NUMERATOR = tl.constexpr(MathConstants._fields.index("gelu_tail_numerator"))
 GELU_TAIL_DENOMINATOR = tl.constexpr(MathConstants._fields.index("gelu_tail_denominator"))
+GELU_TAIL_SPLIT = tl.constexpr(MathConstants._fields.index("gelu_tail_split"))
+GELU_TAIL_CENTER = tl.constexpr(MathConstants._fields.index("gelu_tail_center"))
+GELU_TAIL_Q0 = tl.constexpr(MathConstants._fields.index("gelu_tail_q0"))
+GELU_TAIL_NEAR_POLY = tl.constexpr(MathConstants._fields.index("gelu_tail_near_poly"))
+GELU_TAIL_FAR_SHIFT = tl.constexpr(MathConstants._fields.index("gelu_tail_far_shift"))
+GELU_TAIL_FAR_POLY = tl.constexpr(MathConstants._fields.index("gelu_tail_far_poly"))
 GELU_CENTER_END = tl.constexpr(MathConstants._fields.index("gelu_center_end"))
 GELU_CENTER_POLY = tl.constexpr(MathConstants._fields.index("gelu_center_poly"))
 INV_SQRT_2PI = tl.constexpr(MathConstants._fields.index("inv_sqrt_2pi"))
@@ -145,14 +151,6 @@ def _exp_value(m, k):
     """(1 + m) 2^k for k <= 0, the one rounding below the normal range in the last multiply."""
     c: tl.constexpr = _constants(m)
     return ((1 + m) * _power_of_two(k + c[PRESCALE], m)) * c[PRESCALE_BACK]
-
-
-@triton.jit
-def _times_exp(x, m, k):
-    """x (1 + m) 2^k for k <= 0: x 2^k is exact (when normal), then + (x 2^k) m."""
-    c: tl.constexpr = _constants(m)
-    a = (x * _power_of_two(k + c[PRESCALE], m)) * c[PRESCALE_BACK]
-    return a + a * m
 
 
 # ---- sigmoid -------------------------------------------------------------------------------------------------
@@ -303,12 +301,39 @@ def _gelu_reduce(x):
 
 @triton.jit
 def _gelu_tail_ratio(x):
-    """Phi(-y) / exp(-y^2 / 2) = N(y) / M(y), y = |x|."""
+    """Phi(-y) / exp(-y^2 / 2) = N(y) / M(y), y = |x| (for the derivatives)."""
     c: tl.constexpr = _constants(x)
     y = tl.abs(x)
     y = tl.where(y > c[GELU_Y_MAX], c[GELU_Y_MAX], y)
     numerator = _horner(y, c[GELU_TAIL_NUMERATOR], len(c[GELU_TAIL_NUMERATOR]))
     return _div(numerator, _horner(y, c[GELU_TAIL_DENOMINATOR], len(c[GELU_TAIL_DENOMINATOR])))
+
+
+@triton.jit
+def _gelu_tail(x):
+    """y Phi(-y) / exp(-y^2 / 2) = q0 + delta, y = |x| lowered to gelu_y_max: (q0, delta)."""
+    c: tl.constexpr = _constants(x)
+    y = tl.abs(x)
+    y = tl.where(y > c[GELU_Y_MAX], c[GELU_Y_MAX], y)
+    if x.dtype == tl.float64:  # one piece
+        numerator = y * _horner(y, c[GELU_TAIL_NUMERATOR], len(c[GELU_TAIL_NUMERATOR]))
+        q0 = tl.zeros_like(y)
+        delta = _div(numerator, _horner(y, c[GELU_TAIL_DENOMINATOR], len(c[GELU_TAIL_DENOMINATOR])))
+    else:
+        near = _horner(y - c[GELU_TAIL_CENTER], c[GELU_TAIL_NEAR_POLY], len(c[GELU_TAIL_NEAR_POLY]))
+        far = _horner(_reciprocal(y * y + c[GELU_TAIL_FAR_SHIFT]), c[GELU_TAIL_FAR_POLY], len(c[GELU_TAIL_FAR_POLY]))
+        q0 = tl.full(y.shape, c[GELU_TAIL_Q0], x.dtype)
+        delta = tl.where(y < c[GELU_TAIL_SPLIT], near, far)
+    return q0, delta
+
+
+@triton.jit
+def _gelu_tail_value(q0, delta, m, k):
+    """y Phi(-y) = 2^k q0 + 2^k (delta + (q0 + delta) m): 2^k q0 exact, the rest small (one rounding of note)."""
+    c: tl.constexpr = _constants(m)
+    scale = _power_of_two(k + c[PRESCALE], m)
+    rest = delta + (q0 + delta) * m
+    return (q0 * scale + rest * scale) * c[PRESCALE_BACK]
 
 
 @triton.jit
@@ -328,12 +353,11 @@ def _phi(x, m, k):
 @triton.jit
 def gelu(x):
     c: tl.constexpr = _constants(x)
-    m, k = _gelu_reduce(x)
-    ratio = _gelu_tail_ratio(x)
     center = x * (0.5 + _gelu_center(x))
-    negative_tail = _times_exp(tl.where(x < -c[GELU_Y_MAX], -c[GELU_Y_MAX], x) * ratio, m, k)
-    positive_tail = x * (1 - _exp_value(m, k) * ratio)
-    return tl.where(tl.abs(x) < c[GELU_CENTER_END], center, tl.where(x < 0, negative_tail, positive_tail))
+    m, k = _gelu_reduce(x)
+    q0, delta = _gelu_tail(x)
+    tail = _gelu_tail_value(q0, delta, m, k)  # |x| Phi(-|x|)
+    return tl.where(tl.abs(x) < c[GELU_CENTER_END], center, tl.where(x < 0, -tail, x - tail))
 
 
 @triton.jit
