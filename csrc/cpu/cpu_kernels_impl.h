@@ -123,7 +123,17 @@ inline void forward_elements(const T* __restrict__ x, const T* __restrict__ bias
     const acc_t b = Element::kHasBias ? static_cast<acc_t>(bias[k]) : acc_t(0);
     const acc_t r = Element::kHasResidual ? static_cast<acc_t>(residual[k]) : acc_t(0);
     const bool keep = keep_rule(words[k]);
-    out[k] = to_element<T>(Element::apply(static_cast<acc_t>(x[k]), b, r, keep, scale));
+    if constexpr (Element::kHasResidual) {
+      out[k] = to_element<T>(Element::apply(static_cast<acc_t>(x[k]), b, r, keep, scale));
+    } else {
+      // The same bits as above, selected after the NaN rule instead of before: without a residual the dropped
+      // value is the constant 0, so this is one NaN test and one zeroing select, where GCC merges keep into the
+      // NaN test of the form above (two tests, three selects; 11 instead of 8 AVX-512 operations per 16 elements
+      // of bias_relu_dropout).
+      const T kept = to_element<T>(Element::apply(static_cast<acc_t>(x[k]), b, r, true, scale));
+      const T dropped = to_element<T>(Element::apply(static_cast<acc_t>(x[k]), b, r, false, scale));
+      out[k] = keep ? kept : dropped;
+    }
   }
 }
 
