@@ -5,6 +5,14 @@
 // and its low half is already in place (the garbage above a low word is never read: vpmuludq ignores
 // the upper halves and the words are packed from the lower halves). A round is then 2 multiplies, 2 shuffles and 2
 // three-way XORs (vpternlogd) per 8 groups, and four independent batches hide the multiply latency.
+//
+// The first two rounds are cheaper, because the counter of group g is (lo(g), hi(g), 0, 0) and hi(g) is the same
+// for the 32 groups of a step (a step that straddles a carry into the high word, once in 2^32 groups, is left to
+// the scalar Philox by the caller):
+//  - round 1: word 2 is zero, so its product is zero: word 0 becomes hi(g) ^ k0, the same in every lane, and
+//    word 1 becomes 0. Only word 0's product is computed.
+//  - round 2: word 0 is that same value in every lane, so its product is one scalar multiply.
+// That is 4 + 4 vector operations per 8 groups instead of 6 + 6, the same words.
 // Include only where AVX-512F is enabled.
 #pragma once
 
@@ -23,24 +31,49 @@ inline __attribute__((always_inline)) __m512i high_to_low(__m512i v) {
   return _mm512_shuffle_epi32(v, _MM_PERM_DDBB);
 }
 
-// Writes the 128 words of groups group0 .. group0 + 31 to out[0..128), group by group (4 words each).
+// Writes the 128 words of groups group0 .. group0 + 31 to out[0..128), group by group (4 words each). The 32
+// groups must share their high word (philox_step_shares_high_word).
 inline void philox32_avx512(uint64_t seed, uint64_t group0, uint32_t* out) {
   constexpr int kBatches = 4;
   constexpr int kXor3 = 0x96;  // vpternlogd truth table of a ^ b ^ c
+  const uint32_t high = static_cast<uint32_t>(group0 >> 32);
   const __m512i round_a = _mm512_set1_epi64(kPhiloxRoundA);
   const __m512i round_b = _mm512_set1_epi64(kPhiloxRoundB);
-  const __m512i lane = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
-  __m512i c0[kBatches], c1[kBatches], c2[kBatches], c3[kBatches];
-  for (int b = 0; b < kBatches; ++b) {
-    // The 64-bit group number per lane: a 64-bit add carries into the high word by itself.
-    const __m512i group = _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(group0 + 8u * b)), lane);
-    c0[b] = group;                          // low word (the high word above it is ignored)
-    c1[b] = _mm512_srli_epi64(group, 32);   // high word
-    c2[b] = _mm512_setzero_si512();
-    c3[b] = _mm512_setzero_si512();
-  }
+  const __m512i first_groups = _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(group0)),
+                                                _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
   uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-  for (int round = 0; round < kPhiloxRounds; ++round) {
+  __m512i c0[kBatches], c1[kBatches], c2[kBatches], c3[kBatches];
+
+  // Round 1 on the counter (lo(g), high, 0, 0): word 0's product makes words 2 and 3; word 0 becomes high ^ k0
+  // (all lanes) and word 1 becomes 0 (it stays implicit until round 2 sets it).
+  const __m512i key1_round1 = _mm512_set1_epi32(static_cast<int>(k1));
+  for (int b = 0; b < kBatches; ++b) {
+    // The low word of each 64-bit lane is lo(g); no lane carries out of it (the step's high word is uniform).
+    const __m512i group_low = _mm512_add_epi64(first_groups, _mm512_set1_epi64(8 * b));
+    const __m512i product1 = _mm512_mul_epu32(group_low, round_a);
+    c2[b] = _mm512_xor_si512(high_to_low(product1), key1_round1);
+    c3[b] = product1;
+  }
+  const uint32_t word0_round1 = high ^ k0;
+  k0 += kPhiloxKeyA;
+  k1 += kPhiloxKeyB;
+
+  // Round 2: word 0 is word0_round1 in every lane, its product one scalar multiply; word 1 is 0.
+  const uint64_t product1_round2 = static_cast<uint64_t>(word0_round1) * kPhiloxRoundA;
+  const __m512i key0_round2 = _mm512_set1_epi32(static_cast<int>(k0));
+  const __m512i high1_key1 = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(product1_round2 >> 32) ^ k1));
+  const __m512i low1 = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(product1_round2)));
+  for (int b = 0; b < kBatches; ++b) {
+    const __m512i product0 = _mm512_mul_epu32(c2[b], round_b);
+    c0[b] = _mm512_xor_si512(high_to_low(product0), key0_round2);
+    c2[b] = _mm512_xor_si512(c3[b], high1_key1);
+    c1[b] = product0;
+    c3[b] = low1;
+  }
+  k0 += kPhiloxKeyA;
+  k1 += kPhiloxKeyB;
+
+  for (int round = 2; round < kPhiloxRounds; ++round) {
     const __m512i key0 = _mm512_set1_epi32(static_cast<int>(k0));
     const __m512i key1 = _mm512_set1_epi32(static_cast<int>(k1));
     for (int b = 0; b < kBatches; ++b) {
