@@ -31,6 +31,11 @@ inline __attribute__((always_inline)) __m512i high_to_low(__m512i v) {
   return _mm512_shuffle_epi32(v, _MM_PERM_DDBB);
 }
 
+// The two dwords of each 64-bit lane swapped.
+inline __attribute__((always_inline)) __m512i swap_halves(__m512i v) {
+  return _mm512_shuffle_epi32(v, _MM_PERM_CDAB);
+}
+
 // Writes the 128 words of groups group0 .. group0 + 31 to out[0..128), group by group (4 words each). The 32
 // groups must share their high word (philox_step_shares_high_word).
 inline void philox32_avx512(uint64_t seed, uint64_t group0, uint32_t* out) {
@@ -39,8 +44,9 @@ inline void philox32_avx512(uint64_t seed, uint64_t group0, uint32_t* out) {
   const uint32_t high = static_cast<uint32_t>(group0 >> 32);
   const __m512i round_a = _mm512_set1_epi64(kPhiloxRoundA);
   const __m512i round_b = _mm512_set1_epi64(kPhiloxRoundB);
+  // The lanes of batch b hold groups 8b + (0, 4, 1, 5, 2, 6, 3, 7): the order the last round's unpacks want.
   const __m512i first_groups = _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(group0)),
-                                                _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+                                                _mm512_setr_epi64(0, 4, 1, 5, 2, 6, 3, 7));
   uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
   __m512i c0[kBatches], c1[kBatches], c2[kBatches], c3[kBatches];
 
@@ -73,7 +79,7 @@ inline void philox32_avx512(uint64_t seed, uint64_t group0, uint32_t* out) {
   k0 += kPhiloxKeyA;
   k1 += kPhiloxKeyB;
 
-  for (int round = 2; round < kPhiloxRounds; ++round) {
+  for (int round = 2; round < kPhiloxRounds - 1; ++round) {
     const __m512i key0 = _mm512_set1_epi32(static_cast<int>(k0));
     const __m512i key1 = _mm512_set1_epi32(static_cast<int>(k1));
     for (int b = 0; b < kBatches; ++b) {
@@ -87,16 +93,23 @@ inline void philox32_avx512(uint64_t seed, uint64_t group0, uint32_t* out) {
     k0 += kPhiloxKeyA;
     k1 += kPhiloxKeyB;
   }
-  // Pairs (word 0, word 1) and (word 2, word 3) of each group into 64-bit lanes, then the pairs of groups 0-3 and
-  // 4-7 into group order.
-  const __m512i pair_words = _mm512_setr_epi32(0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
-  const __m512i groups_low = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
-  const __m512i groups_high = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+
+  // Round 10 leaves each group's words as pairs (word 0, word 1) and (word 2, word 3) in 64-bit lanes: the
+  // product's halves swapped put its high half under the low dword, where the XORs go (masked to the even dwords),
+  // and its low half, the new word 1 (or 3), above it. The lanes hold groups 0, 4, 1, 5, 2, 6, 3, 7 of the batch,
+  // so the in-block 64-bit unpacks give groups 0-3 and 4-7 in order.
+  constexpr __mmask16 kEvenDwords = 0x5555;
+  const __m512i key0 = _mm512_set1_epi32(static_cast<int>(k0));
+  const __m512i key1 = _mm512_set1_epi32(static_cast<int>(k1));
   for (int b = 0; b < kBatches; ++b) {
-    const __m512i w01 = _mm512_permutex2var_epi32(c0[b], pair_words, c1[b]);
-    const __m512i w23 = _mm512_permutex2var_epi32(c2[b], pair_words, c3[b]);
-    _mm512_storeu_si512(out + 32 * b, _mm512_permutex2var_epi64(w01, groups_low, w23));
-    _mm512_storeu_si512(out + 32 * b + 16, _mm512_permutex2var_epi64(w01, groups_high, w23));
+    const __m512i product0 = _mm512_mul_epu32(c2[b], round_b);
+    const __m512i product1 = _mm512_mul_epu32(c0[b], round_a);
+    const __m512i w01 =
+        _mm512_mask_ternarylogic_epi32(swap_halves(product0), kEvenDwords, c1[b], key0, kXor3);
+    const __m512i w23 =
+        _mm512_mask_ternarylogic_epi32(swap_halves(product1), kEvenDwords, c3[b], key1, kXor3);
+    _mm512_storeu_si512(out + 32 * b, _mm512_unpacklo_epi64(w01, w23));
+    _mm512_storeu_si512(out + 32 * b + 16, _mm512_unpackhi_epi64(w01, w23));
   }
 }
 
