@@ -64,13 +64,16 @@ inline int64_t fill_mask_words(uint64_t seed, uint64_t offset, int64_t first, in
   const uint64_t group0 = start.group;
   const int64_t shift = start.word;
   const int64_t groups = groups_covering(shift, n);
+#if defined(FD_CPU_PHILOX_AVX512)
+  const PhiloxKeySchedule keys(seed);
+#endif
   for (int64_t step = 0; step < groups; step += kGroupsPerStep) {
     uint32_t* out = words + 4 * step;
     const uint64_t step_group = group0 + static_cast<uint64_t>(step);
 #if defined(FD_CPU_PHILOX_AVX512) || defined(FD_CPU_PHILOX_AVX2)
     if (philox_step_shares_high_word(step_group, kGroupsPerStep)) {
 #if defined(FD_CPU_PHILOX_AVX512)
-      philox32_avx512(seed, step_group, out);
+      philox32_avx512(keys, step_group, out);
 #else
       philox16_avx2(seed, step_group, out);
 #endif

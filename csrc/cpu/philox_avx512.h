@@ -36,9 +36,13 @@ inline __attribute__((always_inline)) __m512i swap_halves(__m512i v) {
   return _mm512_shuffle_epi32(v, _MM_PERM_CDAB);
 }
 
-// Writes the 128 words of groups group0 .. group0 + 31 to out[0..128), group by group (4 words each). The 32
-// groups must share their high word (philox_step_shares_high_word).
-inline void philox32_avx512(uint64_t seed, uint64_t group0, uint32_t* out) {
+// Writes the 128 words of groups group0 .. group0 + 31 to out[0..128), group by group (4 words each), under the
+// seed's round keys. The 32 groups must share their high word (philox_step_shares_high_word).
+inline void philox32_avx512(const PhiloxKeySchedule& schedule, uint64_t group0, uint32_t* out) {
+  // The round keys are read from memory in every call (a broadcast load, no ALU work): the compiler would
+  // otherwise hoist their 20 broadcasts out of the caller's loop and spill the Philox state to make room.
+  const PhiloxKeySchedule* keys = &schedule;
+  asm("" : "+r"(keys));
   constexpr int kBatches = 4;
   constexpr int kXor3 = 0x96;  // vpternlogd truth table of a ^ b ^ c
   const uint32_t high = static_cast<uint32_t>(group0 >> 32);
@@ -47,12 +51,11 @@ inline void philox32_avx512(uint64_t seed, uint64_t group0, uint32_t* out) {
   // The lanes of batch b hold groups 8b + (0, 4, 1, 5, 2, 6, 3, 7): the order the last round's unpacks want.
   const __m512i first_groups = _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(group0)),
                                                 _mm512_setr_epi64(0, 4, 1, 5, 2, 6, 3, 7));
-  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-  __m512i c0[kBatches], c1[kBatches], c2[kBatches], c3[kBatches];
+    __m512i c0[kBatches], c1[kBatches], c2[kBatches], c3[kBatches];
 
   // Round 1 on the counter (lo(g), high, 0, 0): word 0's product makes words 2 and 3; word 0 becomes high ^ k0
   // (all lanes) and word 1 becomes 0 (it stays implicit until round 2 sets it).
-  const __m512i key1_round1 = _mm512_set1_epi32(static_cast<int>(k1));
+  const __m512i key1_round1 = _mm512_set1_epi32(static_cast<int>(keys->k1[0]));
   for (int b = 0; b < kBatches; ++b) {
     // The low word of each 64-bit lane is lo(g); no lane carries out of it (the step's high word is uniform).
     const __m512i group_low = _mm512_add_epi64(first_groups, _mm512_set1_epi64(8 * b));
@@ -60,14 +63,13 @@ inline void philox32_avx512(uint64_t seed, uint64_t group0, uint32_t* out) {
     c2[b] = _mm512_xor_si512(high_to_low(product1), key1_round1);
     c3[b] = product1;
   }
-  const uint32_t word0_round1 = high ^ k0;
-  k0 += kPhiloxKeyA;
-  k1 += kPhiloxKeyB;
+  const uint32_t word0_round1 = high ^ keys->k0[0];
 
   // Round 2: word 0 is word0_round1 in every lane, its product one scalar multiply; word 1 is 0.
   const uint64_t product1_round2 = static_cast<uint64_t>(word0_round1) * kPhiloxRoundA;
-  const __m512i key0_round2 = _mm512_set1_epi32(static_cast<int>(k0));
-  const __m512i high1_key1 = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(product1_round2 >> 32) ^ k1));
+  const __m512i key0_round2 = _mm512_set1_epi32(static_cast<int>(keys->k0[1]));
+  const __m512i high1_key1 =
+      _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(product1_round2 >> 32) ^ keys->k1[1]));
   const __m512i low1 = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(product1_round2)));
   for (int b = 0; b < kBatches; ++b) {
     const __m512i product0 = _mm512_mul_epu32(c2[b], round_b);
@@ -76,12 +78,10 @@ inline void philox32_avx512(uint64_t seed, uint64_t group0, uint32_t* out) {
     c1[b] = product0;
     c3[b] = low1;
   }
-  k0 += kPhiloxKeyA;
-  k1 += kPhiloxKeyB;
 
   for (int round = 2; round < kPhiloxRounds - 1; ++round) {
-    const __m512i key0 = _mm512_set1_epi32(static_cast<int>(k0));
-    const __m512i key1 = _mm512_set1_epi32(static_cast<int>(k1));
+    const __m512i key0 = _mm512_set1_epi32(static_cast<int>(keys->k0[round]));
+    const __m512i key1 = _mm512_set1_epi32(static_cast<int>(keys->k1[round]));
     for (int b = 0; b < kBatches; ++b) {
       const __m512i product0 = _mm512_mul_epu32(c2[b], round_b);
       const __m512i product1 = _mm512_mul_epu32(c0[b], round_a);
@@ -90,8 +90,6 @@ inline void philox32_avx512(uint64_t seed, uint64_t group0, uint32_t* out) {
       c1[b] = product0;
       c3[b] = product1;
     }
-    k0 += kPhiloxKeyA;
-    k1 += kPhiloxKeyB;
   }
 
   // Round 10 leaves each group's words as pairs (word 0, word 1) and (word 2, word 3) in 64-bit lanes: the
@@ -99,8 +97,8 @@ inline void philox32_avx512(uint64_t seed, uint64_t group0, uint32_t* out) {
   // and its low half, the new word 1 (or 3), above it. The lanes hold groups 0, 4, 1, 5, 2, 6, 3, 7 of the batch,
   // so the in-block 64-bit unpacks give groups 0-3 and 4-7 in order.
   constexpr __mmask16 kEvenDwords = 0x5555;
-  const __m512i key0 = _mm512_set1_epi32(static_cast<int>(k0));
-  const __m512i key1 = _mm512_set1_epi32(static_cast<int>(k1));
+  const __m512i key0 = _mm512_set1_epi32(static_cast<int>(keys->k0[kPhiloxRounds - 1]));
+  const __m512i key1 = _mm512_set1_epi32(static_cast<int>(keys->k1[kPhiloxRounds - 1]));
   for (int b = 0; b < kBatches; ++b) {
     const __m512i product0 = _mm512_mul_epu32(c2[b], round_b);
     const __m512i product1 = _mm512_mul_epu32(c0[b], round_a);
