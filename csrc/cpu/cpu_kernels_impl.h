@@ -64,7 +64,7 @@ inline int64_t fill_mask_words(uint64_t seed, uint64_t offset, int64_t first, in
   const uint64_t group0 = start.group;
   const int64_t shift = start.word;
   const int64_t groups = groups_covering(shift, n);
-#if defined(FD_CPU_PHILOX_AVX512)
+#if defined(FD_CPU_PHILOX_AVX512) || defined(FD_CPU_PHILOX_AVX2)
   const PhiloxKeySchedule keys(seed);
 #endif
   for (int64_t step = 0; step < groups; step += kGroupsPerStep) {
@@ -75,7 +75,7 @@ inline int64_t fill_mask_words(uint64_t seed, uint64_t offset, int64_t first, in
 #if defined(FD_CPU_PHILOX_AVX512)
       philox32_avx512(keys, step_group, out);
 #else
-      philox16_avx2(seed, step_group, out);
+      philox8_avx2(keys, step_group, out);
 #endif
     } else {
       philox_groups_scalar(seed, step_group, kGroupsPerStep, out);
