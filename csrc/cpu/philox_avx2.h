@@ -1,7 +1,12 @@
-// Philox4x32-10 for 16 consecutive groups at once with AVX2: the same rounds and constants as philox.h
-// (tests hold the two bit-identical), laid out so that the 32x32->64 multiplies run 4 per instruction and two
-// independent batches of 8 groups hide the multiply latency. Compilers do not find this from the scalar code
-// (auto-vectorisation of philox.h reaches a third of this speed). Include only where AVX2 is enabled.
+// Philox4x32-10 for 8 consecutive groups at once with AVX2: the same rounds and constants as philox.h (tests hold
+// the two bit-identical). The layout of philox_avx512.h at half the width: each counter word sits in the low half
+// of a 64-bit lane, 4 groups per register, so vpmuludq gives the whole product of every lane, its high half one
+// vpshufd away. A round is 2 multiplies, 2 shuffles and 4 XORs per 4 groups (8 groups per register needed 18
+// operations per 8 groups: a shift to reach the odd lanes, blends and shifts to split both halves again). Two
+// batches of 4 groups keep the state in 8 of the 16 registers (four spilled it); the multiply latency is hidden
+// by the next step's independent rounds. The first two rounds take the shortcuts of philox_avx512.h (see there),
+// and the round keys come from memory, as there. Compilers do not find any of this from the scalar code.
+// Include only where AVX2 is enabled.
 #pragma once
 
 #include <immintrin.h>
@@ -12,61 +17,91 @@
 namespace fused_dropout {
 namespace cpu {
 
-constexpr int64_t kAvx2PhiloxGroups = 16;
+constexpr int64_t kAvx2PhiloxGroups = 8;
 
-// hi and lo words of a * m for 8 lanes: vpmuludq multiplies the even lanes; the odd lanes are shifted down first.
-inline __attribute__((always_inline)) void avx2_mulhilo(__m256i a, __m256i m, __m256i& hi, __m256i& lo) {
-  const __m256i even = _mm256_mul_epu32(a, m);
-  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
-  hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
-  lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+// The high dword of each 64-bit lane copied into its low dword (what the multiplies read).
+inline __attribute__((always_inline)) __m256i high_to_low(__m256i v) {
+  return _mm256_shuffle_epi32(v, _MM_SHUFFLE(3, 3, 1, 1));
 }
 
-// Writes the 64 words of groups group0 .. group0 + 15 to out[0..64), group by group (4 words each).
-inline void philox16_avx2(uint64_t seed, uint64_t group0, uint32_t* out) {
+// The two dwords of each 64-bit lane swapped.
+inline __attribute__((always_inline)) __m256i swap_halves(__m256i v) {
+  return _mm256_shuffle_epi32(v, _MM_SHUFFLE(2, 3, 0, 1));
+}
+
+// Writes the 32 words of groups group0 .. group0 + 7 to out[0..32), group by group (4 words each), under the
+// seed's round keys. The 8 groups must share their high word (philox_step_shares_high_word).
+inline void philox8_avx2(const PhiloxKeySchedule& schedule, uint64_t group0, uint32_t* out) {
   constexpr int kBatches = 2;
-  const __m256i round_a = _mm256_set1_epi32(static_cast<int>(kPhiloxRoundA));
-  const __m256i round_b = _mm256_set1_epi32(static_cast<int>(kPhiloxRoundB));
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256i sign = _mm256_set1_epi32(INT32_MIN);
+  // Read in every call (a broadcast load): hoisted out of the caller's loop, 20 key registers would not fit.
+  const PhiloxKeySchedule* keys = &schedule;
+  asm("" : "+r"(keys));
+  const uint32_t high = static_cast<uint32_t>(group0 >> 32);
+  const __m256i round_a = _mm256_set1_epi64x(kPhiloxRoundA);
+  const __m256i round_b = _mm256_set1_epi64x(kPhiloxRoundB);
+  // Batch b holds groups 4b + (0, 2, 1, 3) in its 64-bit lanes: its low 128-bit half groups 4b and 4b + 2, its
+  // high half 4b + 1 and 4b + 3, so the in-half unpacks at the end leave the groups in order (no cross-half
+  // permute).
+  const __m256i first_groups =
+      _mm256_add_epi64(_mm256_set1_epi64x(static_cast<long long>(group0)), _mm256_setr_epi64x(0, 2, 1, 3));
   __m256i c0[kBatches], c1[kBatches], c2[kBatches], c3[kBatches];
+
+  // Round 1 on the counter (lo(g), high, 0, 0): word 0's product makes words 2 and 3; word 0 becomes high ^ k0
+  // (all lanes) and word 1 becomes 0.
+  const __m256i key1_round1 = _mm256_set1_epi32(static_cast<int>(keys->k1[0]));
   for (int b = 0; b < kBatches; ++b) {
-    // Counter (lo, hi) of group g + lane; the hi word takes the carry when the lo word wraps.
-    const uint64_t g = group0 + 8u * static_cast<uint64_t>(b);
-    const __m256i base = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(g)));
-    c0[b] = _mm256_add_epi32(base, lane);
-    const __m256i wrapped = _mm256_cmpgt_epi32(_mm256_xor_si256(base, sign), _mm256_xor_si256(c0[b], sign));
-    c1[b] = _mm256_sub_epi32(_mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(g >> 32))), wrapped);
-    c2[b] = _mm256_setzero_si256();
-    c3[b] = _mm256_setzero_si256();
+    // The low word of each 64-bit lane is lo(g); no lane carries out of it (the step's high word is uniform).
+    const __m256i group_low = _mm256_add_epi64(first_groups, _mm256_set1_epi64x(4 * b));
+    const __m256i product1 = _mm256_mul_epu32(group_low, round_a);
+    c2[b] = _mm256_xor_si256(high_to_low(product1), key1_round1);
+    c3[b] = product1;
   }
-  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-  for (int round = 0; round < kPhiloxRounds; ++round) {
-    const __m256i key0 = _mm256_set1_epi32(static_cast<int>(k0));
-    const __m256i key1 = _mm256_set1_epi32(static_cast<int>(k1));
+  const uint32_t word0_round1 = high ^ keys->k0[0];
+
+  // Round 2: word 0 is word0_round1 in every lane, its product one scalar multiply; word 1 is 0.
+  const uint64_t product1_round2 = static_cast<uint64_t>(word0_round1) * kPhiloxRoundA;
+  const __m256i key0_round2 = _mm256_set1_epi32(static_cast<int>(keys->k0[1]));
+  const __m256i high1_key1 =
+      _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(product1_round2 >> 32) ^ keys->k1[1]));
+  const __m256i low1 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(product1_round2)));
+  for (int b = 0; b < kBatches; ++b) {
+    const __m256i product0 = _mm256_mul_epu32(c2[b], round_b);
+    c0[b] = _mm256_xor_si256(high_to_low(product0), key0_round2);
+    c2[b] = _mm256_xor_si256(c3[b], high1_key1);
+    c1[b] = product0;
+    c3[b] = low1;
+  }
+
+  for (int round = 2; round < kPhiloxRounds - 1; ++round) {
+    const __m256i key0 = _mm256_set1_epi32(static_cast<int>(keys->k0[round]));
+    const __m256i key1 = _mm256_set1_epi32(static_cast<int>(keys->k1[round]));
     for (int b = 0; b < kBatches; ++b) {
-      __m256i hi0, lo0, hi1, lo1;
-      avx2_mulhilo(c2[b], round_b, hi0, lo0);
-      avx2_mulhilo(c0[b], round_a, hi1, lo1);
-      c0[b] = _mm256_xor_si256(_mm256_xor_si256(hi0, c1[b]), key0);
-      c2[b] = _mm256_xor_si256(_mm256_xor_si256(hi1, c3[b]), key1);
-      c1[b] = lo0;
-      c3[b] = lo1;
+      const __m256i product0 = _mm256_mul_epu32(c2[b], round_b);
+      const __m256i product1 = _mm256_mul_epu32(c0[b], round_a);
+      c0[b] = _mm256_xor_si256(_mm256_xor_si256(high_to_low(product0), c1[b]), key0);
+      c2[b] = _mm256_xor_si256(_mm256_xor_si256(high_to_low(product1), c3[b]), key1);
+      c1[b] = product0;
+      c3[b] = product1;
     }
-    k0 += kPhiloxKeyA;
-    k1 += kPhiloxKeyB;
   }
+
+  // Round 10 leaves each group's words as pairs (word 0, word 1) and (word 2, word 3) in 64-bit lanes: the
+  // product's halves swapped put its high half under the low dword, where the XORs go (blended into the even
+  // dwords only), and its low half, the new word 1 (or 3), above it. Then the lanes of each 128-bit half are
+  // interleaved: half h of the low unpack is group 4b + h, of the high unpack group 4b + 2 + h.
+  const __m256i key0 = _mm256_set1_epi32(static_cast<int>(keys->k0[kPhiloxRounds - 1]));
+  const __m256i key1 = _mm256_set1_epi32(static_cast<int>(keys->k1[kPhiloxRounds - 1]));
+  constexpr int kEvenDwords = 0x55;
   for (int b = 0; b < kBatches; ++b) {
-    // Transpose word-major lanes into group-major order: t* pair words 0/1 and 2/3, u* hold two groups each.
-    const __m256i t0 = _mm256_unpacklo_epi32(c0[b], c1[b]), t1 = _mm256_unpackhi_epi32(c0[b], c1[b]);
-    const __m256i t2 = _mm256_unpacklo_epi32(c2[b], c3[b]), t3 = _mm256_unpackhi_epi32(c2[b], c3[b]);
-    const __m256i g04 = _mm256_unpacklo_epi64(t0, t2), g15 = _mm256_unpackhi_epi64(t0, t2);
-    const __m256i g26 = _mm256_unpacklo_epi64(t1, t3), g37 = _mm256_unpackhi_epi64(t1, t3);
-    __m256i* dst = reinterpret_cast<__m256i*>(out + 32 * b);
-    _mm256_storeu_si256(dst + 0, _mm256_permute2x128_si256(g04, g15, 0x20));  // groups 0, 1
-    _mm256_storeu_si256(dst + 1, _mm256_permute2x128_si256(g26, g37, 0x20));  // groups 2, 3
-    _mm256_storeu_si256(dst + 2, _mm256_permute2x128_si256(g04, g15, 0x31));  // groups 4, 5
-    _mm256_storeu_si256(dst + 3, _mm256_permute2x128_si256(g26, g37, 0x31));  // groups 6, 7
+    const __m256i swapped0 = swap_halves(_mm256_mul_epu32(c2[b], round_b));
+    const __m256i swapped1 = swap_halves(_mm256_mul_epu32(c0[b], round_a));
+    const __m256i w01 = _mm256_blend_epi32(
+        swapped0, _mm256_xor_si256(_mm256_xor_si256(swapped0, c1[b]), key0), kEvenDwords);
+    const __m256i w23 = _mm256_blend_epi32(
+        swapped1, _mm256_xor_si256(_mm256_xor_si256(swapped1, c3[b]), key1), kEvenDwords);
+    __m256i* dst = reinterpret_cast<__m256i*>(out + 16 * b);
+    _mm256_storeu_si256(dst + 0, _mm256_unpacklo_epi64(w01, w23));  // groups 4b, 4b + 1
+    _mm256_storeu_si256(dst + 1, _mm256_unpackhi_epi64(w01, w23));  // groups 4b + 2, 4b + 3
   }
 }
 
