@@ -60,8 +60,8 @@ def forward(op: FusedOp, x, residual, bias, p, training, seed, offset, generator
             or dtype not in _DTYPES or x.layout is not _STRIDED or x.is_nested):
         return None
     if not training or p == 0.0:
-        if residual is None and bias is None and not op.residual and op.activation == "identity":
-            return x  # nothing to compute: dropout in eval mode is the identity
+        if not op.bias and not op.residual and op.activation == "identity":
+            return x  # nothing to compute: dropout in eval mode is the identity (as the full path returns it)
     device = x.device
     if residual is not None or op.residual:
         if not (_companion(residual, x, dtype, device) and residual.shape == x.shape):

@@ -7,6 +7,7 @@ from torch import nn
 
 import fused_dropout as fd
 from conftest import CPU_BACKENDS, OP_VARIANTS, call_op, make_input, op_inputs
+from fused_dropout.activations import ACTIVATIONS
 
 P, SEED = 0.3, 5
 DTYPE_PAIRS = [(torch.bfloat16, torch.float32), (torch.float16, torch.float32), (torch.float32, torch.float64),
@@ -16,7 +17,7 @@ DTYPE_PAIRS = [(torch.bfloat16, torch.float32), (torch.float16, torch.float32), 
 def _eager_with_the_same_mask(op, x, residual, bias, keep):
     """The op's composition in torch ops (type promotion included) with a given mask."""
     v = x if bias is None else x + bias
-    v = torch.relu(v) if op.activation == "relu" else v
+    v = ACTIVATIONS[op.activation].forward(v)  # the project's activation math (v is float32 or float64 here)
     dtype = v.dtype if residual is None else torch.promote_types(v.dtype, residual.dtype)
     scale = torch.tensor(1 / (1 - P), dtype=torch.float64 if dtype == torch.float64 else torch.float32)
     out = torch.where(keep, v.to(scale.dtype) * scale, 0.0).to(dtype)

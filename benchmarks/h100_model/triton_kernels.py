@@ -66,7 +66,7 @@ def jobs() -> dict:
         for op in OPS:
             for bias in (False, True) if op.bias else (False,):
                 for row_len in ROW_LENGTHS if bias else (0,):
-                    tile = launch._tile(row_len or FLAT_NUMEL, bias, size)
+                    tile = launch._tile(row_len or FLAT_NUMEL, bias, size, op.activation in SMOOTH_ACTIVATIONS)
                     variant = launch._forward_specialization(op.activation, bias, op.residual, dtype, tile)
                     rows = BIAS_ROWS if bias else 1
                     scalars = dict(rows=rows, row_len=row_len or FLAT_NUMEL, threshold=threshold,
@@ -80,7 +80,7 @@ def jobs() -> dict:
                 # (a trained bias): the case modeled.
                 has_bias = bias_grad and saves_input
                 for row_len in ROW_LENGTHS if bias_grad else (0,):
-                    tile = launch._tile(row_len or FLAT_NUMEL, bias_grad, size)
+                    tile = launch._tile(row_len or FLAT_NUMEL, bias_grad, size, saves_input)
                     variant = launch._backward_specialization(kind, has_bias, bias_grad, dtype, tile)
                     rows = BIAS_ROWS if bias_grad else 1
                     scalars = dict(rows=rows, row_len=row_len or FLAT_NUMEL, threshold=threshold,

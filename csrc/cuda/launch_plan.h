@@ -52,11 +52,11 @@ void with_vector_path(bool vectorised, Fn&& fn) {
 }
 
 // The smooth activations (gelu, gelu_tanh, silu) and their derivatives: 50-110 arithmetic instructions per
-// element, so their kernels are compute-bound and need the registers of a lower occupancy more than the latency
-// hiding of a higher one (at the memory-bound kernels' occupancy they spill).
+// element, so their kernels are compute-bound and need registers more than the latency hiding of a higher
+// occupancy: a thread's chunk (16 elements of a 16-bit type) of gelu spills at 128 registers.
 template <typename Activation>
 constexpr bool kComputeBound = !std::is_same<Activation, Identity>::value && !std::is_same<Activation, Relu>::value;
-constexpr int kComputeBoundBlocksPerSm = 2;  // 128 registers per thread at kFlatThreads
+constexpr int kComputeBoundBlocksPerSm = 1;  // up to 255 registers per thread at kFlatThreads
 
 // The resident blocks per multiprocessor each grid-stride kernel is compiled for and launched with.
 template <typename scalar_t, typename Element>

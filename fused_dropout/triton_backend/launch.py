@@ -12,7 +12,7 @@ import triton
 
 from .. import spec
 from ..backends import triton_interpreting
-from ..op_table import BACKWARDS, OPS
+from ..op_table import BACKWARDS, OPS, SMOOTH_ACTIVATIONS
 from . import kernels
 
 __all__ = ["forward", "backward", "specializations"]
@@ -65,11 +65,13 @@ def _idle_lanes(row_len: int, columns: int) -> int:
     return triton.cdiv(row_len, columns) * columns - row_len
 
 
-def _tile(row_len: int, has_columns: bool, element_size: int) -> Tile:
+def _tile(row_len: int, has_columns: bool, element_size: int, smooth: bool = False) -> Tile:
     """The tile of a [rows, row_len] view: flat views take one long row of elements, column views as many rows
     of a power-of-two column block as fit. The column block is the row length rounded up to a power of two (at
-    most 1024), halved while that leaves more than 1/16 of a row's lanes idle (down to 256 columns): 3072 = 3 x 1024."""
-    elements = _ELEMENTS_PER_PROGRAM[element_size]
+    most 1024), halved while that leaves more than 1/16 of a row's lanes idle (down to 256 columns): 3072 = 3 x 1024.
+    The smooth activations' kernels (smooth) take half the elements per program: their math holds more values per
+    element live, and at the full tile a thread's share spills registers."""
+    elements = _ELEMENTS_PER_PROGRAM[element_size] // (2 if smooth else 1)
     if not has_columns:
         return Tile(1, elements, _NUM_WARPS)
     columns = max(4, min(triton.next_power_of_2(row_len), elements, _MOST_COLUMNS))
@@ -173,7 +175,7 @@ def forward(op, x, residual, bias, seed, offset, p) -> torch.Tensor:
     has_columns = bias is not None
     row_len = spec.row_len_of(x) if has_columns else x.numel()
     rows = x.numel() // row_len
-    tile = _tile(row_len, has_columns, x.element_size())
+    tile = _tile(row_len, has_columns, x.element_size(), op.activation in SMOOTH_ACTIVATIONS)
     variant = _forward_specialization(op.activation, has_columns, residual is not None, x.dtype, tile)
     grid = (triton.cdiv(rows, tile.rows) * triton.cdiv(row_len, tile.columns),)
     pointers = dict(x_ptr=x, out_ptr=out, seed_ptr=_seed_or_zero(seed, x.device), offset=offset)
@@ -206,7 +208,7 @@ def backward(kind, grad, saved, p, bias_grad) -> tuple[torch.Tensor, torch.Tenso
     has_columns = bias_grad or has_bias
     row_len = spec.row_len_of(grad) if has_columns else grad.numel()
     rows = grad.numel() // row_len
-    tile = _tile(row_len, has_columns, grad.element_size())
+    tile = _tile(row_len, has_columns, grad.element_size(), backward_kind.saves_input)
     row_blocks = triton.cdiv(rows, tile.rows)
     pointers = dict(grad_ptr=grad, grad_in_ptr=grad_in)
     if backward_kind.keeps_from_mask:
@@ -230,12 +232,12 @@ def backward(kind, grad, saved, p, bias_grad) -> tuple[torch.Tensor, torch.Tenso
     return grad_in, grad_bias
 
 
-def _tiles(has_columns: bool, element_size: int) -> list[Tile]:
+def _tiles(has_columns: bool, element_size: int, smooth: bool = False) -> list[Tile]:
     """Every tile _tile can choose: row lengths past the largest power of two per program choose no new tile."""
     if not has_columns:
-        return [_tile(1, False, element_size)]
+        return [_tile(1, False, element_size, smooth)]
     largest = _ELEMENTS_PER_PROGRAM[element_size]
-    return sorted({_tile(2**k, True, element_size) for k in range(largest.bit_length())})
+    return sorted({_tile(2**k, True, element_size, smooth) for k in range(largest.bit_length())})
 
 
 def specializations() -> list[Specialization]:
@@ -248,12 +250,12 @@ def specializations() -> list[Specialization]:
         forwards = {(op.activation, has_bias, op.residual) for op in OPS for has_bias in {False, op.bias}}
         for activation, has_bias, has_residual in sorted(forwards):
             found += [_forward_specialization(activation, has_bias, has_residual, dtype, tile)
-                      for tile in _tiles(has_bias, size)]
+                      for tile in _tiles(has_bias, size, activation in SMOOTH_ACTIVATIONS)]
         for kind, backward in BACKWARDS.items():
             for has_bias in {False, backward.saves_input}:
                 for bias_grad in (False, True):
                     found += [_backward_specialization(kind, has_bias, bias_grad, dtype, tile)
-                              for tile in _tiles(bias_grad or has_bias, size)]
+                              for tile in _tiles(bias_grad or has_bias, size, backward.saves_input)]
         blocks = sorted({_column_sum_block(2**k) for k in range(_COLUMN_SUM_BLOCK.bit_length())})
         found += [_column_sum_specialization(dtype, block) for block in blocks]
     return found
