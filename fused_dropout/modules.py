@@ -2,7 +2,7 @@
 FusedBiasActDropout, FusedDropoutAdd, and replace_dropout, which swaps FusedDropout into an existing model."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -35,6 +35,22 @@ def _script_check_floating(t: torch.Tensor, name: str) -> None:
 
 def _script_p(training: bool, p: float) -> float:
     return p if training else 0.0
+
+
+def _script_promoted(x: torch.Tensor, bias: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """x and bias checked and cast to their promoted dtype, as the functional API does (torch's type promotion)."""
+    _script_check_floating(x, "x")
+    if bias.dtype != x.dtype:
+        dtype = torch.promote_types(x.dtype, bias.dtype)
+        x, bias = x.to(dtype), bias.to(dtype)
+    return x, bias
+
+
+def _zero_bias(num_features: int, device, dtype) -> nn.Parameter:
+    """The learnable bias of the bias modules, zeros of shape (num_features,)."""
+    if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
+        raise ValueError(f"num_features must be a positive int, got {num_features!r}")
+    return nn.Parameter(torch.zeros(num_features, device=device, dtype=dtype))
 
 
 def _check_scriptable(module: nn.Module) -> None:
@@ -156,20 +172,14 @@ class FusedBiasReLUDropout(nn.Module):
     def __init__(self, num_features: int, p: float = 0.5, *, device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None, backend: str | None = None):
         super().__init__()
-        if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(f"num_features must be a positive int, got {num_features!r}")
         self.num_features = num_features
         self.p = F.check.probability(p)
         self.backend = backend
-        self.bias = nn.Parameter(torch.zeros(num_features, device=device, dtype=dtype))
+        self.bias = _zero_bias(num_features, device, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_scripting():
-            _script_check_floating(x, "x")
-            bias = self.bias
-            if bias.dtype != x.dtype:  # torch's type promotion, as the functional API applies it
-                dtype = torch.promote_types(x.dtype, bias.dtype)
-                x, bias = x.to(dtype), bias.to(dtype)
+            x, bias = _script_promoted(x, self.bias)
             seed = _script_seed(x, self.training, self.p)
             return torch.ops.fused_dropout.bias_relu_dropout_fwd(x, bias, seed, 0, _script_p(self.training, self.p))
         if (not self.training or self.p == 0.0) and torch.onnx.is_in_onnx_export():
@@ -222,22 +232,16 @@ class FusedBiasActDropout(nn.Module):
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None,
                  backend: str | None = None):
         super().__init__()
-        if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(f"num_features must be a positive int, got {num_features!r}")
         F._bias_act_op(activation)  # a clear error for an unknown activation
         self.num_features = num_features
         self.p = F.check.probability(p)
         self.activation = activation
         self.backend = backend
-        self.bias = nn.Parameter(torch.zeros(num_features, device=device, dtype=dtype))
+        self.bias = _zero_bias(num_features, device, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_scripting():
-            _script_check_floating(x, "x")
-            bias = self.bias
-            if bias.dtype != x.dtype:  # torch's type promotion, as the functional API applies it
-                dtype = torch.promote_types(x.dtype, bias.dtype)
-                x, bias = x.to(dtype), bias.to(dtype)
+            x, bias = _script_promoted(x, self.bias)
             seed = _script_seed(x, self.training, self.p)
             p = _script_p(self.training, self.p)
             # One native op per activation (op_table.BIAS_ACT_OPS); TorchScript calls ops by name only.

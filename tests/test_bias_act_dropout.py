@@ -7,6 +7,7 @@ import torch
 
 import fused_dropout as fd
 from conftest import CPU_BACKENDS, DTYPES, assert_close, make_input
+from test_autograd import saved_bytes
 from fused_dropout.activations import ACTIVATIONS
 from fused_dropout.op_table import BIAS_ACT_OPS, EAGER_ACTIVATIONS
 from fused_dropout.spec import compute_dtype, to_output_dtype
@@ -132,18 +133,6 @@ def test_forward_mode_matches_reverse_mode(backend, activation):
     torch.testing.assert_close(jvp, vjp)  # the Jacobian is diagonal
 
 
-def _saved_bytes(fn) -> int:
-    total = []
-
-    def pack(t):
-        total.append(t.numel() * t.element_size())
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(total)
-
-
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("activation", SMOOTH)
 def test_backward_saves_x_bias_and_the_seed(backend, activation):
@@ -151,7 +140,7 @@ def test_backward_saves_x_bias_and_the_seed(backend, activation):
     and no output."""
     x = make_input((64, 64), requires_grad=True)
     bias = make_input((64,), seed=1, requires_grad=True)
-    saved = _saved_bytes(lambda: fd.bias_act_dropout(x, bias, 0.5, activation=activation, backend=backend))
+    saved = saved_bytes(lambda: fd.bias_act_dropout(x, bias, 0.5, activation=activation, backend=backend))
     assert saved == x.numel() * 4 + bias.numel() * 4 + 8
 
 
