@@ -81,10 +81,7 @@ class _SharedMaskOp(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, residual, bias, keep, p, op):
-        acc = compute_dtype(x.dtype)
-        v = x.to(acc)
-        if bias is not None:
-            v = v + bias.to(acc).reshape(x.shape[-1:])
+        v = reference.pre_activation(x, bias)
         out = _masked_scale(ACTIVATIONS[op.activation].forward(v), keep, p, x.dtype)
         if residual is not None:
             out = out.add_(residual)  # in the compute type: out is acc, residual promotes into it
@@ -139,10 +136,7 @@ class _MaskedGradThrough(torch.autograd.Function):
     def backward(ctx, grad_grad):
         grad, keep, x, bias = ctx.saved_tensors
         gg = _MaskedGradThrough.apply(grad_grad, keep, ctx.p, ctx.activation, x, bias)
-        acc = compute_dtype(x.dtype)
-        v = x.to(acc) if bias is None else x.to(acc) + bias.to(acc).reshape(x.shape[-1:])
-        curvature = grad.to(acc) * grad_grad.to(acc) * ACTIVATIONS[ctx.activation].second_derivative(v)
-        grad_x = _MaskedGrad.apply(curvature.to(x.dtype), keep, ctx.p)
+        grad_x = _MaskedGrad.apply(reference.curvature(grad, grad_grad, ctx.activation, x, bias), keep, ctx.p)
         grad_bias = None if bias is None else reference.column_sums(grad_x)
         return gg, None, None, None, grad_x, grad_bias
 

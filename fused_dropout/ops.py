@@ -16,9 +16,8 @@ import torch
 
 from . import _autograd, _native, reference
 from ._op_checks import check_backward, check_forward
-from .activations import ACTIVATIONS
 from .op_table import BACKWARDS, OPS, Backward, FusedOp
-from .spec import compute_dtype, row_len_of
+from .spec import row_len_of
 
 NAMESPACE = "fused_dropout"
 FAMILY_PREFIXES = {"native": "", "triton": "triton_", "torch": "torch_"}
@@ -156,10 +155,7 @@ def _curvature_term(backward: Backward, mask_op, grad, direction, x, bias, seed,
     """keep * scale * activation''(x + bias) * grad * direction: how grad_in = keep * scale * activation'(x + bias)
     * grad moves when x + bias moves along `direction` (x's shape). activation'' in the compute type from the torch
     formulas (fused_dropout/activations.py); the mask and scale from the mask backward op."""
-    acc = compute_dtype(x.dtype)
-    v = x.to(acc) if bias is None else x.to(acc) + bias.to(acc).reshape(x.shape[-1:])
-    product = grad.to(acc) * direction.to(acc) * ACTIVATIONS[backward.activation].second_derivative(v)
-    return mask_op(product.to(x.dtype), seed, offset, p, False)[0]
+    return mask_op(reference.curvature(grad, direction, backward.activation, x, bias), seed, offset, p, False)[0]
 
 
 def _register_backward_autograd(ops: OpFamily, kind: str) -> None:

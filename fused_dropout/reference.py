@@ -20,12 +20,24 @@ def forward(op: FusedOp, x, residual, bias, seed, offset, p):
     return forward_with_keep(op, x, residual, bias, keep, p)
 
 
+def pre_activation(x: torch.Tensor, bias) -> torch.Tensor:
+    """x + bias (x without a bias) in the compute type: the value the activation is applied to."""
+    v = x.to(compute_dtype(x.dtype))
+    return v if bias is None else v + bias.to(v.dtype).reshape(x.shape[-1:])  # a 0-d x takes a bias of shape [1]
+
+
+def curvature(grad, direction, activation: str, x, bias) -> torch.Tensor:
+    """grad * direction * activation''(x + bias), in the compute type and rounded to x's dtype: what keep * scale
+    multiplies in the derivative of the smooth activations' grad_in as x + bias moves along `direction`."""
+    v = pre_activation(x, bias)
+    product = grad.to(v.dtype) * direction.to(v.dtype) * ACTIVATIONS[activation].second_derivative(v)
+    return product.to(x.dtype)
+
+
 def forward_with_keep(op: FusedOp, x, residual, bias, keep, p):
     """The op's values for a given keep mask (x's shape, or broadcast to it: a mask geometry's shared mask)."""
     acc = compute_dtype(x.dtype)
-    v = x.to(acc)
-    if bias is not None:
-        v = v + bias.to(acc).reshape(x.shape[-1:])  # a 0-d x takes a bias of shape [1]
+    v = pre_activation(x, bias)
     out = _masked_scale(ACTIVATIONS[op.activation].forward(v), keep, p, x.dtype)
     if residual is not None:
         out = residual.to(acc) + out
@@ -63,7 +75,7 @@ def masked_grad_through(grad, keep, p: float, activation: str, x, bias) -> torch
     """keep ? (grad * scale) * activation'(x + bias) : 0 in the compute type, rounded once to grad's dtype (keep of
     grad's shape or broadcast to it); a dropped element is exactly 0, whatever the derivative is there."""
     acc = compute_dtype(grad.dtype)
-    v = x.to(acc) if bias is None else x.to(acc) + bias.to(acc).reshape(x.shape[-1:])
+    v = pre_activation(x, bias)
     through = (grad.to(acc) * scale_tensor(p, grad.dtype, grad.device)) * ACTIVATIONS[activation].derivative(v)
     zero = torch.zeros((), dtype=acc, device=grad.device)
     return to_output_dtype(torch.where(keep, through, zero), grad.dtype)
