@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+#include "mask_runs.h"
+
 namespace fused_dropout {
 
 template <typename scalar_t>
@@ -18,6 +20,7 @@ struct ForwardArgs {
   uint64_t offset;            // element-index offset of the mask (docs/mask_spec.md)
   uint64_t threshold;         // keep iff word >= threshold
   double scale;               // 1 / (1 - p), rounded to the compute type in the kernel
+  MaskRuns runs{};            // the mask geometry (mask_runs.h); no runs: the flat mask
 };
 
 template <typename scalar_t>
@@ -34,6 +37,7 @@ struct BackwardArgs {
   double scale;
   const scalar_t* x = nullptr;     // *_input_bwd: the forward's contiguous input, numel elements
   const scalar_t* bias = nullptr;  // *_input_bwd: the forward's bias [row_len], or nullptr
+  MaskRuns runs{};                 // mask_bwd, *_input_bwd: the forward's mask geometry (mask_runs.h)
 };
 
 }  // namespace fused_dropout
