@@ -25,6 +25,7 @@ from typing import Sequence
 import torch
 
 OFFSET_LIMIT = 1 << 63  # offset + prod(noise_shape) must not pass it: g stays a non-negative int64
+MAX_KERNEL_RUNS = 6  # the kernels' limit (csrc/mask_runs.h, kMaxMaskRuns): any geometry of rank <= 6 fits
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,15 @@ class MaskGeometry:
         """Whether m = base + the element's row-major index: the whole geometry is an extra offset (`base`), which
         the kernels' flat path takes as it is."""
         return all(stride == 1 for _, stride in self.runs)
+
+    @property
+    def kernel_runs(self) -> tuple[int, ...]:
+        """The runs as the ops' `mask_runs` argument takes them: (extent_0, stride_0, extent_1, stride_1, ...),
+        outermost first, with the base added to the offset by the caller; () for a contiguous geometry (the flat
+        mask, which the kernels' fast path takes)."""
+        if self.contiguous:
+            return ()
+        return tuple(value for run in self.runs for value in run)
 
 
 def _int_sequence(value, name: str, rank: int) -> tuple[int, ...]:
@@ -125,7 +135,20 @@ def _merged_runs(shape: tuple[int, ...], strides: list[int]) -> tuple[tuple[int,
 
 def mask_indices(geometry: MaskGeometry, device=None) -> torch.Tensor:
     """The mask index m of every element (int64, flat, in the local row-major order)."""
-    index = torch.full((), geometry.base, dtype=torch.int64, device=device)
-    for extent, stride in geometry.runs:
+    return _indices_of_runs(geometry.base, geometry.runs, device)
+
+
+def kernel_runs_indices(mask_runs, numel: int, device=None) -> torch.Tensor:
+    """The mask index m(e) of every element e < numel under the ops' `mask_runs` argument (() is the flat mask,
+    m(e) = e): the reference's reading of what the kernels take."""
+    if len(mask_runs) == 0:
+        return torch.arange(numel, dtype=torch.int64, device=device)
+    runs = tuple(zip(mask_runs[0::2], mask_runs[1::2]))
+    return _indices_of_runs(0, runs, device)
+
+
+def _indices_of_runs(base: int, runs, device) -> torch.Tensor:
+    index = torch.full((), base, dtype=torch.int64, device=device)
+    for extent, stride in runs:
         index = index.unsqueeze(-1) + torch.arange(extent, dtype=torch.int64, device=device) * stride
     return index.reshape(-1)

@@ -5,6 +5,7 @@
 #include <cuda_runtime_api.h>
 #include <stdint.h>
 
+#include "../mask_runs.h"
 #include "../op_traits.h"
 
 namespace fused_dropout {
@@ -25,6 +26,7 @@ struct ForwardLaunch {
   uint64_t offset;
   uint64_t threshold;
   double scale;
+  MaskRuns runs{};  // the mask geometry (mask_runs.h); no runs: the flat mask
 };
 
 struct BackwardLaunch {
@@ -44,6 +46,7 @@ struct BackwardLaunch {
   double scale;
   const void* x = nullptr;     // *_input_bwd's saved input, else nullptr
   const void* bias = nullptr;  // *_input_bwd's saved bias [row_len], or nullptr
+  MaskRuns runs{};             // mask_bwd's and *_input_bwd's mask geometry (mask_runs.h)
 };
 
 // Bytes of device workspace a backward launch with a bias gradient needs (the per-row-block partial sums).
