@@ -49,6 +49,12 @@ PyObject* to_python(const c10::IValue& v) {
   if (v.isBool()) return PyBool_FromLong(v.toBool());
   if (v.isInt()) return PyLong_FromLongLong(v.toInt());
   if (v.isDouble()) return PyFloat_FromDouble(v.toDouble());
+  if (v.isIntList()) {
+    const c10::List<int64_t> values = v.toIntList();
+    PyObject* list = PyList_New(static_cast<Py_ssize_t>(values.size()));
+    for (size_t i = 0; i < values.size(); ++i) PyList_SET_ITEM(list, i, PyLong_FromLongLong(values.get(i)));
+    return list;
+  }
   TORCH_CHECK(false, "fused_dropout: unexpected argument type ", v.tagKind(), " for the Python autograd kernel");
 }
 
@@ -114,6 +120,18 @@ bool functorch_transform_active() {
   }
 }
 
+// Whether the call has a mask geometry (a non-empty mask_runs, the only int list of the schemas). Its graph is
+// recorded by the Python kernel, whose formulas pass the runs on; the C++ nodes keep the flat mask's state only,
+// which keeps the common call's node as small as ATen's.
+bool has_mask_runs(const c10::OperatorHandle& op, const Stack& stack) {
+  const size_t num_args = op.schema().arguments().size();
+  for (size_t i = 0; i < num_args; ++i) {
+    const c10::IValue& v = torch::jit::peek(stack, i, num_args);
+    if (v.isIntList() && !v.toIntList().empty()) return true;
+  }
+  return false;
+}
+
 Path path_of(const c10::OperatorHandle& op, const Stack& stack) {
   if (functorch_transform_active()) return Path::kPython;
   const size_t num_args = op.schema().arguments().size();
@@ -153,34 +171,38 @@ std::optional<at::Tensor> optional_arg(const at::Tensor& t) {
 }
 
 // The forward op's kernel below autograd, through a typed (unboxed) call: the CPU/CUDA kernels are registered
-// unboxed, so no argument stack is built (the signature follows the schema, op_schemas.cpp).
+// unboxed, so no argument stack is built (the signature follows the schema, op_schemas.cpp). The flat mask only:
+// a call with mask runs records its graph in Python.
 template <ForwardOp kOp>
 at::Tensor call_forward_below_autograd(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& bias,
                                        const at::Tensor& seed, int64_t offset, double p) {
   using Traits = ForwardOpTraits<kOp>;
   using Tensor = const at::Tensor&;
   using OptionalTensor = const std::optional<at::Tensor>&;
+  using Runs = c10::IntArrayRef;
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   const c10::OperatorHandle& handle = forward_handle<kOp>();
   if constexpr (Traits::kResidual && Traits::kOptionalBias) {
     static const auto typed =
-        handle.typed<at::Tensor(Tensor, Tensor, OptionalTensor, OptionalTensor, int64_t, double)>();
-    return typed.call(x, residual, optional_arg(bias), optional_arg(seed), offset, p);
+        handle.typed<at::Tensor(Tensor, Tensor, OptionalTensor, OptionalTensor, int64_t, double, Runs)>();
+    return typed.call(x, residual, optional_arg(bias), optional_arg(seed), offset, p, {});
   } else if constexpr (Traits::kResidual) {
-    static const auto typed = handle.typed<at::Tensor(Tensor, Tensor, OptionalTensor, int64_t, double)>();
-    return typed.call(x, residual, optional_arg(seed), offset, p);
+    static const auto typed = handle.typed<at::Tensor(Tensor, Tensor, OptionalTensor, int64_t, double, Runs)>();
+    return typed.call(x, residual, optional_arg(seed), offset, p, {});
   } else if constexpr (Traits::kOptionalBias) {
-    static const auto typed = handle.typed<at::Tensor(Tensor, OptionalTensor, OptionalTensor, int64_t, double)>();
-    return typed.call(x, optional_arg(bias), optional_arg(seed), offset, p);
+    static const auto typed =
+        handle.typed<at::Tensor(Tensor, OptionalTensor, OptionalTensor, int64_t, double, Runs)>();
+    return typed.call(x, optional_arg(bias), optional_arg(seed), offset, p, {});
   } else {
-    static const auto typed = handle.typed<at::Tensor(Tensor, OptionalTensor, int64_t, double)>();
-    return typed.call(x, optional_arg(seed), offset, p);
+    static const auto typed = handle.typed<at::Tensor(Tensor, OptionalTensor, int64_t, double, Runs)>();
+    return typed.call(x, optional_arg(seed), offset, p, {});
   }
 }
 
 // The backward op through the full dispatch when grad mode is on (recorded when a graph is being built: double
 // backward), else below autograd; a typed call either way. `saved` is the seed (mask_bwd; undefined when p = 0),
-// y (relu_output_bwd) or x (*_input_bwd, whose bias and seed come as saved_bias and saved_seed).
+// y (relu_output_bwd) or x (*_input_bwd, whose bias and seed come as saved_bias and saved_seed). The flat mask
+// only (no mask runs), as call_forward_below_autograd.
 template <BackwardOp kOp>
 std::pair<at::Tensor, at::Tensor> call_backward(const at::Tensor& grad, const at::Tensor& saved, int64_t offset,
                                                 double p, bool bias_grad, const at::Tensor& saved_bias = {},
@@ -193,12 +215,12 @@ std::pair<at::Tensor, at::Tensor> call_backward(const at::Tensor& grad, const at
   if constexpr (kSavesInput<kOp>) {
     using OptionalTensor = const std::optional<at::Tensor>&;
     static const auto typed = handle.typed<Result(const at::Tensor&, const at::Tensor&, OptionalTensor,
-                                                  OptionalTensor, int64_t, double, bool)>();
-    result = typed.call(grad, saved, optional_arg(saved_bias), optional_arg(saved_seed), offset, p, bias_grad);
+                                                  OptionalTensor, int64_t, c10::IntArrayRef, double, bool)>();
+    result = typed.call(grad, saved, optional_arg(saved_bias), optional_arg(saved_seed), offset, {}, p, bias_grad);
   } else if constexpr (kKeepFromRngState<kOp>) {
-    static const auto typed =
-        handle.typed<Result(const at::Tensor&, const std::optional<at::Tensor>&, int64_t, double, bool)>();
-    result = typed.call(grad, optional_arg(saved), offset, p, bias_grad);
+    static const auto typed = handle.typed<Result(const at::Tensor&, const std::optional<at::Tensor>&, int64_t,
+                                                  c10::IntArrayRef, double, bool)>();
+    result = typed.call(grad, optional_arg(saved), offset, {}, p, bias_grad);
   } else {
     static const auto typed = handle.typed<Result(const at::Tensor&, const at::Tensor&, double, bool)>();
     result = typed.call(grad, saved, p, bias_grad);
@@ -421,7 +443,7 @@ void record_forward(const c10::OperatorHandle& op, Stack* stack) {
 
 template <ForwardOp kOp>
 void forward_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet keys, Stack* stack) {
-  if (finished_without_function(op, keys, stack, /*python_records_graph=*/false)) return;
+  if (finished_without_function(op, keys, stack, /*python_records_graph=*/has_mask_runs(op, *stack))) return;
   record_forward<kOp>(op, stack);
 }
 
@@ -431,6 +453,7 @@ void record_backward(const c10::OperatorHandle& op, Stack* stack) {
   const at::Tensor grad = args.next().toTensor();
   const std::optional<at::Tensor> saved = args.next_optional_tensor();
   const int64_t offset = kKeepFromRngState<kOp> ? args.next().toInt() : 0;
+  if (kKeepFromRngState<kOp>) args.next();  // the mask runs: empty here (has_mask_runs), the flat mask
   const double p = args.next().toDouble();
   const bool bias_grad = args.next().toBool();
   variable_list result = BackwardFunction<kOp>::apply(grad, saved, offset, p, bias_grad);
@@ -440,7 +463,7 @@ void record_backward(const c10::OperatorHandle& op, Stack* stack) {
 
 template <BackwardOp kOp>
 void backward_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet keys, Stack* stack) {
-  if (finished_without_function(op, keys, stack, kSavesInput<kOp>)) return;
+  if (finished_without_function(op, keys, stack, kSavesInput<kOp> || has_mask_runs(op, *stack))) return;
   if constexpr (!kSavesInput<kOp>) record_backward<kOp>(op, stack);
 }
 

@@ -9,7 +9,7 @@
 //
 // FD_FORWARD_OPS(X): X(name, activation policy (activations.h), takes an optional bias, takes a residual,
 //                      backward op). Schema: <name>_fwd(Tensor x[, Tensor residual][, Tensor? bias],
-//                      Tensor? seed, int offset, float p) -> Tensor
+//                      Tensor? seed, int offset, float p, int[] mask_runs=[]) -> Tensor
 // The names are also the enumerators (ForwardOp::dropout, ...), so the schema name and the enum cannot diverge.
 #pragma once
 
@@ -29,7 +29,8 @@
 //   activations, whose derivative the output does not give).
 // grad_in = keep ? (grad * scale) * activation'(x + bias) : 0, the factor only for `input` (Identity otherwise).
 // Schema: <name>(Tensor grad, <saved arguments>, float p, bool bias_grad) -> (Tensor, Tensor), the saved arguments
-// being "Tensor? seed, int offset", "Tensor y" or "Tensor x, Tensor? bias, Tensor? seed, int offset"
+// being "Tensor? seed, int offset, int[] mask_runs", "Tensor y" or "Tensor x, Tensor? bias, Tensor? seed, int offset,
+// int[] mask_runs"
 // (op_traits.h, saved_schema).
 #define FD_BACKWARD_OPS(X)                   \
   X(mask_bwd, rng_state, Identity)           \

@@ -12,14 +12,15 @@
 namespace fused_dropout {
 namespace {
 
-// <name>_fwd(Tensor x[, Tensor residual][, Tensor? bias], Tensor? seed, int offset, float p) -> Tensor
+// <name>_fwd(Tensor x[, Tensor residual][, Tensor? bias], Tensor? seed, int offset, float p,
+//            int[] mask_runs=[]) -> Tensor; the mask runs (mask_runs.h) default to the flat mask.
 template <ForwardOp kOp>
 std::string forward_schema() {
   using Traits = ForwardOpTraits<kOp>;
   std::string schema = std::string(Traits::kName) + "_fwd(Tensor x";
   if (Traits::kResidual) schema += ", Tensor residual";
   if (Traits::kOptionalBias) schema += ", Tensor? bias";
-  return schema + ", Tensor? seed, int offset, float p) -> Tensor";
+  return schema + ", Tensor? seed, int offset, float p, int[] mask_runs=[]) -> Tensor";
 }
 
 // <name>(Tensor grad, <saved>, float p, bool bias_grad) -> (Tensor, Tensor): grad_in, and the column

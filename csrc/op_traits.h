@@ -15,12 +15,13 @@ enum class BackwardOp { FD_BACKWARD_OPS(FD_ENUMERATOR) };
 // What a backward op saved from the forward, and so where its keep decision comes from.
 enum class SavedForBackward { rng_state, y, input };
 
-// The saved arguments in the backward op's schema: the RNG state is the seed tensor (absent when p = 0) and the
-// forward's offset; the output is one tensor; the input is x and the optional bias, then the RNG state.
+// The saved arguments in the backward op's schema: the RNG state is the seed tensor (absent when p = 0), the
+// forward's offset and its mask geometry (mask_runs.h; empty: the flat mask); the output is one tensor; the input
+// is x and the optional bias, then the RNG state.
 constexpr const char* saved_schema(SavedForBackward saved) {
-  return saved == SavedForBackward::rng_state ? "Tensor? seed, int offset"
+  return saved == SavedForBackward::rng_state ? "Tensor? seed, int offset, int[] mask_runs"
          : saved == SavedForBackward::y       ? "Tensor y"
-                                              : "Tensor x, Tensor? bias, Tensor? seed, int offset";
+                                              : "Tensor x, Tensor? bias, Tensor? seed, int offset, int[] mask_runs";
 }
 
 template <ForwardOp kOp>

@@ -42,6 +42,7 @@ inline at::Tensor in_layout_of(const at::Tensor& like, const at::Tensor& out) {
 struct RngArgs {
   std::optional<at::Tensor> seed;
   uint64_t offset;
+  MaskRuns runs;  // the mask geometry (mask_runs.h); no runs: the flat mask
   const int64_t* seed_data() const { return seed.has_value() ? seed->data_ptr<int64_t>() : nullptr; }
 };
 
@@ -63,36 +64,37 @@ struct FusedOps {
   template <ForwardOp kOp>
   static at::Tensor forward(const at::Tensor& x_in, const std::optional<at::Tensor>& bias,
                             const std::optional<at::Tensor>& residual, const std::optional<at::Tensor>& seed,
-                            int64_t offset, double p) {
+                            int64_t offset, double p, c10::IntArrayRef mask_runs) {
     check_floating(x_in, "x");
     check_probability(p);
     check_seed(seed, x_in, p);
     check_offset(offset);
+    const MaskRuns runs = mask_runs_of(mask_runs, x_in.numel(), offset);
     check_bias(bias, x_in);
     if (residual.has_value()) check_same_shape_like(*residual, x_in, "residual");
     const at::Tensor x = x_in.contiguous();
     at::Tensor out = empty_output(x);
     if (x.numel() > 0) {
-      const RngArgs rng{seed, static_cast<uint64_t>(offset)};
+      const RngArgs rng{seed, static_cast<uint64_t>(offset), runs};
       Launcher::forward(kOp, x, contiguous_or_none(bias), contiguous_or_none(residual), out, rng, p);
     }
     return in_layout_of(x_in, out);
   }
 
-  // What the backward op saved (BackwardOpTraits::kSavedSchema): the seed and offset (mask_bwd), y
-  // (relu_output_bwd), or x, the bias, the seed and the offset (*_input_bwd).
+  // What the backward op saved (BackwardOpTraits::kSavedSchema): the seed, offset and mask runs (mask_bwd), y
+  // (relu_output_bwd), or x, the bias, the seed, the offset and the mask runs (*_input_bwd).
   template <BackwardOp kOp>
   static std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_in, const std::optional<at::Tensor>& seed,
-                                                     int64_t offset, const SavedInput& saved_in, double p,
-                                                     bool bias_grad) {
+                                                     int64_t offset, c10::IntArrayRef mask_runs,
+                                                     const SavedInput& saved_in, double p, bool bias_grad) {
     check_floating(grad_in, "grad");
     check_probability(p);
-    RngArgs rng{std::nullopt, 0};
+    RngArgs rng{std::nullopt, 0, MaskRuns{}};
     SavedInput saved;
     if constexpr (kKeepFromRngState<kOp>) {
       check_seed(seed, grad_in, p);
       check_offset(offset);
-      rng = {seed, static_cast<uint64_t>(offset)};
+      rng = {seed, static_cast<uint64_t>(offset), mask_runs_of(mask_runs, grad_in.numel(), offset)};
     }
     if constexpr (kSavesInput<kOp>) {
       check_same_shape_like(*saved_in.x, grad_in, "x");
@@ -114,45 +116,48 @@ struct FusedOps {
   }
 };
 
-// The C++ signature of a forward op follows its schema (op_schemas.cpp): x[, residual][, bias?], seed?, offset, p.
-// One entry point per signature shape, not per op.
+// The C++ signature of a forward op follows its schema (op_schemas.cpp): x[, residual][, bias?], seed?, offset, p,
+// mask_runs. One entry point per signature shape, not per op.
 template <class Launcher, ForwardOp kOp, bool kOptionalBias = ForwardOpTraits<kOp>::kOptionalBias,
           bool kResidual = ForwardOpTraits<kOp>::kResidual>
 struct ForwardEntry;
 
 template <class Launcher, ForwardOp kOp>
 struct ForwardEntry<Launcher, kOp, false, false> {
-  static at::Tensor call(const at::Tensor& x, const std::optional<at::Tensor>& seed, int64_t offset, double p) {
-    return FusedOps<Launcher>::template forward<kOp>(x, std::nullopt, std::nullopt, seed, offset, p);
+  static at::Tensor call(const at::Tensor& x, const std::optional<at::Tensor>& seed, int64_t offset, double p,
+                         c10::IntArrayRef mask_runs) {
+    return FusedOps<Launcher>::template forward<kOp>(x, std::nullopt, std::nullopt, seed, offset, p, mask_runs);
   }
 };
 
 template <class Launcher, ForwardOp kOp>
 struct ForwardEntry<Launcher, kOp, true, false> {
   static at::Tensor call(const at::Tensor& x, const std::optional<at::Tensor>& bias,
-                         const std::optional<at::Tensor>& seed, int64_t offset, double p) {
-    return FusedOps<Launcher>::template forward<kOp>(x, bias, std::nullopt, seed, offset, p);
+                         const std::optional<at::Tensor>& seed, int64_t offset, double p,
+                         c10::IntArrayRef mask_runs) {
+    return FusedOps<Launcher>::template forward<kOp>(x, bias, std::nullopt, seed, offset, p, mask_runs);
   }
 };
 
 template <class Launcher, ForwardOp kOp>
 struct ForwardEntry<Launcher, kOp, false, true> {
   static at::Tensor call(const at::Tensor& x, const at::Tensor& residual, const std::optional<at::Tensor>& seed,
-                         int64_t offset, double p) {
-    return FusedOps<Launcher>::template forward<kOp>(x, std::nullopt, residual, seed, offset, p);
+                         int64_t offset, double p, c10::IntArrayRef mask_runs) {
+    return FusedOps<Launcher>::template forward<kOp>(x, std::nullopt, residual, seed, offset, p, mask_runs);
   }
 };
 
 template <class Launcher, ForwardOp kOp>
 struct ForwardEntry<Launcher, kOp, true, true> {
   static at::Tensor call(const at::Tensor& x, const at::Tensor& residual, const std::optional<at::Tensor>& bias,
-                         const std::optional<at::Tensor>& seed, int64_t offset, double p) {
-    return FusedOps<Launcher>::template forward<kOp>(x, bias, residual, seed, offset, p);
+                         const std::optional<at::Tensor>& seed, int64_t offset, double p,
+                         c10::IntArrayRef mask_runs) {
+    return FusedOps<Launcher>::template forward<kOp>(x, bias, residual, seed, offset, p, mask_runs);
   }
 };
 
-// The C++ signature of a backward op follows its saved arguments: (grad, seed?, offset, p, bias_grad),
-// (grad, y, p, bias_grad) or (grad, x, bias?, seed?, offset, p, bias_grad).
+// The C++ signature of a backward op follows its saved arguments: (grad, seed?, offset, mask_runs, p, bias_grad),
+// (grad, y, p, bias_grad) or (grad, x, bias?, seed?, offset, mask_runs, p, bias_grad).
 template <class Launcher, BackwardOp kOp, bool kFromRngState = kKeepFromRngState<kOp>,
           bool kInput = kSavesInput<kOp>>
 struct BackwardEntry;
@@ -160,8 +165,9 @@ struct BackwardEntry;
 template <class Launcher, BackwardOp kOp>
 struct BackwardEntry<Launcher, kOp, true, false> {
   static std::tuple<at::Tensor, at::Tensor> call(const at::Tensor& grad, const std::optional<at::Tensor>& seed,
-                                                 int64_t offset, double p, bool bias_grad) {
-    return FusedOps<Launcher>::template backward<kOp>(grad, seed, offset, SavedInput{}, p, bias_grad);
+                                                 int64_t offset, c10::IntArrayRef mask_runs, double p,
+                                                 bool bias_grad) {
+    return FusedOps<Launcher>::template backward<kOp>(grad, seed, offset, mask_runs, SavedInput{}, p, bias_grad);
   }
 };
 
@@ -169,8 +175,8 @@ template <class Launcher, BackwardOp kOp>
 struct BackwardEntry<Launcher, kOp, false, false> {
   static std::tuple<at::Tensor, at::Tensor> call(const at::Tensor& grad, const at::Tensor& y, double p,
                                                  bool bias_grad) {
-    return FusedOps<Launcher>::template backward<kOp>(grad, std::nullopt, 0, SavedInput{std::nullopt, y, std::nullopt},
-                                                      p, bias_grad);
+    return FusedOps<Launcher>::template backward<kOp>(grad, std::nullopt, 0, {},
+                                                      SavedInput{std::nullopt, y, std::nullopt}, p, bias_grad);
   }
 };
 
@@ -178,10 +184,10 @@ template <class Launcher, BackwardOp kOp>
 struct BackwardEntry<Launcher, kOp, true, true> {
   static std::tuple<at::Tensor, at::Tensor> call(const at::Tensor& grad, const at::Tensor& x,
                                                  const std::optional<at::Tensor>& bias,
-                                                 const std::optional<at::Tensor>& seed, int64_t offset, double p,
-                                                 bool bias_grad) {
-    return FusedOps<Launcher>::template backward<kOp>(grad, seed, offset, SavedInput{x, std::nullopt, bias}, p,
-                                                      bias_grad);
+                                                 const std::optional<at::Tensor>& seed, int64_t offset,
+                                                 c10::IntArrayRef mask_runs, double p, bool bias_grad) {
+    return FusedOps<Launcher>::template backward<kOp>(grad, seed, offset, mask_runs, SavedInput{x, std::nullopt, bias},
+                                                      p, bias_grad);
   }
 };
 

@@ -3,8 +3,11 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <c10/util/safe_numerics.h>
 
 #include <optional>
+
+#include "mask_runs.h"
 
 namespace fused_dropout {
 
@@ -31,6 +34,36 @@ inline void check_seed(const std::optional<at::Tensor>& seed, const at::Tensor& 
 }
 
 inline void check_offset(int64_t offset) { TORCH_CHECK(offset >= 0, "offset must be in [0, 2**63), got ", offset); }
+
+// The mask runs (mask_runs.h) of a tensor of numel elements, as the kernels take them: none (the flat mask) or 1 to
+// kMaxMaskRuns (extent, stride) pairs, extents >= 1 multiplying to numel, strides >= 0, and every mask index within
+// 2^63 past the offset.
+inline MaskRuns mask_runs_of(c10::IntArrayRef values, int64_t numel, int64_t offset) {
+  MaskRuns runs;
+  if (values.empty()) return runs;
+  TORCH_CHECK(values.size() % 2 == 0 && values.size() <= 2 * kMaxMaskRuns, "mask_runs must be 1 to ", kMaxMaskRuns,
+              " (extent, stride) pairs, got ", values);
+  int64_t product = 1;
+  uint64_t last_index = static_cast<uint64_t>(offset);
+  bool fits = true;
+  for (size_t r = 0; r < values.size() / 2; ++r) {
+    const int64_t extent = values[2 * r], stride = values[2 * r + 1];
+    TORCH_CHECK(extent >= 1 && stride >= 0, "mask_runs must have extents >= 1 and strides >= 0, got ", values);
+    TORCH_CHECK(!c10::mul_overflows(product, extent, &product), "mask_runs' extents overflow int64: ", values);
+    // (extent - 1) * stride added to the largest index so far, checked against 2^63.
+    uint64_t step = 0;
+    fits = fits && !c10::mul_overflows(static_cast<uint64_t>(extent - 1), static_cast<uint64_t>(stride), &step) &&
+           step < (uint64_t(1) << 63) - last_index;
+    if (fits) last_index += step;
+    runs.extent[r] = extent;
+    runs.stride[r] = stride;
+  }
+  TORCH_CHECK(product == numel, "mask_runs' extents must multiply to the tensor's ", numel, " elements, got ",
+              values);
+  TORCH_CHECK(fits, "offset + the largest mask index of mask_runs ", values, " passes 2**63");
+  runs.count = static_cast<int32_t>(values.size() / 2);
+  return runs;
+}
 
 inline void check_like(const at::Tensor& t, const at::Tensor& x, const char* name) {
   TORCH_CHECK(t.scalar_type() == x.scalar_type(), name, " must have dtype ", x.scalar_type(), ", got ",

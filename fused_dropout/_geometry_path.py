@@ -1,6 +1,7 @@
-"""The ops under a mask geometry that is not a plain offset (a broadcast noise_shape, a shard that is not a run
-of whole rows): the kernels do not take mask runs yet, so these calls run as a composite of torch ops around one
-shared mask, and say so (a warning, shown once per call site by Python's default filter).
+"""The ops under a mask geometry that the family's kernels cannot take as their mask runs (kernels_take: the
+CUDA and Triton kernels for now, geometries of more than six runs, and drop_path's unscaled values): these calls
+run as a composite of torch ops around one shared mask, and say so (a warning, shown once per call site by
+Python's default filter). Every other geometry goes to the kernels in one pass (functional.apply).
 
 The mask is made once per shared decision, on the "mask box": x's shape with the broadcast dims collapsed to 1
 (B values for DropPath's (B, 1, ..., 1), N * C for channel dropout), by the backend's own dropout kernel when
@@ -18,14 +19,14 @@ import warnings
 import torch
 
 from . import reference
-from .geometry import MaskGeometry, mask_geometry, mask_indices
-from .op_table import FusedOp
+from .geometry import MAX_KERNEL_RUNS, MaskGeometry, mask_geometry, mask_indices
+from .op_table import OPS_BY_NAME, FusedOp
 from .activations import ACTIVATIONS
 from .spec import compute_dtype, keep_mask_at, scale_tensor
 
 _WARNING = ("fused_dropout: this mask geometry (noise_shape, or a shard that is not whole rows) runs as a "
-            "composite of torch ops around one shared mask, not yet as one fused pass over memory; the results are "
-            "the spec's bits")
+            "composite of torch ops around one shared mask on this backend, not as one fused pass over memory; the "
+            "results are the spec's bits")
 
 
 def _stacklevel_of_caller() -> int:
@@ -37,14 +38,30 @@ def _stacklevel_of_caller() -> int:
     return level
 
 
+# The families whose kernels take mask runs, by device type (None: every device). The CUDA bodies and the Triton
+# kernels do not yet: their geometry calls run the composite below.
+_TAKE_MASK_RUNS = {"torch": None, "native": ("cpu",)}
+
+
+def kernels_take(geometry: MaskGeometry, ops, device: torch.device) -> bool:
+    """Whether the family's kernels run the geometry themselves (as their mask runs, in one pass)."""
+    if geometry.contiguous:
+        return True
+    if ops.family not in _TAKE_MASK_RUNS or len(geometry.runs) > MAX_KERNEL_RUNS:
+        return False
+    devices = _TAKE_MASK_RUNS[ops.family]
+    return devices is None or device.type in devices
+
+
 def box_keep(geometry: MaskGeometry, seed: torch.Tensor, offset: int, p: float, ops, device) -> torch.Tensor:
     """The keep decisions of the geometry's mask box (x's shape with the broadcast dims set to 1), bool."""
     box_shape = geometry.mask_box
     box = mask_geometry(box_shape, geometry.noise_shape, geometry.global_shape, geometry.shard_offsets, offset)
-    if box.contiguous:
+    if kernels_take(box, ops, device):
         # The kernel's own decisions: a kept 1 becomes the scale (>= 1, never 0), a dropped one exactly 0.
         ones = torch.ones(box_shape, device=device)
-        return ops.forward["dropout"](ones, seed, offset + box.base, p) != 0
+        return ops.forward["dropout"](*_DROPOUT.pack(ones, None, None, seed, offset + box.base, p,
+                                                     box.kernel_runs)) != 0
     return keep_mask_at(mask_indices(box, device), seed, offset, p).reshape(box_shape)
 
 
@@ -63,6 +80,7 @@ def forward(op: FusedOp, x, residual, bias, p: float, seed: torch.Tensor, offset
 # The values in few passes over memory (the reference's where-on-bits NaN rule costs several): tests hold them
 # bit for bit to fused_dropout.reference.forward_with_keep.
 _NAN, _INF = float("nan"), float("inf")
+_DROPOUT = OPS_BY_NAME["dropout"]
 
 
 def _masked_scale(v: torch.Tensor, keep: torch.Tensor, p: float, dtype: torch.dtype) -> torch.Tensor:

@@ -4,8 +4,11 @@ kernels make the same checks in C++, csrc). They read only metadata (dtype, devi
 FakeTensor and never touch data. Errors are RuntimeErrors naming the argument, as the C++ checks raise."""
 from __future__ import annotations
 
+import math
+
 import torch
 
+from .geometry import MAX_KERNEL_RUNS
 from .op_table import Backward, ForwardArgs, FusedOp
 from .spec import row_len_of
 
@@ -51,11 +54,28 @@ def _offset(offset: int) -> None:
         _fail(f"offset must be in [0, 2**63), got {offset}")
 
 
+def _mask_runs(runs, numel: int, offset: int) -> None:
+    """The kernels' mask geometry (csrc/mask_runs.h): () or 1..6 (extent, stride) pairs, extents >= 1 multiplying to
+    numel, strides >= 0, and every mask index within the spec's 63 bits."""
+    if len(runs) == 0:
+        return
+    if len(runs) % 2 or len(runs) > 2 * MAX_KERNEL_RUNS:
+        _fail(f"mask_runs must be 1 to {MAX_KERNEL_RUNS} (extent, stride) pairs, got {list(runs)}")
+    extents, strides = runs[0::2], runs[1::2]
+    if any(e < 1 for e in extents) or any(s < 0 for s in strides):
+        _fail(f"mask_runs must have extents >= 1 and strides >= 0, got {list(runs)}")
+    if math.prod(extents) != numel:
+        _fail(f"mask_runs' extents must multiply to the tensor's {numel} elements, got {list(runs)}")
+    if offset + sum((e - 1) * s for e, s in zip(extents, strides)) >= 2**63:
+        _fail(f"offset + the largest mask index of mask_runs {list(runs)} passes 2**63")
+
+
 def check_forward(op: FusedOp, args: ForwardArgs) -> None:
     _floating(args.x, "x")
     _probability(args.p)
     _seed(args.seed, args.x, args.p)
     _offset(args.offset)
+    _mask_runs(args.mask_runs, args.x.numel(), args.offset)
     if args.residual is not None:
         _like(args.residual, args.x, "residual", "x", args.x.shape)
     if args.bias is not None:
@@ -70,6 +90,7 @@ def check_backward(backward: Backward, grad: torch.Tensor, saved: tuple, p: floa
     if backward.keeps_from_mask:
         _seed(named["seed"], grad, p)
         _offset(named["offset"])
+        _mask_runs(named["mask_runs"], grad.numel(), named["offset"])
     if "y" in named:
         _like(named["y"], grad, "y", "grad", grad.shape)
     if backward.saves_input:

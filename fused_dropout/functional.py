@@ -49,8 +49,8 @@ def apply(op: FusedOp, x, residual, bias, p, training, seed, offset, generator, 
           geometry_args=_NO_GEOMETRY, seed_tensor=None) -> torch.Tensor:
     """Runs `op` (a row of the op table) on validated arguments. With training=False or p = 0 nothing is
     dropped and no randomness is drawn: the op runs with p = 0 (activation(x + bias) + residual in one pass).
-    A mask geometry that is a plain offset (a shard of whole rows) moves the offset; any other runs the composite
-    of _geometry_path. A given seed_tensor (a DTensor call's seed, shared by its ranks) is used instead of a draw."""
+    A mask geometry goes to the kernels as their mask runs (a plain offset when it is a shard of whole rows), or
+    where they cannot take it yet to the composite of _geometry_path. A given seed_tensor (a DTensor call's seed, shared by its ranks) is used instead of a draw."""
     ops = backends.ops_for(backend, x.device)
     geometry = _mask_geometry(x, offset, geometry_args)  # checked in every mode
     if not training or p == 0.0:
@@ -62,10 +62,11 @@ def apply(op: FusedOp, x, residual, bias, p, training, seed, offset, generator, 
         generator = check.generator(generator, x.device)
         if seed_tensor is None:
             seed_tensor = make_seed(x.device, seed_bits, generator)
-        if geometry is not None and not geometry.contiguous:
-            return _geometry_path.forward(op, x, residual, bias, p, seed_tensor, offset, geometry, ops)
         if geometry is not None:
-            offset += geometry.base
+            if not _geometry_path.kernels_take(geometry, ops, x.device):
+                return _geometry_path.forward(op, x, residual, bias, p, seed_tensor, offset, geometry, ops)
+            return ops.forward[op.name](*op.pack(x, residual, bias, seed_tensor, offset + geometry.base, p,
+                                                 geometry.kernel_runs))
     return ops.forward[op.name](*op.pack(x, residual, bias, seed_tensor, offset, p))
 
 
@@ -117,8 +118,9 @@ _COMMON_ARGS = """
         global_shape (sequence of int, optional): the whole tensor's shape when x is a shard of it (default
             x.shape); with shard_offsets, x gets exactly its box of the whole tensor's mask.
         shard_offsets (sequence of int, optional): where x starts in the whole tensor, per dim (default zeros).
-            Masks under noise_shape, or of a shard that is not whole rows, run as a composite of torch ops around
-            one shared mask for now (a warning says so); a shard of whole rows is a plain offset."""
+            The cpu and torch backends run any geometry in one pass (the kernels take it as (extent, stride)
+            runs of the mask index); the cuda and triton backends, for now, run a geometry other than a shard of
+            whole rows (a plain offset) as a composite of torch ops around one shared mask (a warning says so)."""
 
 
 def _with_common_args(fn):

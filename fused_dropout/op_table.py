@@ -35,6 +35,11 @@ class Backward:
     activation: str = "identity"  # whose derivative grad_in is multiplied by (kinds that save the input)
 
     @property
+    def takes_mask_runs(self) -> bool:
+        """Whether the backward takes the forward's mask geometry (mask_runs): every kind that recomputes the mask."""
+        return "mask_runs" in self.saved
+
+    @property
     def keeps_from_mask(self) -> bool:
         """Whether the keep decision is the recomputed mask (seed and offset saved), not y > 0."""
         return "seed" in self.saved
@@ -56,15 +61,18 @@ class Backward:
 def _input_backward(activation: str) -> Backward:
     """The backward of a smooth activation: it saves x (the bytes of one tensor), the bias (a parameter, held
     anyway) and the 16-byte RNG state, and recomputes x + bias and the mask."""
-    return Backward(f"{activation}_input", ("x", "bias", "seed", "offset"),
-                    "Tensor x, Tensor? bias, Tensor? seed, int offset", True,
+    return Backward(f"{activation}_input", ("x", "bias", "seed", "offset", "mask_runs"),
+                    f"Tensor x, Tensor? bias, {_RNG_STATE_SCHEMA}", True,
                     f"keep from the recomputed mask, times {activation}'(x + bias) from the saved input",
                     activation)
 
 
+# The saved RNG state of the kinds that recompute the mask: the seed, the offset and the mask geometry (the
+# forward's mask_runs; fused_dropout/geometry.py).
+_RNG_STATE_SCHEMA = "Tensor? seed, int offset, int[] mask_runs"
 SMOOTH_ACTIVATIONS = ("gelu", "gelu_tanh", "silu")  # the activations whose backward needs the input
 BACKWARDS = {
-    "mask": Backward("mask", ("seed", "offset"), "Tensor? seed, int offset", False,
+    "mask": Backward("mask", ("seed", "offset", "mask_runs"), _RNG_STATE_SCHEMA, False,
                      "keep from the mask of the seed and offset, recomputed (an 8-byte seed tensor saved)"),
     "relu_output": Backward("relu_output", ("y",), "Tensor y", True,
                             "keep where the saved output y > 0 (kept and ReLU active)"),
@@ -79,6 +87,7 @@ class ForwardArgs(NamedTuple):
     seed: torch.Tensor | None  # one int64 element on x's device; None when p = 0
     offset: int
     p: float
+    mask_runs: tuple = ()  # the mask geometry as the kernels take it (geometry.MaskGeometry.kernel_runs)
 
 
 @dataclass(frozen=True)
@@ -112,11 +121,13 @@ class FusedOp:
     def schema(self) -> str:
         residual = ", Tensor residual" if self.residual else ""
         bias = ", Tensor? bias" if self.bias else ""
-        return f"(Tensor x{residual}{bias}, Tensor? seed, int offset, float p) -> Tensor"
+        return f"(Tensor x{residual}{bias}, Tensor? seed, int offset, float p, int[] mask_runs=[]) -> Tensor"
 
-    def pack(self, x, residual, bias, seed, offset, p) -> tuple:
-        """The op's positional arguments in schema order."""
-        return (x,) + ((residual,) if self.residual else ()) + ((bias,) if self.bias else ()) + (seed, offset, p)
+    def pack(self, x, residual, bias, seed, offset, p, mask_runs=()) -> tuple:
+        """The op's positional arguments in schema order; the mask runs only when there are some (the common call
+        leaves the schema's default, the flat mask)."""
+        args = (x,) + ((residual,) if self.residual else ()) + ((bias,) if self.bias else ()) + (seed, offset, p)
+        return args + (tuple(mask_runs),) if len(mask_runs) else args
 
     def unpack(self, args) -> ForwardArgs:
         """The inverse of pack: named arguments (None for the parts the op does not take)."""
@@ -124,12 +135,13 @@ class FusedOp:
         x = args.pop(0)
         residual = args.pop(0) if self.residual else None
         bias = args.pop(0) if self.bias else None
-        seed, offset, p = args
-        return ForwardArgs(x, residual, bias, seed, offset, p)
+        seed, offset, p, *mask_runs = args
+        runs = mask_runs[0] if mask_runs else None  # None as well among tangents (an int list has none)
+        return ForwardArgs(x, residual, bias, seed, offset, p, () if runs is None else tuple(runs))
 
     def input_grad_index(self, part: str) -> int:
         """Position of x / residual / bias among the op's inputs (for ctx.needs_input_grad)."""
-        return self.pack("x", "residual", "bias", "seed", "offset", "p").index(part)
+        return self.pack("x", "residual", "bias", "seed", "offset", "p", ("mask_runs",)).index(part)
 
     @property
     def backward_op(self) -> Backward:

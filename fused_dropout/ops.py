@@ -101,32 +101,36 @@ def _autograd_installer(ops: OpFamily, name: str):
     return lambda kernel: _LIBRARY.impl(ops.prefix + name, kernel, "Autograd")
 
 
+_NOT_TENSORS = ("offset", "mask_runs")  # saved arguments kept on ctx as Python values
+
+
 def _save(ctx, names: tuple, values: tuple) -> None:
     """Keeps named values on ctx: the tensors (the seed, y, x, the bias, grad; None where absent) for reverse and
-    forward mode, the offset as an int."""
-    tensors = tuple(value for name, value in zip(names, values) if name != "offset")
+    forward mode, the offset and the mask runs as Python values."""
+    tensors = tuple(value for name, value in zip(names, values) if name not in _NOT_TENSORS)
     ctx.save_for_backward(*tensors)
     ctx.save_for_forward(*tensors)
-    ctx.offset = values[names.index("offset")] if "offset" in names else None
+    ctx.values = {name: value for name, value in zip(names, values) if name in _NOT_TENSORS}
 
 
 def _saved(ctx, names: tuple) -> tuple:
     """The values _save kept, in the order of `names`."""
     tensors = iter(ctx.saved_tensors)
-    return tuple(ctx.offset if name == "offset" else next(tensors) for name in names)
+    return tuple(ctx.values[name] if name in _NOT_TENSORS else next(tensors) for name in names)
 
 
 def _register_forward_autograd(ops: OpFamily, op: FusedOp) -> None:
     backward = op.backward_op
     backward_op = ops.backward[op.backward]
-    order = op.pack("x", "residual", "bias", "seed", "offset", "p")
+    order = op.pack("x", "residual", "bias", "seed", "offset", "p", ("mask_runs",))
 
     def setup_context(ctx, inputs, output):
         args = op.unpack(inputs)
         # The mask is never stored: the seed (8 bytes; the backward recomputes the mask), the output y, which the
         # next layer holds anyway (y > 0 exactly where kept and ReLU active), or for the smooth activations the
         # input x and the bias with the seed (the derivative at x + bias).
-        named = {"seed": args.seed, "offset": args.offset, "y": output, "x": args.x, "bias": args.bias}
+        named = {"seed": args.seed, "offset": args.offset, "mask_runs": args.mask_runs, "y": output,
+                 "x": args.x, "bias": args.bias}
         _save(ctx, backward.saved, tuple(named[name] for name in backward.saved))
         ctx.p = args.p
         ctx.has_bias = args.bias is not None
@@ -151,11 +155,12 @@ def _register_forward_autograd(ops: OpFamily, op: FusedOp) -> None:
                        setup_context=setup_context, backward=backward_formula, jvp=jvp)
 
 
-def _curvature_term(backward: Backward, mask_op, grad, direction, x, bias, seed, offset, p):
+def _curvature_term(backward: Backward, mask_op, grad, direction, x, bias, seed, offset, mask_runs, p):
     """keep * scale * activation''(x + bias) * grad * direction: how grad_in = keep * scale * activation'(x + bias)
     * grad moves when x + bias moves along `direction` (x's shape). activation'' in the compute type from the torch
     formulas (fused_dropout/activations.py); the mask and scale from the mask backward op."""
-    return mask_op(reference.curvature(grad, direction, backward.activation, x, bias), seed, offset, p, False)[0]
+    return mask_op(reference.curvature(grad, direction, backward.activation, x, bias), seed, offset, mask_runs, p,
+                   False)[0]
 
 
 def _register_backward_autograd(ops: OpFamily, kind: str) -> None:
@@ -186,7 +191,7 @@ def _register_backward_autograd(ops: OpFamily, kind: str) -> None:
         if backward.saves_input and any(ctx.needs_input_grad[1:3]):
             named = dict(zip(backward.saved, saved))
             grad_x = _curvature_term(backward, mask_op, ctx.saved_tensors[0], gg_in, named["x"], named["bias"],
-                                     named["seed"], named["offset"], ctx.p)
+                                     named["seed"], named["offset"], named["mask_runs"], ctx.p)
             grads["x"] = grad_x
             if named["bias"] is not None and ctx.needs_input_grad[2]:
                 grads["bias"] = reference.column_sums(grad_x)
@@ -200,7 +205,7 @@ def _register_backward_autograd(ops: OpFamily, kind: str) -> None:
         x_t, bias_t = other_tangents[0], other_tangents[1]
         grad_in_t = backward_op(grad_t, *saved, ctx.p, False)[0] + _curvature_term(
             backward, mask_op, ctx.saved_tensors[0], _tangent_input(x_t, bias_t), named["x"], named["bias"],
-            named["seed"], named["offset"], ctx.p)
+            named["seed"], named["offset"], named["mask_runs"], ctx.p)
         grad_bias_t = reference.column_sums(grad_in_t) if ctx.bias_grad else grad_in_t.new_zeros((0,))
         return grad_in_t, grad_bias_t
 
@@ -227,7 +232,8 @@ def _register_python_kernels(ops: OpFamily, module_name: str, dispatch_keys) -> 
         def kernel(*args):
             named = op.unpack(args)
             check_forward(op, named)
-            return in_layout_of(named.x, module().forward(op, *named))
+            # A call with the flat mask passes no runs: module.forward's mask_runs argument is optional.
+            return in_layout_of(named.x, module().forward(op, *(named if named.mask_runs else named[:-1])))
 
         return kernel
 

@@ -2,11 +2,14 @@
 specification of fused_dropout.spec. It is what the tests compare the fused kernels with."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .activations import ACTIVATIONS
+from .geometry import kernel_runs_indices
 from .op_table import BACKWARDS, FusedOp
-from .spec import compute_dtype, keep_mask, row_len_of, scale_tensor, to_output_dtype
+from .spec import compute_dtype, keep_mask_at, row_len_of, scale_tensor, to_output_dtype
 
 
 def _masked_scale(v: torch.Tensor, keep: torch.Tensor, p: float, dtype: torch.dtype) -> torch.Tensor:
@@ -15,8 +18,15 @@ def _masked_scale(v: torch.Tensor, keep: torch.Tensor, p: float, dtype: torch.dt
     return torch.where(keep, v * scale_tensor(p, dtype, v.device), zero)
 
 
-def forward(op: FusedOp, x, residual, bias, seed, offset, p):
-    keep = keep_mask(x.numel(), seed, offset, p).to(x.device).reshape(x.shape)
+def _keep(shape, device, seed, offset: int, p: float, mask_runs) -> torch.Tensor:
+    """The keep mask of a tensor of `shape`: element e decides by mask index m(e) of the mask runs (the flat
+    index without runs; fused_dropout.geometry)."""
+    index = kernel_runs_indices(mask_runs, math.prod(shape), None if seed is None else seed.device)
+    return keep_mask_at(index, seed, offset, p).to(device).reshape(shape)
+
+
+def forward(op: FusedOp, x, residual, bias, seed, offset, p, mask_runs=()):
+    keep = _keep(x.shape, x.device, seed, offset, p, mask_runs)
     return forward_with_keep(op, x, residual, bias, keep, p)
 
 
@@ -53,15 +63,15 @@ def _column_sums(grad_in: torch.Tensor, bias_grad: bool) -> torch.Tensor:
 
 
 def backward(kind: str, grad, saved: tuple, p, bias_grad):
-    """kind "mask": saved is (seed, offset); "relu_output": saved is (y,), the forward's output (keep <=> y > 0);
-    "<activation>_input": saved is (x, bias, seed, offset), and grad_in is also multiplied by activation'(x + bias)
-    (op_table.BACKWARDS)."""
+    """kind "mask": saved is (seed, offset, mask_runs); "relu_output": saved is (y,), the forward's output (keep <=>
+    y > 0); "<activation>_input": saved is (x, bias, seed, offset, mask_runs), and grad_in is also multiplied by
+    activation'(x + bias) (op_table.BACKWARDS)."""
     if kind not in BACKWARDS:
         raise ValueError(f"unknown backward kind {kind!r}")
     backward_kind = BACKWARDS[kind]
     named = dict(zip(backward_kind.saved, saved))
     if backward_kind.keeps_from_mask:
-        keep = keep_mask(grad.numel(), named["seed"], named["offset"], p).to(grad.device).reshape(grad.shape)
+        keep = _keep(grad.shape, grad.device, named["seed"], named["offset"], p, named["mask_runs"])
     else:
         keep = named["y"] > 0
     if backward_kind.saves_input:

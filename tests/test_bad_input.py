@@ -188,20 +188,20 @@ def test_direct_op_calls_are_checked_too(family):
         with pytest.raises(RuntimeError, match="seed must be a one-element int64 tensor"):
             ops.dropout_fwd(x, bad_seed, 0, 0.5)
         with pytest.raises(RuntimeError, match="seed must be a one-element int64 tensor"):
-            ops.mask_bwd(x, bad_seed, 0, 0.5, False)
+            ops.mask_bwd(x, bad_seed, 0, (), 0.5, False)
     with pytest.raises(RuntimeError, match="seed must be given when p > 0"):
         ops.dropout_fwd(x, None, 0, 0.5)
     with pytest.raises(RuntimeError, match="seed must be given when p > 0"):
-        ops.mask_bwd(x, None, 0, 0.5, False)
+        ops.mask_bwd(x, None, 0, (), 0.5, False)
     with pytest.raises(RuntimeError, match="offset must be in"):
         ops.dropout_fwd(x, seed, -1, 0.5)
     with pytest.raises(RuntimeError, match="offset must be in"):
-        ops.mask_bwd(x, seed, -4, 0.5, False)
+        ops.mask_bwd(x, seed, -4, (), 0.5, False)
     for p in (1.5, -0.5, 2.0, math.nan):
         with pytest.raises(RuntimeError, match="p must be in"):
             ops.dropout_fwd(x, seed, 0, p)
         with pytest.raises(RuntimeError, match="p must be in"):
-            ops.mask_bwd(x, seed, 0, p, False)
+            ops.mask_bwd(x, seed, 0, (), p, False)
     with pytest.raises(RuntimeError, match="bias must have shape"):
         ops.bias_relu_dropout_fwd(x, make_input((5,)), seed, 0, 0.5)
     with pytest.raises(RuntimeError, match="residual must have shape"):
@@ -212,7 +212,7 @@ def test_direct_op_calls_are_checked_too(family):
         with pytest.raises(RuntimeError, match="x must be"):
             ops.dropout_fwd(torch.ones(3, dtype=dtype), seed, 0, 0.5)
         with pytest.raises(RuntimeError, match="grad must be"):
-            ops.mask_bwd(torch.ones(3, dtype=dtype), seed, 0, 0.5, False)
+            ops.mask_bwd(torch.ones(3, dtype=dtype), seed, 0, (), 0.5, False)
     with pytest.raises(RuntimeError, match="y must have shape"):
         ops.relu_output_bwd(x, make_input((4, 5)), 0.5, True)
     assert torch.equal(x, copy)

@@ -20,7 +20,8 @@ def op_samples(dtype=torch.float32):
             samples[op.op_name] += [op.pack(x, residual, bias, seed, offset, p) for p in (0.3, 0.0, 1.0)]
             samples[op.op_name].append(op.pack(x, residual, bias, None, 0, 0.0))  # no seed when p = 0
     plain = make_input((6, 20), dtype)
-    named = {"seed": seed, "offset": offset, "y": plain.relu(), "x": make_input((6, 20), dtype, seed=3)}
+    named = {"seed": seed, "offset": offset, "mask_runs": (), "y": plain.relu(),
+             "x": make_input((6, 20), dtype, seed=3)}
     for backward in BACKWARDS.values():
         samples[backward.op_name] = []
         for bias in (make_input((20,), dtype, seed=4), None) if backward.saves_input else (None,):

@@ -84,10 +84,32 @@ def test_a_shard_of_whole_rows_is_a_plain_offset_on_the_kernels():
     assert torch.equal(shard, fd.dropout(x, P, seed=SEED, offset=4 * 7))
 
 
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+@pytest.mark.parametrize("shape, noise, sizes, starts", GEOMETRIES)
+def test_the_kernels_take_the_geometry_in_one_pass(backend, shape, noise, sizes, starts):
+    """No composite: one op call, given the geometry as its mask runs (its base added to the offset)."""
+    x = make_input(shape)
+    geometry = mask_geometry(shape, noise, sizes, starts, offset=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = fd.dropout(x, P, seed=SEED, offset=3, backend=backend, noise_shape=noise, global_shape=sizes,
+                         shard_offsets=starts)
+    ops = fd.ops.FAMILIES["torch" if backend == "torch" else "native"]
+    seed = torch.tensor([SEED - 2**64], dtype=torch.int64)
+    expected = ops.dropout_fwd(*fd.op_table.OPS_BY_NAME["dropout"].pack(x, None, None, seed, 3 + geometry.base, P,
+                                                                        geometry.kernel_runs))
+    assert torch.equal(out, expected)
+
+
 def test_the_composite_says_so_at_the_callers_line():
-    with pytest.warns(UserWarning, match="composite of torch ops") as record:
-        fd.dropout_add(make_input((2, 3)), make_input((2, 3)), P, seed=1, noise_shape=(2, 1))
-    assert record[0].filename == __file__
+    # Seven runs, one more than the kernels take (a mask shared along every other dim of a rank-7 tensor).
+    shape, noise = (2,) * 7, (2, 1, 2, 1, 2, 1, 2)
+    assert len(mask_geometry(shape, noise).runs) == 7
+    for call in (lambda: fd.dropout_add(make_input(shape), make_input(shape), P, seed=1, noise_shape=noise),
+                 lambda: fd.drop_path(make_input((2, 3)), P, True, scale_by_keep=False, seed=1)):
+        with pytest.warns(UserWarning, match="composite of torch ops") as record:
+            call()
+        assert record[0].filename == __file__
 
 
 # The backend only makes the mask box's keep decisions under a composite geometry (no gradient flows through

@@ -65,5 +65,5 @@ def test_fake_kernels_promise_the_real_layout(backend):
     seed = torch.tensor([SEED])
     torch.library.opcheck(ops.dropout_fwd, (x, seed, 0, P))
     torch.library.opcheck(ops.dropout_add_fwd, (x, x.contiguous(), None, seed, 0, P))
-    torch.library.opcheck(ops.mask_bwd, (x, seed, 0, P, True))
+    torch.library.opcheck(ops.mask_bwd, (x, seed, 0, (), P, True))
     torch.library.opcheck(ops.relu_output_bwd, (x, x.relu(), P, False))

@@ -261,7 +261,7 @@ def test_specializations_list_every_variant_the_launcher_launches(monkeypatch):
                 for bias in (None, x[0]) if op.bias else (None,):
                     launch.forward(op, x, x if op.residual else None, bias, seed, 0, 0.5)
             for kind, backward in BACKWARDS.items():
-                named = {"seed": seed, "offset": 0, "y": x, "x": x}
+                named = {"seed": seed, "offset": 0, "mask_runs": (), "y": x, "x": x}
                 for bias in (None, x[0]) if backward.saves_input else (None,):
                     saved = tuple(bias if name == "bias" else named[name] for name in backward.saved)
                     for bias_grad in (False, True):

@@ -88,6 +88,38 @@ inline int64_t fill_mask_words(uint64_t seed, uint64_t offset, int64_t first, in
   return shift;
 }
 
+// The word of mask index g (the spec's rule: word g & 3 of Philox group g >> 2), one scalar Philox.
+inline uint32_t mask_word(uint64_t seed, uint64_t g) {
+  const MaskPosition at = mask_position(g, 0);
+  return philox_group(seed, at.group).r[at.word];
+}
+
+// Writes the mask words of elements [first, first + n) (n <= kTile) under a mask geometry (mask_runs.h) to
+// words[0..n). Along the innermost run consecutive elements step their mask index by its stride: a stride of 1 is
+// a contiguous range of words (the vector Philox of fill_mask_words), a stride of 0 is one decision shared by the
+// whole run (one scalar Philox for all its elements: DropPath's samples, channel dropout's channels), any other
+// stride (a shard narrower than a row of the noise shape) one Philox per element.
+inline void fill_run_words(uint64_t seed, uint64_t offset, const MaskRuns& runs, int64_t first, int64_t n,
+                           uint32_t* words) {
+  const int64_t inner = runs.inner_extent();
+  const int64_t stride = runs.inner_stride();
+  alignas(64) uint32_t contiguous[kWordsCapacity];
+  for (int64_t k = 0; k < n;) {
+    const int64_t e = first + k;
+    const int64_t segment = std::min(n - k, inner - e % inner);
+    const uint64_t g = offset + mask_index(runs, e);
+    if (stride == 1) {
+      const int64_t shift = fill_mask_words(seed, g, 0, segment, contiguous, [](int64_t) {});
+      std::memcpy(words + k, contiguous + shift, static_cast<size_t>(segment) * sizeof(uint32_t));
+    } else if (stride == 0) {
+      std::fill(words + k, words + k + segment, mask_word(seed, g));
+    } else {
+      for (int64_t j = 0; j < segment; ++j) words[k + j] = mask_word(seed, g + static_cast<uint64_t>(j * stride));
+    }
+    k += segment;
+  }
+}
+
 // Prefetches the cache lines of p[0..n) into L1, a hint that never faults. On x86 an asm statement: GCC deletes
 // a loop of __builtin_prefetch here as a loop without effects.
 template <typename T>
@@ -105,12 +137,13 @@ inline void prefetch_lines(const T* p, int64_t n) {
 // Walks the flat range [begin, end) in tiles; each tile is cut into pieces that stay inside one row of length
 // row_len, so a bias (indexed by column) is read as bias[col + k]. Ops without columns pass row_len = numel.
 // Calls fn(first, col, n, words) with words[k] the mask word of element first + k (nullptr when kNeedWords is
-// false). While a tile's Philox words are computed, prefetch(first, n) is asked for the next tile's elements a
-// slice per Philox step: one core cannot keep enough cache misses in flight to reach the memory bandwidth while it
-// runs the element loop alone, so the loads are overlapped with the arithmetic instead.
+// false), under the mask geometry `runs` (the flat mask without runs). While a tile's Philox words are computed,
+// prefetch(first, n) is asked for the next tile's elements a slice per Philox step: one core cannot keep enough
+// cache misses in flight to reach the memory bandwidth while it runs the element loop alone, so the loads are
+// overlapped with the arithmetic instead.
 template <bool kNeedWords, typename Fn, typename Prefetch>
-inline void for_each_piece(int64_t begin, int64_t end, int64_t row_len, uint64_t seed, uint64_t offset, Fn&& fn,
-                           Prefetch&& prefetch) {
+inline void for_each_piece(int64_t begin, int64_t end, int64_t row_len, uint64_t seed, uint64_t offset,
+                           const MaskRuns& runs, Fn&& fn, Prefetch&& prefetch) {
   alignas(64) uint32_t words[kNeedWords ? kWordsCapacity : 1];
   int64_t col = begin % row_len;
   for (int64_t tile = begin; tile < end; tile += kTile) {
@@ -120,8 +153,14 @@ inline void for_each_piece(int64_t begin, int64_t end, int64_t row_len, uint64_t
       const int64_t first = next + done;
       if (first < end) prefetch(first, std::min(kElementsPerStep, end - first));
     };
-    const uint32_t* tile_words =
-        kNeedWords ? words + fill_mask_words(seed, offset, tile, n, words, prefetch_next) : nullptr;
+    const uint32_t* tile_words = nullptr;
+    if (kNeedWords && runs.flat()) {
+      tile_words = words + fill_mask_words(seed, offset, tile, n, words, prefetch_next);
+    } else if (kNeedWords) {
+      fill_run_words(seed, offset, runs, tile, n, words);
+      prefetch_next(0);
+      tile_words = words;
+    }
     for (int64_t k = 0; k < n;) {
       const int64_t piece = std::min(n - k, row_len - col);
       fn(tile + k, col, piece, kNeedWords ? tile_words + k : nullptr);
@@ -163,7 +202,7 @@ void forward(const ForwardArgs<scalar_t>& a) {
   const KeepRule keep_rule(a.threshold);
   const acc_t scale = static_cast<acc_t>(a.scale);
   at::parallel_for(0, a.numel, kGrain, [&](int64_t begin, int64_t end) {
-    for_each_piece<true>(begin, end, Element::kHasBias ? a.row_len : a.numel, seed, offset,
+    for_each_piece<true>(begin, end, Element::kHasBias ? a.row_len : a.numel, seed, offset, a.runs,
                          [&](int64_t first, int64_t col, int64_t n, const uint32_t* __restrict__ words) {
       const scalar_t* x = a.x + first;
       const scalar_t* bias = Element::kHasBias ? a.bias + col : nullptr;
@@ -270,7 +309,7 @@ void backward_with(const BackwardArgs<scalar_t>& a) {
 
   if (a.grad_bias == nullptr) {
     at::parallel_for(0, a.numel, kGrain, [&](int64_t begin, int64_t end) {
-      for_each_piece<kFromMask>(begin, end, kBias ? a.row_len : a.numel, seed, offset,
+      for_each_piece<kFromMask>(begin, end, kBias ? a.row_len : a.numel, seed, offset, a.runs,
                                 [&](int64_t first, int64_t col, int64_t n, const uint32_t* words) {
                                   piece(std::false_type{}, first, col, n, words, nullptr);
                                 }, prefetch);
@@ -303,10 +342,13 @@ void backward_with(const BackwardArgs<scalar_t>& a) {
         piece(std::true_type{}, first, col, n, words, sums);
       };
       if (c0 == 0 && c1 == row_len) {
-        if (r1 > r0) for_each_piece<kFromMask>(r0 * row_len, r1 * row_len, row_len, seed, offset, accumulate, prefetch);
+        if (r1 > r0) {
+          for_each_piece<kFromMask>(r0 * row_len, r1 * row_len, row_len, seed, offset, a.runs, accumulate, prefetch);
+        }
       } else {
         for (int64_t r = r0; r < r1; ++r) {
-          for_each_piece<kFromMask>(r * row_len + c0, r * row_len + c1, row_len, seed, offset, accumulate, prefetch);
+          for_each_piece<kFromMask>(r * row_len + c0, r * row_len + c1, row_len, seed, offset, a.runs, accumulate,
+                                    prefetch);
         }
       }
     }

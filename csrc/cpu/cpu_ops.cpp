@@ -26,7 +26,7 @@ struct CpuLauncher {
       const ForwardArgs<scalar_t> args{x.data_ptr<scalar_t>(), data_or_null<scalar_t>(bias),
                                        data_or_null<scalar_t>(residual), out.data_ptr<scalar_t>(), x.numel(),
                                        bias.has_value() ? row_len_of(x) : 1, rng.seed_data(), rng.offset,
-                                       keep_threshold(p), dropout_scale(p)};
+                                       keep_threshold(p), dropout_scale(p), rng.runs};
       listed = cpu::forward<scalar_t>(op, args);
     });
     TORCH_CHECK(listed, "fused_dropout: forward op ", static_cast<int>(op), (bias.has_value() ? " with" : " without"),
@@ -48,7 +48,8 @@ struct CpuLauncher {
                                         keep_threshold(p),
                                         dropout_scale(p),
                                         data_or_null<scalar_t>(saved.x),
-                                        data_or_null<scalar_t>(saved.bias)};
+                                        data_or_null<scalar_t>(saved.bias),
+                                        rng.runs};
       listed = cpu::backward<scalar_t>(op, args);
     });
     TORCH_CHECK(listed, "fused_dropout: backward op ", static_cast<int>(op),
