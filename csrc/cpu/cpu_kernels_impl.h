@@ -158,7 +158,7 @@ inline void for_each_piece(int64_t begin, int64_t end, int64_t row_len, uint64_t
       tile_words = words + fill_mask_words(seed, offset, tile, n, words, prefetch_next);
     } else if (kNeedWords) {
       fill_run_words(seed, offset, runs, tile, n, words);
-      prefetch_next(0);
+      for (int64_t done = 0; done < kTile; done += kElementsPerStep) prefetch_next(done);  // the whole next tile
       tile_words = words;
     }
     for (int64_t k = 0; k < n;) {
