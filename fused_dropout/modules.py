@@ -343,13 +343,11 @@ def _fused_counterpart(child: nn.Module, structured: bool) -> nn.Module | None:
     return fused.train(child.training)
 
 
-def replace_dropout(module: nn.Module, *, structured: bool = False) -> nn.Module:
+def replace_dropout(module: nn.Module, *, structured: bool = True) -> nn.Module:
     r"""Swaps the dropout modules inside a model for fused ones, in place: every plain :class:`torch.nn.Dropout`
-    for a :class:`FusedDropout`; with ``structured=True`` also :class:`torch.nn.Dropout1d` / ``2d`` / ``3d`` for
+    for a :class:`FusedDropout`, every :class:`torch.nn.Dropout1d` / ``2d`` / ``3d`` for
     :class:`FusedDropout1d` / ``2d`` / ``3d``, and timm's ``DropPath`` (any class named DropPath with a
-    ``drop_prob``) for :class:`fused_dropout.DropPath`. The structured swaps are opt-in for now: their masks are
-    made by a composite of torch ops (not yet one fused pass), several times slower in training than torch's and
-    timm's own modules; what they give is the project's mask (same bits on every backend, sharding-invariant).
+    ``drop_prob``) for :class:`fused_dropout.DropPath` (``structured=False`` leaves the last two kinds alone).
 
     Each replacement has the replaced module's ``p`` (``drop_prob``), ``inplace`` (``scale_by_keep``) and
     train/eval mode, and the default backend; in eval mode every output is bit-identical. A module held at
@@ -359,7 +357,7 @@ def replace_dropout(module: nn.Module, *, structured: bool = False) -> nn.Module
 
     Args:
         module: the model to change; it may itself be one of the swapped modules.
-        structured: also swap channel dropouts and DropPath. Keyword only. Default: ``False``
+        structured: also swap channel dropouts and DropPath. Keyword only. Default: ``True``
 
     Returns:
         ``module`` itself, changed in place; a new fused module when ``module`` is one of the swapped modules.

@@ -1,11 +1,12 @@
-"""patch(): routes the dropout a model calls as a function (torch.nn.functional.dropout, torch.dropout,
-torch.dropout_) and the nn.Dropout modules to the fused ops, for code replace_dropout cannot reach, such as
-HuggingFace's eager attention, which calls nn.functional.dropout on the softmax probabilities.
+"""patch(): routes the dropout a model calls as a function (torch.nn.functional.dropout, dropout1d, dropout2d,
+dropout3d, torch.dropout, torch.dropout_) and the nn.Dropout* modules to the fused ops, for code replace_dropout
+cannot reach, such as HuggingFace's eager attention, which calls nn.functional.dropout on the softmax
+probabilities.
 
-Mechanism: module-level patching. patch() replaces the attributes named in ROUTES (torch.nn.functional.dropout,
-torch.dropout, torch.dropout_) with wrappers of the same signature, and the last unpatch() puts the original
-objects back. nn.Dropout and its subclasses need no entry of their own: nn.Dropout.forward looks up F.dropout
-in torch.nn.functional at every call, and so does torch.nn.functional's own code (the dropout of
+Mechanism: module-level patching. patch() replaces the attributes named in ROUTES with wrappers of the same
+signature, and the last unpatch() puts the original objects back. nn.Dropout, nn.Dropout1d/2d/3d and their
+subclasses need no entry of their own: their forward looks up F.dropout (F.dropout1d, ...) in
+torch.nn.functional at every call, and so does torch.nn.functional's own code (the dropout of
 multi_head_attention_forward when need_weights=True).
 
 Why not a TorchFunctionMode: both compile without graph breaks, and this module is faster in eager mode. Measured
@@ -50,6 +51,7 @@ from torch.overrides import handle_torch_function, has_torch_function_unary
 from . import _validate as check
 from . import backends
 from . import functional as fused
+from . import structured
 
 # ---- which arguments the fused op takes ---------------------------------------------------------------------
 
@@ -74,18 +76,23 @@ def _fused_takes(input, p, training) -> bool:
 
 # ---- the routing table: patched callable -> how its arguments map onto the fused op -----------------------------
 
-def _functional_signature(original: Callable, backend: str | None) -> Callable:
-    """For torch.nn.functional.dropout(input, p=0.5, training=True, inplace=False): the same signature, inplace
-    read as torch reads it (truthiness)."""
+def _functional_signature(fused_function: Callable) -> Callable:
+    """For torch.nn.functional.dropout / dropout1d / dropout2d / dropout3d(input, p=0.5, training=True,
+    inplace=False), routed to the fused function of the same semantics (fused_dropout.dropout, or the channel
+    dropouts of fused_dropout.structured, which keep torch's rank rules): the same signature, inplace read as
+    torch reads it (truthiness)."""
 
-    def dropout(input, p=0.5, training=True, inplace=False):
-        if has_torch_function_unary(input):  # tensor subclasses and TorchFunctionModes see this call, as in torch
-            return handle_torch_function(dropout, (input,), input, p=p, training=training, inplace=inplace)
-        if _fused_takes(input, p, training):
-            return fused.dropout(input, p, training, True if inplace else False, backend=backend)
-        return original(input, p, training, inplace)
+    def wrap(original: Callable, backend: str | None) -> Callable:
+        def dropout(input, p=0.5, training=True, inplace=False):
+            if has_torch_function_unary(input):  # tensor subclasses and TorchFunctionModes see it, as in torch
+                return handle_torch_function(dropout, (input,), input, p=p, training=training, inplace=inplace)
+            if _fused_takes(input, p, training):
+                return fused_function(input, p, training, True if inplace else False, backend=backend)
+            return original(input, p, training, inplace)
 
-    return dropout
+        return dropout
+
+    return wrap
 
 
 def _aten_signature(inplace: bool) -> Callable:
@@ -117,23 +124,21 @@ class Route:
 
 
 ROUTES = (
-    Route(torch.nn.functional, "dropout", _functional_signature),  # nn.Dropout(*) modules call this one
+    Route(torch.nn.functional, "dropout", _functional_signature(fused.dropout)),  # nn.Dropout(*) modules call it
+    # Channel dropout (nn.Dropout1d/2d/3d call these): a mask shared along the spatial dimensions, which the
+    # kernels take as their mask geometry.
+    Route(torch.nn.functional, "dropout1d", _functional_signature(structured.dropout1d)),
+    Route(torch.nn.functional, "dropout2d", _functional_signature(structured.dropout2d)),
+    Route(torch.nn.functional, "dropout3d", _functional_signature(structured.dropout3d)),
     Route(torch, "dropout", _aten_signature(inplace=False)),
     Route(torch, "dropout_", _aten_signature(inplace=True)),
 )
 
-# Dropouts patch() leaves to torch, and why. Channel dropout drops whole feature maps: a mask shared along the
-# spatial dimensions. The fused ops take it (noise_shape; fused_dropout.dropout1d/2d/3d), but through a composite
-# of torch ops several times slower than torch's own channel dropout until the kernels take the mask geometry, so
-# patch() does not route them yet (replace_dropout swaps their modules only with structured=True, for the same
-# reason). Each then becomes one Route above calling fused_dropout.dropout1d/2d/3d, which keep torch's rank rules
-# (tests/test_patch.py pins that they are not routed today).
-# Alpha dropout is another op (it keeps SELU's mean and variance), not this dropout.
+# Dropouts patch() leaves to torch, and why. Alpha dropout is another op (it keeps SELU's mean and variance), not
+# this dropout; torch.feature_dropout is the op under torch's own channel dropouts, which take their rank rules
+# before it (the routes above take the public functions, with those rules).
 NOT_ROUTED = {
-    "torch.nn.functional.dropout1d": "channel dropout (nn.Dropout1d): its fused form is a slower composite today",
-    "torch.nn.functional.dropout2d": "channel dropout (nn.Dropout2d): its fused form is a slower composite today",
-    "torch.nn.functional.dropout3d": "channel dropout (nn.Dropout3d): its fused form is a slower composite today",
-    "torch.feature_dropout": "channel dropout, the op under dropout1d/2d/3d",
+    "torch.feature_dropout": "channel dropout's op under F.dropout1d/2d/3d (those are routed)",
     "torch.nn.functional.alpha_dropout": "alpha dropout (nn.AlphaDropout), a different op",
     "torch.nn.functional.feature_alpha_dropout": "channel alpha dropout (nn.FeatureAlphaDropout), a different op",
     "torch.nn.functional.scaled_dot_product_attention": "its dropout_p runs inside the attention kernel",
@@ -233,14 +238,16 @@ class Patch:
 def patch(*, backend: str | None = None) -> Patch:
     """Routes torch's dropout to the fused ops until unpatch(), or for a ``with`` block.
 
-    While active, these run the fused dropout (fused_dropout.dropout) with the same arguments and train/eval
-    semantics (inplace honoured, the input itself returned in eval mode or with p = 0):
+    While active, these run the fused dropout (fused_dropout.dropout, or fused_dropout.dropout1d/2d/3d) with the
+    same arguments and train/eval semantics (inplace honoured, the input itself returned in eval mode or with
+    p = 0, torch's input-rank rules for channel dropout):
 
     - ``torch.nn.functional.dropout``, and through it ``nn.Dropout`` and its subclasses;
+    - ``torch.nn.functional.dropout1d`` / ``dropout2d`` / ``dropout3d``, and through them ``nn.Dropout1d/2d/3d``
+      (one mask decision per sample and channel, which the kernels take as their mask geometry);
     - ``torch.dropout`` and ``torch.dropout_`` (in place).
 
-    Not routed (torch's own op runs): ``dropout1d``/``dropout2d``/``dropout3d`` and ``nn.Dropout1d/2d/3d``
-    (channel dropout needs a mask geometry the fused ops do not have yet), alpha dropout, the dropout inside
+    Not routed (torch's own op runs): ``torch.feature_dropout`` called directly, alpha dropout, the dropout inside
     ``scaled_dot_product_attention(dropout_p=...)`` (so ``nn.MultiheadAttention(dropout=...)`` called with
     ``need_weights=False``; with ``need_weights=True`` it calls F.dropout and is routed), calls made from
     C++ (``at::dropout`` in another extension), TorchScript'd code, ``torch.export`` (its fake tensors take torch's

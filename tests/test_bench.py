@@ -196,3 +196,12 @@ def test_plan_defaults():
     sizes = [x for sweep, x, _ in points if sweep == "size"]
     assert sizes[0] == 2**16 and sizes[-1] == 2**26
     assert [x for sweep, x, _ in points if sweep == "hidden"] == [768, 1024, 2048, 4096, 8192]
+
+
+def test_the_structured_benchmark_runs_every_case():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-m", "benchmarks.structured", "--repeats", "1"],
+                            cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines()[2:] if line.strip()]
+    assert len(rows) == 5 and all(len(row.split()) >= 3 for row in rows), result.stdout

@@ -216,15 +216,45 @@ def test_backend_is_passed_to_the_fused_ops():
 
 # ---- what is not routed ------------------------------------------------------------------------------------------
 
-# Channel dropout and alpha dropout run torch's own op under patch(). When the kernels take the mask geometry
-# (today a slower composite) and dropout1d/2d/3d get their routes, move them out of this list on purpose.
+# Channel dropout, through the functions and the modules, with torch's rank rules (batched and unbatched):
+# (name, call of torch's API, the fused function it must equal for the same seed).
+CHANNEL_CALLS = [
+    ("F.dropout1d", lambda x: F.dropout1d(x, 0.5), lambda x: fd.dropout1d(x, 0.5)),
+    ("F.dropout1d-unbatched", lambda x: F.dropout1d(x[0], 0.5), lambda x: fd.dropout1d(x[0], 0.5)),
+    ("F.dropout2d", lambda x: F.dropout2d(x.unsqueeze(0), 0.5), lambda x: fd.dropout2d(x.unsqueeze(0), 0.5)),
+    ("F.dropout2d-unbatched", lambda x: F.dropout2d(x, 0.5), lambda x: fd.dropout2d(x, 0.5)),
+    ("F.dropout3d", lambda x: F.dropout3d(x.unsqueeze(0).unsqueeze(0), 0.5),
+     lambda x: fd.dropout3d(x.unsqueeze(0).unsqueeze(0), 0.5)),
+    ("nn.Dropout1d", lambda x: nn.Dropout1d(0.5)(x), lambda x: fd.dropout1d(x, 0.5)),
+    ("nn.Dropout2d", lambda x: nn.Dropout2d(0.5)(x.unsqueeze(0)), lambda x: fd.dropout2d(x.unsqueeze(0), 0.5)),
+    ("nn.Dropout3d-inplace", lambda x: nn.Dropout3d(0.5, inplace=True)(x.unsqueeze(0).unsqueeze(0).clone()),
+     lambda x: fd.dropout3d(x.unsqueeze(0).unsqueeze(0), 0.5)),
+]
+
+
+@pytest.mark.parametrize("name, call, fused_call", CHANNEL_CALLS, ids=[c[0] for c in CHANNEL_CALLS])
+def test_channel_dropout_is_routed_with_torchs_rank_rules(name, call, fused_call):
+    x = make_input((3, 4, 5))
+    torch.manual_seed(4)
+    expected = fused_call(x)
+    with fd.patch(), OpLog() as log:
+        torch.manual_seed(4)
+        y = call(x)
+    assert torch.equal(y, expected)
+    assert log.fused() == ["fused_dropout.dropout_fwd.default"] and log.torch_dropout() == []
+
+
+@pytest.mark.parametrize("module", [nn.Dropout1d(0.5), nn.Dropout2d(0.5), nn.Dropout3d(0.5)])
+def test_channel_dropout_modules_in_eval_mode_are_unchanged_by_patch(module):
+    x = make_input((2, 3, 4, 5, 6)[: 3 + [nn.Dropout1d, nn.Dropout2d, nn.Dropout3d].index(type(module))])
+    expected = module.eval()(x)
+    with fd.patch(), OpLog() as log:
+        y = module(x)
+    assert torch.equal(y, expected) and log.torch_dropout() == []
+
+
+# Alpha dropout, and channel dropout's op called directly, run torch's own op under patch().
 NOT_ROUTED_CALLS = [
-    ("F.dropout1d", lambda x: F.dropout1d(x, 0.5)),
-    ("F.dropout2d", lambda x: F.dropout2d(x.unsqueeze(0), 0.5)),
-    ("F.dropout3d", lambda x: F.dropout3d(x.unsqueeze(0).unsqueeze(0), 0.5)),
-    ("nn.Dropout1d", lambda x: nn.Dropout1d(0.5)(x)),
-    ("nn.Dropout2d", lambda x: nn.Dropout2d(0.5)(x.unsqueeze(0))),
-    ("nn.Dropout3d", lambda x: nn.Dropout3d(0.5)(x.unsqueeze(0).unsqueeze(0))),
     ("torch.feature_dropout", lambda x: torch.feature_dropout(x, 0.5, True)),
     ("F.alpha_dropout", lambda x: F.alpha_dropout(x, 0.5, True)),
     ("nn.AlphaDropout", lambda x: nn.AlphaDropout(0.5)(x)),
@@ -247,14 +277,16 @@ def test_channel_and_alpha_dropout_still_run_torchs_own_op(name, call):
 
 def test_the_routing_table_names_what_it_routes_and_what_it_leaves():
     routed = {route.qualname for route in patching.ROUTES}
-    assert routed == {"torch.nn.functional.dropout", "torch.dropout", "torch.dropout_"}
+    assert routed == {"torch.nn.functional.dropout", "torch.nn.functional.dropout1d",
+                      "torch.nn.functional.dropout2d", "torch.nn.functional.dropout3d", "torch.dropout",
+                      "torch.dropout_"}
     assert not routed & set(patching.NOT_ROUTED)
     for qualname in patching.NOT_ROUTED:  # each entry names a real torch function
         module, _, name = qualname.rpartition(".")
         assert callable(getattr(sys.modules[module], name))
     with fd.patch():
-        assert F.dropout1d is F.dropout1d.__globals__["dropout1d"]  # untouched: torch's own function
-        assert F.dropout1d.__module__ == "torch.nn.functional"
+        assert F.alpha_dropout is F.alpha_dropout.__globals__["alpha_dropout"]  # untouched: torch's own function
+        assert F.alpha_dropout.__module__ == "torch.nn.functional"
 
 
 SDPA_SKIP = pytest.mark.skipif(not hasattr(F, "scaled_dot_product_attention"), reason="torch without SDPA")

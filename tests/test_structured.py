@@ -166,17 +166,21 @@ class Dropout2dSubclass(nn.Dropout2d):
     pass
 
 
-def test_replace_dropout_swaps_channel_dropouts_and_drop_path_on_request():
+def make_structured_model():
     shared = nn.Dropout2d(0.2)
-    model = nn.Sequential(nn.Conv2d(3, 3, 1), shared, nn.Dropout1d(0.1), nn.Dropout3d(0.3, inplace=True),
-                          DropPath(0.4, scale_by_keep=False), nn.Dropout(0.5), Dropout2dSubclass(0.6), shared)
+    return nn.Sequential(nn.Conv2d(3, 3, 1), shared, nn.Dropout1d(0.1), nn.Dropout3d(0.3, inplace=True),
+                         DropPath(0.4, scale_by_keep=False), nn.Dropout(0.5), Dropout2dSubclass(0.6), shared)
+
+
+def test_replace_dropout_swaps_channel_dropouts_and_drop_path_unless_told_not_to():
+    kept = fd.replace_dropout(make_structured_model(), structured=False)
+    assert [type(m).__name__ for m in kept][1:5] == ["Dropout2d", "Dropout1d", "Dropout3d", "DropPath"]
+    assert type(kept[5]).__name__ == "FusedDropout"  # with structured=False only nn.Dropout is swapped
+    model = make_structured_model()
     model.eval()
     x = make_input((2, 3, 4, 4))
     before = model[0](x)
     assert fd.replace_dropout(model) is model
-    assert [type(m).__name__ for m in model][1:5] == ["Dropout2d", "Dropout1d", "Dropout3d", "DropPath"]
-    assert type(model[5]).__name__ == "FusedDropout"  # by default only nn.Dropout is swapped
-    fd.replace_dropout(model, structured=True)
     assert [type(m).__name__ for m in model] == ["Conv2d", "FusedDropout2d", "FusedDropout1d", "FusedDropout3d",
                                                  "DropPath", "FusedDropout", "Dropout2dSubclass", "FusedDropout2d"]
     assert model[1] is model[7] and model[3].inplace and model[4].scale_by_keep is False
@@ -185,5 +189,5 @@ def test_replace_dropout_swaps_channel_dropouts_and_drop_path_on_request():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert torch.equal(model[1](before), before)
-    assert isinstance(fd.replace_dropout(nn.Dropout2d(0.1), structured=True), fd.FusedDropout2d)
-    assert type(fd.replace_dropout(nn.Dropout2d(0.1))) is nn.Dropout2d
+    assert isinstance(fd.replace_dropout(nn.Dropout2d(0.1)), fd.FusedDropout2d)
+    assert type(fd.replace_dropout(nn.Dropout2d(0.1), structured=False)) is nn.Dropout2d
