@@ -22,7 +22,10 @@ GEOMETRIES = [
     pytest.param((3, 2100), None, (3, 3001), (0, 701), 3, id="column-shard-misaligned"),
     pytest.param((700, 1), None, (700, 8), (0, 5), 0, id="one-column-stride-8"),
     pytest.param((4, 3, 250), (4, 1, 250), (4, 9, 250), (0, 2, 0), 4 * 2**32 - 700, id="shard-broadcast-carry"),
+    pytest.param((400, 3), (1000, 1), (1000, 3), (500, 0), 6, id="row-decisions-made-per-run"),
 ]
+# The CPU kernels make the words of the span of mask indices once when it is small against numel (every geometry
+# above but the column shards and the last, which make them run by run): both ways are covered.
 
 
 def expected_mask(shape, noise, sizes, starts, offset):

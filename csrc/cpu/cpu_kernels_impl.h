@@ -94,27 +94,68 @@ inline uint32_t mask_word(uint64_t seed, uint64_t g) {
   return philox_group(seed, at.group).r[at.word];
 }
 
+// A mask geometry as the tile loop reads it: the runs, and optionally the words of every mask index it spans,
+// made once before the element pass (shared_words).
+struct GeometryWords {
+  MaskRuns runs;
+  const uint32_t* shared = nullptr;  // shared[m] = the word of mask index m, for m in [0, span); or nullptr
+};
+
+// Elements that share a decision are at least this many times the mask indices the geometry spans when the words
+// are worth making once for the whole span: then one Philox decision serves every element that shares it (locked
+// dropout's time steps, any broadcast outside a contiguous run), at the cost of span * 4 bytes (<= numel bytes).
+constexpr int64_t kShareFactor = 4;
+
+// The geometry's words for the tile loop: with runs whose mask indices span numel / kShareFactor or fewer, the
+// words of the whole span [0, span) are made here, by the vector Philox in parallel, into `storage`.
+inline GeometryWords geometry_words(uint64_t seed, uint64_t offset, const MaskRuns& runs, int64_t numel,
+                                    std::vector<uint32_t>& storage) {
+  GeometryWords geometry{runs, nullptr};
+  if (runs.flat()) return geometry;
+  int64_t span = 1;  // the largest mask index, plus one (m(0) = 0 is the smallest)
+  for (int r = 0; r < runs.count; ++r) span += (runs.extent[r] - 1) * runs.stride[r];
+  if (span > numel / kShareFactor) return geometry;
+  storage.resize(static_cast<size_t>(span));
+  at::parallel_for(0, (span + kTile - 1) / kTile, 1, [&](int64_t tile_begin, int64_t tile_end) {
+    alignas(64) uint32_t words[kWordsCapacity];
+    for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
+      const int64_t first = tile * kTile;
+      const int64_t n = std::min(kTile, span - first);
+      const int64_t shift = fill_mask_words(seed, offset, first, n, words, [](int64_t) {});
+      std::memcpy(storage.data() + first, words + shift, static_cast<size_t>(n) * sizeof(uint32_t));
+    }
+  });
+  geometry.shared = storage.data();
+  return geometry;
+}
+
 // Writes the mask words of elements [first, first + n) (n <= kTile) under a mask geometry (mask_runs.h) to
 // words[0..n). Along the innermost run consecutive elements step their mask index by its stride: a stride of 1 is
 // a contiguous range of words (the vector Philox of fill_mask_words), a stride of 0 is one decision shared by the
 // whole run (one scalar Philox for all its elements: DropPath's samples, channel dropout's channels), any other
-// stride (a shard narrower than a row of the noise shape) one Philox per element.
-inline void fill_run_words(uint64_t seed, uint64_t offset, const MaskRuns& runs, int64_t first, int64_t n,
+// stride (a shard narrower than a row of the noise shape) one Philox per element. With the span's words made
+// already (geometry.shared), they are copied from there instead.
+inline void fill_run_words(uint64_t seed, uint64_t offset, const GeometryWords& geometry, int64_t first, int64_t n,
                            uint32_t* words) {
+  const MaskRuns& runs = geometry.runs;
+  const uint32_t* shared = geometry.shared;
   const int64_t inner = runs.inner_extent();
   const int64_t stride = runs.inner_stride();
+  auto word_at = [&](uint64_t m) { return shared != nullptr ? shared[m] : mask_word(seed, offset + m); };
   alignas(64) uint32_t contiguous[kWordsCapacity];
   for (int64_t k = 0; k < n;) {
     const int64_t e = first + k;
     const int64_t segment = std::min(n - k, inner - e % inner);
-    const uint64_t g = offset + mask_index(runs, e);
-    if (stride == 1) {
-      const int64_t shift = fill_mask_words(seed, g, 0, segment, contiguous, [](int64_t) {});
+    const uint64_t m = mask_index(runs, e);
+    if (stride == 1 && shared != nullptr) {
+      std::memcpy(words + k, shared + m, static_cast<size_t>(segment) * sizeof(uint32_t));
+    } else if (stride == 1) {
+      const int64_t shift = fill_mask_words(seed, offset + m, 0, segment, contiguous, [](int64_t) {});
       std::memcpy(words + k, contiguous + shift, static_cast<size_t>(segment) * sizeof(uint32_t));
     } else if (stride == 0) {
-      std::fill(words + k, words + k + segment, mask_word(seed, g));
+      std::fill(words + k, words + k + segment, word_at(m));
     } else {
-      for (int64_t j = 0; j < segment; ++j) words[k + j] = mask_word(seed, g + static_cast<uint64_t>(j * stride));
+      for (int64_t j = 0; j < segment; ++j) words[k + j] = word_at(m + static_cast<uint64_t>(j * stride));
     }
     k += segment;
   }
@@ -137,13 +178,13 @@ inline void prefetch_lines(const T* p, int64_t n) {
 // Walks the flat range [begin, end) in tiles; each tile is cut into pieces that stay inside one row of length
 // row_len, so a bias (indexed by column) is read as bias[col + k]. Ops without columns pass row_len = numel.
 // Calls fn(first, col, n, words) with words[k] the mask word of element first + k (nullptr when kNeedWords is
-// false), under the mask geometry `runs` (the flat mask without runs). While a tile's Philox words are computed,
+// false), under the mask geometry (the flat mask without runs). While a tile's Philox words are computed,
 // prefetch(first, n) is asked for the next tile's elements a slice per Philox step: one core cannot keep enough
 // cache misses in flight to reach the memory bandwidth while it runs the element loop alone, so the loads are
 // overlapped with the arithmetic instead.
 template <bool kNeedWords, typename Fn, typename Prefetch>
 inline void for_each_piece(int64_t begin, int64_t end, int64_t row_len, uint64_t seed, uint64_t offset,
-                           const MaskRuns& runs, Fn&& fn, Prefetch&& prefetch) {
+                           const GeometryWords& geometry, Fn&& fn, Prefetch&& prefetch) {
   alignas(64) uint32_t words[kNeedWords ? kWordsCapacity : 1];
   int64_t col = begin % row_len;
   for (int64_t tile = begin; tile < end; tile += kTile) {
@@ -154,10 +195,10 @@ inline void for_each_piece(int64_t begin, int64_t end, int64_t row_len, uint64_t
       if (first < end) prefetch(first, std::min(kElementsPerStep, end - first));
     };
     const uint32_t* tile_words = nullptr;
-    if (kNeedWords && runs.flat()) {
+    if (kNeedWords && geometry.runs.flat()) {
       tile_words = words + fill_mask_words(seed, offset, tile, n, words, prefetch_next);
     } else if (kNeedWords) {
-      fill_run_words(seed, offset, runs, tile, n, words);
+      fill_run_words(seed, offset, geometry, tile, n, words);
       for (int64_t done = 0; done < kTile; done += kElementsPerStep) prefetch_next(done);  // the whole next tile
       tile_words = words;
     }
@@ -201,8 +242,10 @@ void forward(const ForwardArgs<scalar_t>& a) {
   const uint64_t offset = a.offset;
   const KeepRule keep_rule(a.threshold);
   const acc_t scale = static_cast<acc_t>(a.scale);
+  std::vector<uint32_t> shared_words;
+  const GeometryWords geometry = geometry_words(seed, offset, a.runs, a.numel, shared_words);
   at::parallel_for(0, a.numel, kGrain, [&](int64_t begin, int64_t end) {
-    for_each_piece<true>(begin, end, Element::kHasBias ? a.row_len : a.numel, seed, offset, a.runs,
+    for_each_piece<true>(begin, end, Element::kHasBias ? a.row_len : a.numel, seed, offset, geometry,
                          [&](int64_t first, int64_t col, int64_t n, const uint32_t* __restrict__ words) {
       const scalar_t* x = a.x + first;
       const scalar_t* bias = Element::kHasBias ? a.bias + col : nullptr;
@@ -266,6 +309,9 @@ void backward_with(const BackwardArgs<scalar_t>& a) {
   const uint64_t offset = kFromMask ? a.offset : 0;
   const KeepRule keep_rule(a.threshold);
   const acc_t scale = static_cast<acc_t>(a.scale);
+  std::vector<uint32_t> shared_words;
+  const GeometryWords geometry =
+      kFromMask ? geometry_words(seed, offset, a.runs, a.numel, shared_words) : GeometryWords{};
 
   // Element loop over one piece; with kAccumulate it also adds grad_in (as written) into column_sums[col..col+n).
   auto piece = [&](auto accumulate, int64_t first, int64_t col, int64_t n, const uint32_t* __restrict__ words,
@@ -309,7 +355,7 @@ void backward_with(const BackwardArgs<scalar_t>& a) {
 
   if (a.grad_bias == nullptr) {
     at::parallel_for(0, a.numel, kGrain, [&](int64_t begin, int64_t end) {
-      for_each_piece<kFromMask>(begin, end, kBias ? a.row_len : a.numel, seed, offset, a.runs,
+      for_each_piece<kFromMask>(begin, end, kBias ? a.row_len : a.numel, seed, offset, geometry,
                                 [&](int64_t first, int64_t col, int64_t n, const uint32_t* words) {
                                   piece(std::false_type{}, first, col, n, words, nullptr);
                                 }, prefetch);
@@ -343,11 +389,12 @@ void backward_with(const BackwardArgs<scalar_t>& a) {
       };
       if (c0 == 0 && c1 == row_len) {
         if (r1 > r0) {
-          for_each_piece<kFromMask>(r0 * row_len, r1 * row_len, row_len, seed, offset, a.runs, accumulate, prefetch);
+          for_each_piece<kFromMask>(r0 * row_len, r1 * row_len, row_len, seed, offset, geometry, accumulate,
+                                    prefetch);
         }
       } else {
         for (int64_t r = r0; r < r1; ++r) {
-          for_each_piece<kFromMask>(r * row_len + c0, r * row_len + c1, row_len, seed, offset, a.runs, accumulate,
+          for_each_piece<kFromMask>(r * row_len + c0, r * row_len + c1, row_len, seed, offset, geometry, accumulate,
                                     prefetch);
         }
       }
