@@ -114,6 +114,21 @@ def test_any_runs_follow_their_formula(shape, runs, offset):
     assert torch.equal(kept(out).cpu(), keep)
 
 
+@pytest.mark.parametrize("inner_stride", [0, 1])
+def test_a_tile_one_element_past_a_stretch_takes_the_per_element_path(inner_stride):
+    # A float32 flat tile of the runs kernels over rows one element shorter: the first tile reaches one element into
+    # the second stretch of the innermost run, whose mask index is not the fast paths' (the first stretch's last
+    # one for stride 1, its shared one for stride 0). The offset is one where that gives another decision.
+    columns = launch._tile(1, False, 4, runs=True).columns
+    shape = (3, columns - 1)
+    runs = (3, 1, columns - 1, 0) if inner_stride == 0 else (3, 0, columns - 1, 1)
+    wrong_index = 0 if inner_stride == 0 else columns - 1
+    offset = next(o for o in range(64) if spec_impl.keep(runs_index(runs, columns - 1), SEED_BITS, o, P)
+                  != spec_impl.keep(wrong_index, SEED_BITS, o, P))
+    out = launch.forward(OPS_BY_NAME["dropout"], torch.ones(shape, device=DEVICE), None, None, SEED, offset, P, runs)
+    assert torch.equal(kept(out).cpu(), runs_mask(runs, shape, offset))
+
+
 def test_indices_up_to_2_to_the_63():
     # The largest mask index plus the offset is 2^63 - 1: g crosses 2^62 and 2^63 - 4 in uint64 without wrapping.
     runs = (4, 1, 30, 0)
