@@ -135,15 +135,31 @@ def _mask_index(e, runs, RUN_COUNT: tl.constexpr):
 
 
 @triton.jit
-def _element_keep(seed, g, threshold):
-    """Keep decisions of elements of any global indices g (uint64, any shape): one Philox call per element."""
+def _element_words(seed, g):
+    """The Philox word of each element of global indices g (uint64, any shape): one Philox call per element."""
     group, word = _mask_index_rule(g)
     r0, r1, r2, r3 = _philox(seed, group)
-    return _pick_word(r0, r1, r2, r3, word) >= threshold.to(tl.uint32)
+    return _pick_word(r0, r1, r2, r3, word)
 
 
 @triton.jit
-def _runs_keep(seed, offset, runs, index, row, col0, rows, row_len, threshold, RUN_COUNT: tl.constexpr,
+def _element_keep(seed, offset, runs, row, col0, row_len, threshold, RUN_COUNT: tl.constexpr, BR: tl.constexpr,
+                  BC: tl.constexpr):
+    """Keep decisions ([BR, BC // 4, 4]) of the tile, one Philox call per element. A quarter of the tile at a time
+    (the elements 4j + c, for c = 0 .. 3), in a loop the compiler does not unroll: the four words of a call are live
+    for a quarter of the elements, as in the flat path, not for all of them (which spills registers at 32 elements
+    per thread)."""
+    words = tl.zeros((BR, BC // 4, 4), dtype=tl.uint32)
+    position = tl.arange(0, 4)[None, None, :]
+    for c in tl.range(0, 4, loop_unroll_factor=1):
+        e = row[:, None] * row_len + col0 + (tl.arange(0, BC // 4) * 4 + c).to(tl.int64)[None, :]
+        word = _element_words(seed, _global_index(offset, _mask_index(e, runs, RUN_COUNT)))  # [BR, BC // 4]
+        words = tl.where(position == c, word[:, :, None], words)
+    return words >= threshold.to(tl.uint32)
+
+
+@triton.jit
+def _runs_keep(seed, offset, runs, row, col0, rows, row_len, threshold, RUN_COUNT: tl.constexpr,
                BR: tl.constexpr, BC: tl.constexpr):
     """Keep decisions ([BR, BC // 4, 4]) of the tile under a mask geometry: element e (its `index`) takes
     g = offset + m(e) (_mask_index).
@@ -164,22 +180,22 @@ def _runs_keep(seed, offset, runs, index, row, col0, rows, row_len, threshold, R
         aligned = tl.max(tl.where(row[:, None] < rows, start_word, 0)) == 0
         keep = _consecutive_keep(seed, group, start_word, aligned, threshold, BR, BC)
     elif in_one_stretch & (inner_stride == 0):
-        row_keep = _element_keep(seed, row_start, threshold)  # [BR, 1]
+        row_keep = _element_words(seed, row_start) >= threshold.to(tl.uint32)  # [BR, 1]
         keep = tl.broadcast_to(row_keep[:, :, None], (BR, BC // 4, 4))
     else:
-        keep = _element_keep(seed, _global_index(offset, _mask_index(index, runs, RUN_COUNT)), threshold)
+        keep = _element_keep(seed, offset, runs, row, col0, row_len, threshold, RUN_COUNT, BR, BC)
     return keep
 
 
 @triton.jit
-def _keep(seed, offset, runs, index, row, col0, rows, row_len, threshold, RUN_COUNT: tl.constexpr,
+def _keep(seed, offset, runs, row, col0, rows, row_len, threshold, RUN_COUNT: tl.constexpr,
           BR: tl.constexpr, BC: tl.constexpr):
     """The tile's keep decisions under the geometry the launcher chose: RUN_COUNT = 0 is the flat mask (m(e) = e,
     the fast path, compiled exactly as without geometries), 1 .. 6 runs of a mask geometry."""
     if RUN_COUNT == 0:
         keep = _tile_keep(seed, offset, row, col0, rows, row_len, threshold, BR, BC)
     else:
-        keep = _runs_keep(seed, offset, runs, index, row, col0, rows, row_len, threshold, RUN_COUNT, BR, BC)
+        keep = _runs_keep(seed, offset, runs, row, col0, rows, row_len, threshold, RUN_COUNT, BR, BC)
     return keep
 
 
@@ -327,7 +343,7 @@ def forward_kernel(x_ptr, bias_ptr, residual_ptr, out_ptr, seed_ptr, offset: tl.
     seed = tl.load(seed_ptr)
     runs = (extent_0, stride_0, extent_1, stride_1, extent_2, stride_2, extent_3, stride_3, extent_4, stride_4,
             extent_5, stride_5)
-    keep = _keep(seed, offset, runs, index, row, col0, rows, row_len, threshold, RUN_COUNT, BR, BC)
+    keep = _keep(seed, offset, runs, row, col0, rows, row_len, threshold, RUN_COUNT, BR, BC)
     reads_input = _reads_input(scale_bits)
     v = _load_widened(x_ptr + index, tl.where(reads_input, in_bounds, False), acc_t, INTERPRETER)
     if HAS_BIAS:
@@ -363,7 +379,7 @@ def backward_kernel(grad_ptr, y_ptr, x_ptr, bias_ptr, seed_ptr, offset: tl.int64
         seed = tl.load(seed_ptr)
         runs = (extent_0, stride_0, extent_1, stride_1, extent_2, stride_2, extent_3, stride_3, extent_4, stride_4,
                 extent_5, stride_5)
-        keep = _keep(seed, offset, runs, index, row, col0, rows, row_len, threshold, RUN_COUNT, BR, BC)
+        keep = _keep(seed, offset, runs, row, col0, rows, row_len, threshold, RUN_COUNT, BR, BC)
         reads = tl.where(_reads_input(scale_bits), in_bounds, False)
         grad = _load_widened(grad_ptr + index, reads, acc_t, INTERPRETER)
         scaled = grad * _scale_value(scale_bits, ACC_F64)

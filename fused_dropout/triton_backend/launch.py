@@ -61,7 +61,7 @@ _LEAST_COLUMNS = 256
 # element than one row of 4096 (measured on the sm_90 SASS).
 _MOST_COLUMNS = 1024
 _MOST_IDLE_LANES = 1 / 16  # of the row length
-_RUNS_TILE_DIVISOR = 4
+_RUNS_TILE_DIVISOR = 1
 
 
 def _idle_lanes(row_len: int, columns: int) -> int:
