@@ -116,10 +116,10 @@ def test_any_runs_follow_their_formula(shape, runs, offset):
 
 @pytest.mark.parametrize("inner_stride", [0, 1])
 def test_a_tile_one_element_past_a_stretch_takes_the_per_element_path(inner_stride):
-    # A float32 flat tile of the runs kernels over rows one element shorter: the first tile reaches one element into
+    # A float32 flat tile over rows one element shorter: the first tile reaches one element into
     # the second stretch of the innermost run, whose mask index is not the fast paths' (the first stretch's last
     # one for stride 1, its shared one for stride 0). The offset is one where that gives another decision.
-    columns = launch._tile(1, False, 4, runs=True).columns
+    columns = launch._tile(1, False, 4).columns
     shape = (3, columns - 1)
     runs = (3, 1, columns - 1, 0) if inner_stride == 0 else (3, 0, columns - 1, 1)
     wrong_index = 0 if inner_stride == 0 else columns - 1
