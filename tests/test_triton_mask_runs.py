@@ -263,3 +263,19 @@ def test_the_offset_counts_towards_the_index_limit():
     launch.forward(OPS_BY_NAME["dropout"], x, None, None, SEED, 2**63 - 12, P, (2, 0, 12, 1))  # largest index 11
     with pytest.raises(ValueError, match="mask_runs"):
         launch.forward(OPS_BY_NAME["dropout"], x, None, None, SEED, 2**63 - 11, P, (2, 0, 12, 1))
+
+
+def test_the_runs_do_not_specialise_the_kernels():
+    # Extents and strides are typed int64 arguments, never compile-time values or divisibility hints: a new geometry
+    # of the same RUN_COUNT never means a new compile.
+    import triton
+
+    from fused_dropout.triton_backend import kernels
+
+    for kernel in (kernels.forward_kernel, kernels.backward_kernel):
+        if not isinstance(kernel, triton.runtime.jit.JITFunction):  # the interpreter's wrapper: the JIT's view
+            kernel = triton.runtime.jit.JITFunction(kernel.fn, **kernel.kwargs)
+        params = {param.name: param for param in kernel.params}
+        for r in range(6):
+            for name in (f"extent_{r}", f"stride_{r}"):
+                assert params[name].do_not_specialize and params[name].annotation_type == "i64", name

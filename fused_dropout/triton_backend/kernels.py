@@ -14,6 +14,7 @@ import triton
 import triton.language as tl
 
 from .. import spec
+from ..geometry import MAX_KERNEL_RUNS
 from . import activation_math
 
 
@@ -327,8 +328,12 @@ def _tile_coordinates(rows, row_len, BR: tl.constexpr, BC: tl.constexpr):
 
 # threshold and scale_bits change with p: typed and not specialised on their values, so a new p never means a new
 # compile. threshold = min(floor(p * 2^32), 2^32 - 1); scale_bits = the bits of the scale in the compute type, 0
-# exactly when p = 1 (see _reads_input). The offset is typed too: offsets of every size share one compile.
-@triton.jit(do_not_specialize=["offset", "threshold", "scale_bits"])
+# exactly when p = 1 (see _reads_input). The offset is typed too: offsets of every size share one compile, and so
+# are the mask runs' extents and strides: geometries of every size share the compile of their RUN_COUNT.
+_RUN_ARGUMENTS = [f"{part}_{r}" for r in range(MAX_KERNEL_RUNS) for part in ("extent", "stride")]
+
+
+@triton.jit(do_not_specialize=["offset", "threshold", "scale_bits"] + _RUN_ARGUMENTS)
 def forward_kernel(x_ptr, bias_ptr, residual_ptr, out_ptr, seed_ptr, offset: tl.int64, rows, row_len,
                    threshold: tl.uint32, scale_bits: tl.int64, ACTIVATION: tl.constexpr, HAS_BIAS: tl.constexpr,
                    HAS_RESIDUAL: tl.constexpr, ACC_F64: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr,
@@ -355,7 +360,7 @@ def forward_kernel(x_ptr, bias_ptr, residual_ptr, out_ptr, seed_ptr, offset: tl.
     tl.store(out_ptr + index, _round_to(out, out_ptr.dtype.element_ty, INTERPRETER), mask=in_bounds)
 
 
-@triton.jit(do_not_specialize=["offset", "threshold", "scale_bits"])
+@triton.jit(do_not_specialize=["offset", "threshold", "scale_bits"] + _RUN_ARGUMENTS)
 def backward_kernel(grad_ptr, y_ptr, x_ptr, bias_ptr, seed_ptr, offset: tl.int64, grad_in_ptr, partial_ptr, rows,
                     row_len, threshold: tl.uint32, scale_bits: tl.int64, KIND: tl.constexpr,
                     ACTIVATION: tl.constexpr, HAS_BIAS: tl.constexpr, BIAS_GRAD: tl.constexpr,
