@@ -162,8 +162,9 @@ def _element_keep(seed, offset, runs, row, col0, row_len, threshold, RUN_COUNT: 
 @triton.jit
 def _runs_keep(seed, offset, runs, row, col0, rows, row_len, threshold, RUN_COUNT: tl.constexpr,
                BR: tl.constexpr, BC: tl.constexpr):
-    """Keep decisions ([BR, BC // 4, 4]) of the tile under a mask geometry: element e (its `index`) takes
-    g = offset + m(e) (_mask_index).
+    """Keep decisions ([BR, BC // 4, 4]) of the tile under a mask geometry: element e (row * row_len + column)
+    takes g = offset + m(e) (_mask_index). Lanes past the tensor's end compute words nobody stores; rows past it do
+    not count in the choice of path.
 
     Where each tile row's in-bounds elements lie inside one stretch of the innermost run (extent E, stride S), m
     steps by S along the row from the row's first element's m: with S = 1 the row takes consecutive words, the
