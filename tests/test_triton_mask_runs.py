@@ -20,7 +20,9 @@ pytestmark = pytest.mark.skipif(
     reason="triton needs a GPU or TRITON_INTERPRET=1",
 )
 if backends.TRITON_INSTALLED:
-    from fused_dropout.triton_backend import launch
+    import triton
+
+    from fused_dropout.triton_backend import kernels, launch
 
 SEED_BITS = 2**64 - 77
 SEED = torch.tensor([SEED_BITS - 2**64], dtype=torch.int64, device=DEVICE)
@@ -268,10 +270,6 @@ def test_the_offset_counts_towards_the_index_limit():
 def test_the_runs_do_not_specialise_the_kernels():
     # Extents and strides are typed int64 arguments, never compile-time values or divisibility hints: a new geometry
     # of the same RUN_COUNT never means a new compile.
-    import triton
-
-    from fused_dropout.triton_backend import kernels
-
     for kernel in (kernels.forward_kernel, kernels.backward_kernel):
         if not isinstance(kernel, triton.runtime.jit.JITFunction):  # the interpreter's wrapper: the JIT's view
             kernel = triton.runtime.jit.JITFunction(kernel.fn, **kernel.kwargs)
