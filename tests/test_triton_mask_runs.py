@@ -94,8 +94,12 @@ def test_masks_follow_the_spec_flat_and_by_columns(name, offset):
 
 
 # Runs no geometry makes: inner strides other than 0 and 1 (a transposed mask, a strided one), runs that overlap,
-# six runs; flat and column views.
+# six runs; flat and column views. And innermost runs of stride 0 shorter than 4 elements, whose chunks of four
+# cross more than one of their stretches.
 DIRECT_RUNS = [
+    ((4, 3), (4, 1, 3, 0)),
+    ((5, 2, 3), (5, 7, 2, 1, 3, 0)),
+    ((4, 5), (10, 1, 2, 0)),  # rows of 5: a row's first chunk of four may start mid-stretch and cross two ends
     ((3, 4), (3, 1, 4, 3)),
     ((5, 6), (5, 2, 6, 7)),
     ((2, 3, 2, 2, 2, 3), (2, 1, 3, 0, 2, 5, 2, 0, 2, 11, 3, 1)),

@@ -160,6 +160,21 @@ def _element_keep(seed, offset, runs, row, col0, row_len, threshold, RUN_COUNT: 
 
 
 @triton.jit
+def _shared_in_chunks_keep(seed, offset, runs, row, col0, row_len, inner_extent, threshold,
+                           RUN_COUNT: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr):
+    """Keep decisions ([BR, BC // 4, 4]) of the tile when the innermost run has stride 0 and an extent E >= 4: the
+    four consecutive elements of a chunk (4j .. 4j + 3) then lie in at most two of its stretches, one decision
+    each, those of the chunk's first and last elements (two Philox calls per chunk, not four). An element takes
+    the first's while it is in the first's stretch (the first's position in it plus c < E), else the last's."""
+    first = row[:, None] * row_len + col0 + (tl.arange(0, BC // 4) * 4).to(tl.int64)[None, :]  # [BR, BC // 4]
+    first_word = _element_words(seed, _global_index(offset, _mask_index(first, runs, RUN_COUNT)))
+    last_word = _element_words(seed, _global_index(offset, _mask_index(first + 3, runs, RUN_COUNT)))
+    in_first_stretch = (first % inner_extent)[:, :, None] + tl.arange(0, 4)[None, None, :] < inner_extent
+    words = tl.where(in_first_stretch, first_word[:, :, None], last_word[:, :, None])
+    return words >= threshold.to(tl.uint32)
+
+
+@triton.jit
 def _runs_keep(seed, offset, runs, row, col0, rows, row_len, threshold, RUN_COUNT: tl.constexpr,
                BR: tl.constexpr, BC: tl.constexpr):
     """Keep decisions ([BR, BC // 4, 4]) of the tile under a mask geometry: element e (row * row_len + column)
@@ -169,7 +184,8 @@ def _runs_keep(seed, offset, runs, row, col0, rows, row_len, threshold, RUN_COUN
     Where each tile row's in-bounds elements lie inside one stretch of the innermost run (extent E, stride S), m
     steps by S along the row from the row's first element's m: with S = 1 the row takes consecutive words, the
     flat path's Philox calls (_consecutive_keep); with S = 0 the whole row shares one decision, one Philox call
-    per row. Elsewhere (tiles across the innermost run's ends, other strides) each element takes its own call."""
+    per row. Tiles across the ends of an innermost run of stride 0 take two calls per four elements
+    (_shared_in_chunks_keep); elsewhere (other strides, runs of fewer than 4 elements) each element takes its own."""
     row_first = row * row_len + col0  # [BR] int64: e of each row's first element in the tile
     row_start = _global_index(offset, _mask_index(row_first, runs, RUN_COUNT))[:, None]  # [BR, 1]
     inner_extent = runs[2 * RUN_COUNT - 2]
@@ -184,6 +200,9 @@ def _runs_keep(seed, offset, runs, row, col0, rows, row_len, threshold, RUN_COUN
     elif in_one_stretch & (inner_stride == 0):
         row_keep = _element_words(seed, row_start) >= threshold.to(tl.uint32)  # [BR, 1]
         keep = tl.broadcast_to(row_keep[:, :, None], (BR, BC // 4, 4))
+    elif (inner_stride == 0) & (inner_extent >= 4):
+        keep = _shared_in_chunks_keep(seed, offset, runs, row, col0, row_len, inner_extent, threshold, RUN_COUNT,
+                                      BR, BC)
     else:
         keep = _element_keep(seed, offset, runs, row, col0, row_len, threshold, RUN_COUNT, BR, BC)
     return keep
