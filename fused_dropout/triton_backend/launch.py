@@ -61,20 +61,23 @@ _LEAST_COLUMNS = 256
 # element than one row of 4096 (measured on the sm_90 SASS).
 _MOST_COLUMNS = 1024
 _MOST_IDLE_LANES = 1 / 16  # of the row length
+_RUNS_AT_FULL_TILE = 2  # DropPath, channel and locked dropout, column shards: the common geometries
 
 
 def _idle_lanes(row_len: int, columns: int) -> int:
     return triton.cdiv(row_len, columns) * columns - row_len
 
 
-def _tile(row_len: int, has_columns: bool, element_size: int, smooth: bool = False) -> Tile:
+def _tile(row_len: int, has_columns: bool, element_size: int, smooth: bool = False, run_count: int = 0) -> Tile:
     """The tile of a [rows, row_len] view: flat views take one long row of elements, column views as many rows
     of a power-of-two column block as fit. The column block is the row length rounded up to a power of two (at
     most 1024), halved while that leaves more than 1/16 of a row's lanes idle (down to 256 columns): 3072 = 3 x 1024.
     The smooth activations' kernels (smooth) take half the elements per program: their math holds more values per
-    element live, and at the full tile a thread's share spills registers. A mask geometry's kernels take the same
-    tiles (their per-element path works on a quarter of the tile at a time)."""
-    elements = _ELEMENTS_PER_PROGRAM[element_size] // (2 if smooth else 1)
+    element live, and at the full tile a thread's share spills registers. So do the kernels of a mask geometry of
+    more than _RUNS_AT_FULL_TILE runs (run_count): their 64-bit divisions by each run's extent, for every element
+    or chunk, spill at the full tile of 16-bit types on sm_80."""
+    halved = smooth or run_count > _RUNS_AT_FULL_TILE
+    elements = _ELEMENTS_PER_PROGRAM[element_size] // (2 if halved else 1)
     if not has_columns:
         return Tile(1, elements, _NUM_WARPS)
     columns = max(4, min(triton.next_power_of_2(row_len), elements, _MOST_COLUMNS))
@@ -221,7 +224,7 @@ def forward(op, x, residual, bias, seed, offset, p, mask_runs=()) -> torch.Tenso
     has_columns = bias is not None
     row_len = spec.row_len_of(x) if has_columns else x.numel()
     rows = x.numel() // row_len
-    tile = _tile(row_len, has_columns, x.element_size(), op.activation in SMOOTH_ACTIVATIONS)
+    tile = _tile(row_len, has_columns, x.element_size(), op.activation in SMOOTH_ACTIVATIONS, len(runs))
     variant = _forward_specialization(op.activation, has_columns, residual is not None, x.dtype, tile, len(runs))
     grid = (triton.cdiv(rows, tile.rows) * triton.cdiv(row_len, tile.columns),)
     pointers = dict(x_ptr=x, out_ptr=out, seed_ptr=_seed_or_zero(seed, x.device), offset=offset)
@@ -267,7 +270,7 @@ def backward(kind, grad, saved, p, bias_grad) -> tuple[torch.Tensor, torch.Tenso
     has_columns = bias_grad or has_bias
     row_len = spec.row_len_of(grad) if has_columns else grad.numel()
     rows = grad.numel() // row_len
-    tile = _tile(row_len, has_columns, grad.element_size(), backward_kind.saves_input)
+    tile = _tile(row_len, has_columns, grad.element_size(), backward_kind.saves_input, len(runs))
     row_blocks = triton.cdiv(rows, tile.rows)
     pointers = dict(grad_ptr=grad, grad_in_ptr=grad_in)
     if backward_kind.keeps_from_mask:
@@ -303,13 +306,15 @@ def _runs_specializations() -> list[Specialization]:
     """The mask geometry's variants that stand for all of them (RUN_COUNT 1 .. 6 of every op, dtype and tile: too
     many to compile in CI). The runs change only how keep is computed, the same code in every op, so: each kernel
     in a flat and a column view, at two runs (DropPath, channel and locked dropout, column shards) and at six (the
-    most divisions, and the most registers with a 16-bit tile's 8 elements per thread)."""
+    most divisions, at the halved tile)."""
     bf16 = torch.bfloat16
     return [
-        _forward_specialization("identity", False, False, bf16, _tile(1, False, 2), 2),
-        _forward_specialization("relu", True, False, bf16, _tile(4096, True, 2), MAX_KERNEL_RUNS),
-        _backward_specialization("mask", False, False, bf16, _tile(1, False, 2), MAX_KERNEL_RUNS),
-        _backward_specialization("gelu_input", True, True, torch.float32, _tile(4096, True, 4, True), 2),
+        _forward_specialization("identity", False, False, bf16, _tile(1, False, 2, False, 2), 2),
+        _forward_specialization("relu", True, False, bf16, _tile(4096, True, 2, False, MAX_KERNEL_RUNS),
+                                MAX_KERNEL_RUNS),
+        _backward_specialization("mask", False, False, bf16, _tile(1, False, 2, False, MAX_KERNEL_RUNS),
+                                 MAX_KERNEL_RUNS),
+        _backward_specialization("gelu_input", True, True, torch.float32, _tile(4096, True, 4, True, 2), 2),
     ]
 
 
