@@ -1,17 +1,20 @@
 """Triton kernels of the op table. One forward and one backward kernel, specialised by constexprs (the op's
-ACTIVATION, bias and residual; the backward KIND and bias gradient; the compute type; the tile), plus the column
-reduction of the bias gradient.
+ACTIVATION, bias and residual; the backward KIND and bias gradient; the compute type; the tile; the mask geometry's
+RUN_COUNT), plus the column reduction of the bias gradient.
 
 Tensors are seen as [rows, row_len] (row_len = bias length, or numel for a flat view) and cut into [BR, BC] tiles,
 held as [BR, BC // 4, 4]: element 4j + c of a tile row at [row, j, c]. The mask of a tile row follows the spec: one
 Philox call per four consecutive elements (see _tile_keep), whose four words land in that last dimension where the
-elements are, so no layout conversion moves them between threads.
+elements are, so no layout conversion moves them between threads. Under a mask geometry (RUN_COUNT > 0, the runs
+of csrc/mask_runs.h as scalar arguments extent_r, stride_r) an element's mask index is computed from its flat index
+(see _runs_keep); RUN_COUNT = 0, the flat mask, compiles exactly as the kernels did before geometries.
 Pointers a specialisation does not read are None (constexpr), so nothing stands in for them.
 """
 import triton
 import triton.language as tl
 
 from .. import spec
+from ..geometry import MAX_KERNEL_RUNS
 from . import activation_math
 
 
@@ -88,27 +91,133 @@ def _group_words(seed, group, word):
 @triton.jit
 def _tile_keep(seed, offset, row, col0, rows, row_len, threshold, BR: tl.constexpr, BC: tl.constexpr):
     """Keep decisions ([BR, BC // 4, 4]) of the [BR, BC] tile whose rows are `row` ([BR] int64) and columns col0 ..
-    col0 + BC.
+    col0 + BC, under the flat mask (m(e) = e): row r's elements take g = offset + r * row_len + col0 + k. Every row
+    starts on a group boundary when offset and row_len are multiples of 4, or in a single row: the fast path."""
+    row_start = _global_index(offset, row[:, None] * row_len + col0)  # [BR, 1]
+    first_group, start_word = _mask_index_rule(row_start)
+    group = first_group + tl.arange(0, BC // 4).to(tl.uint64)[None, :]  # [BR, BC // 4]
+    aligned = ((offset & 3) == 0) & (((row_len & 3) == 0) | (rows == 1))  # uniform over the tile
+    return _consecutive_keep(seed, group, start_word, aligned, threshold, BR, BC)
 
-    Row r starts at g_r = offset + r * row_len + col0 = 4 q_r + s_r (the rule applied to g_r). When every row
-    starts on a group boundary (s_r = 0: offset and row_len multiples of 4, or a single row), element 4j + c of a
-    row takes word c of group q_r + j: the fast path. Otherwise its g = 4 (q_r + j) + (s_r + c), so the rule
-    applied to s_r + c (0 .. 6) gives its group's distance from q_r + j (0 or 1) and its word; the words that
-    spill into the next group come from a second call for q_r + j + 1.
+
+@triton.jit
+def _consecutive_keep(seed, group, start_word, aligned, threshold, BR: tl.constexpr, BC: tl.constexpr):
+    """Keep decisions ([BR, BC // 4, 4]) of tile rows whose elements take consecutive global indices: row r starts
+    at g_r = 4 q_r + s_r (the rule applied to g_r), `group` = q_r + j ([BR, BC // 4]) and `start_word` = s_r ([BR,
+    1]).
+
+    When every row starts on a group boundary (`aligned`: every s_r = 0), element 4j + c of a row takes word c of
+    group q_r + j: the fast path. Otherwise its g = 4 (q_r + j) + (s_r + c), so the rule applied to s_r + c (0 .. 6)
+    gives its group's distance from q_r + j (0 or 1) and its word; the words that spill into the next group come
+    from a second call for q_r + j + 1.
 
     keep <=> word >= T in 32 bits: T = floor(p * 2^32) arrives clamped to 2^32 - 1, so at p = 1 (T = 2^32) a word
     of 0xFFFFFFFF is kept here: the kernels then read their input as 0 (see _reads_input), which makes a kept
     element the same +0 as a dropped one.
     """
-    row_start = _global_index(offset, row[:, None] * row_len + col0)  # [BR, 1]
-    first_group, start_word = _mask_index_rule(row_start)
-    group = first_group + tl.arange(0, BC // 4).to(tl.uint64)[None, :]  # [BR, BC // 4]
-    if ((offset & 3) == 0) & (((row_len & 3) == 0) | (rows == 1)):  # uniform: aligned rows take the fast path
+    if aligned:
         words = _words_in_element_order(seed, group, BR, BC)
     else:
         next_group, word = _mask_index_rule(start_word[:, :, None] + tl.arange(0, 4)[None, None, :])  # [BR, 1, 4]
         words = tl.where(next_group == 0, _group_words(seed, group, word), _group_words(seed, group + 1, word))
     return words >= threshold.to(tl.uint32)
+
+
+@triton.jit
+def _mask_index(e, runs, RUN_COUNT: tl.constexpr):
+    """The mask index m(e) of each element e (int64, any shape) under the runs (extent_0, stride_0, ...,
+    outermost first; csrc/mask_runs.h): the digits of e in the extents' mixed radix, innermost first, weighted by
+    the strides. The outermost digit needs no modulo: e / inner_0 < extent_0 for every e < numel."""
+    m = e * 0
+    for step in tl.static_range(RUN_COUNT - 1):  # run r = RUN_COUNT - 1 - step
+        m += (e % runs[2 * (RUN_COUNT - 1 - step)]) * runs[2 * (RUN_COUNT - 1 - step) + 1]
+        e = e // runs[2 * (RUN_COUNT - 1 - step)]
+    return m + e * runs[1]
+
+
+@triton.jit
+def _element_words(seed, g):
+    """The Philox word of each element of global indices g (uint64, any shape): one Philox call per element."""
+    group, word = _mask_index_rule(g)
+    r0, r1, r2, r3 = _philox(seed, group)
+    return _pick_word(r0, r1, r2, r3, word)
+
+
+@triton.jit
+def _element_keep(seed, offset, runs, row, col0, row_len, threshold, RUN_COUNT: tl.constexpr, BR: tl.constexpr,
+                  BC: tl.constexpr):
+    """Keep decisions ([BR, BC // 4, 4]) of the tile, one Philox call per element. A quarter of the tile at a time
+    (the elements 4j + c, for c = 0 .. 3), in a loop the compiler does not unroll: the four words of a call are live
+    for a quarter of the elements, as in the flat path, not for all of them (which spills registers at 32 elements
+    per thread)."""
+    words = tl.zeros((BR, BC // 4, 4), dtype=tl.uint32)
+    position = tl.arange(0, 4)[None, None, :]
+    for c in tl.range(0, 4, loop_unroll_factor=1):
+        e = row[:, None] * row_len + col0 + (tl.arange(0, BC // 4) * 4 + c).to(tl.int64)[None, :]
+        word = _element_words(seed, _global_index(offset, _mask_index(e, runs, RUN_COUNT)))  # [BR, BC // 4]
+        words = tl.where(position == c, word[:, :, None], words)
+    return words >= threshold.to(tl.uint32)
+
+
+@triton.jit
+def _shared_in_chunks_keep(seed, offset, runs, row, col0, row_len, inner_extent, threshold,
+                           RUN_COUNT: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr):
+    """Keep decisions ([BR, BC // 4, 4]) of the tile when the innermost run has stride 0 and an extent E >= 4: the
+    four consecutive elements of a chunk (4j .. 4j + 3) then lie in at most two of its stretches, one decision
+    each, those of the chunk's first and last elements (two Philox calls per chunk, not four). An element takes
+    the first's while it is in the first's stretch (the first's position in it plus c < E), else the last's."""
+    first = row[:, None] * row_len + col0 + (tl.arange(0, BC // 4) * 4).to(tl.int64)[None, :]  # [BR, BC // 4]
+    first_word = _element_words(seed, _global_index(offset, _mask_index(first, runs, RUN_COUNT)))
+    last_word = _element_words(seed, _global_index(offset, _mask_index(first + 3, runs, RUN_COUNT)))
+    in_first_stretch = (first % inner_extent)[:, :, None] + tl.arange(0, 4)[None, None, :] < inner_extent
+    words = tl.where(in_first_stretch, first_word[:, :, None], last_word[:, :, None])
+    return words >= threshold.to(tl.uint32)
+
+
+@triton.jit
+def _runs_keep(seed, offset, runs, row, col0, rows, row_len, threshold, RUN_COUNT: tl.constexpr,
+               BR: tl.constexpr, BC: tl.constexpr):
+    """Keep decisions ([BR, BC // 4, 4]) of the tile under a mask geometry: element e (row * row_len + column)
+    takes g = offset + m(e) (_mask_index). Lanes past the tensor's end compute words nobody stores; rows past it do
+    not count in the choice of path.
+
+    Where each tile row's in-bounds elements lie inside one stretch of the innermost run (extent E, stride S), m
+    steps by S along the row from the row's first element's m: with S = 1 the row takes consecutive words, the
+    flat path's Philox calls (_consecutive_keep); with S = 0 the whole row shares one decision, one Philox call
+    per row. Tiles across the ends of an innermost run of stride 0 take two calls per four elements
+    (_shared_in_chunks_keep); elsewhere (other strides, runs of fewer than 4 elements) each element takes its own."""
+    row_first = row * row_len + col0  # [BR] int64: e of each row's first element in the tile
+    row_start = _global_index(offset, _mask_index(row_first, runs, RUN_COUNT))[:, None]  # [BR, 1]
+    inner_extent = runs[2 * RUN_COUNT - 2]
+    inner_stride = runs[2 * RUN_COUNT - 1]
+    columns = tl.minimum(row_len - col0, BC)  # the in-bounds columns of the tile's rows
+    in_one_stretch = tl.min(((row_first % inner_extent + columns <= inner_extent) | (row >= rows)).to(tl.int32)) == 1
+    if in_one_stretch & (inner_stride == 1):
+        first_group, start_word = _mask_index_rule(row_start)
+        group = first_group + tl.arange(0, BC // 4).to(tl.uint64)[None, :]  # [BR, BC // 4]
+        aligned = tl.max(tl.where(row[:, None] < rows, start_word, 0)) == 0
+        keep = _consecutive_keep(seed, group, start_word, aligned, threshold, BR, BC)
+    elif in_one_stretch & (inner_stride == 0):
+        row_keep = _element_words(seed, row_start) >= threshold.to(tl.uint32)  # [BR, 1]
+        keep = tl.broadcast_to(row_keep[:, :, None], (BR, BC // 4, 4))
+    elif (inner_stride == 0) & (inner_extent >= 4):
+        keep = _shared_in_chunks_keep(seed, offset, runs, row, col0, row_len, inner_extent, threshold, RUN_COUNT,
+                                      BR, BC)
+    else:
+        keep = _element_keep(seed, offset, runs, row, col0, row_len, threshold, RUN_COUNT, BR, BC)
+    return keep
+
+
+@triton.jit
+def _keep(seed, offset, runs, row, col0, rows, row_len, threshold, RUN_COUNT: tl.constexpr,
+          BR: tl.constexpr, BC: tl.constexpr):
+    """The tile's keep decisions under the geometry the launcher chose: RUN_COUNT = 0 is the flat mask (m(e) = e,
+    the fast path, compiled exactly as without geometries), 1 .. 6 runs of a mask geometry."""
+    if RUN_COUNT == 0:
+        keep = _tile_keep(seed, offset, row, col0, rows, row_len, threshold, BR, BC)
+    else:
+        keep = _runs_keep(seed, offset, runs, row, col0, rows, row_len, threshold, RUN_COUNT, BR, BC)
+    return keep
 
 
 @triton.jit
@@ -239,17 +348,27 @@ def _tile_coordinates(rows, row_len, BR: tl.constexpr, BC: tl.constexpr):
 
 # threshold and scale_bits change with p: typed and not specialised on their values, so a new p never means a new
 # compile. threshold = min(floor(p * 2^32), 2^32 - 1); scale_bits = the bits of the scale in the compute type, 0
-# exactly when p = 1 (see _reads_input). The offset is typed too: offsets of every size share one compile.
-@triton.jit(do_not_specialize=["offset", "threshold", "scale_bits"])
+# exactly when p = 1 (see _reads_input). The offset is typed too: offsets of every size share one compile, and so
+# are the mask runs' extents and strides: geometries of every size share the compile of their RUN_COUNT.
+_RUN_ARGUMENTS = [f"{part}_{r}" for r in range(MAX_KERNEL_RUNS) for part in ("extent", "stride")]
+
+
+@triton.jit(do_not_specialize=["offset", "threshold", "scale_bits"] + _RUN_ARGUMENTS)
 def forward_kernel(x_ptr, bias_ptr, residual_ptr, out_ptr, seed_ptr, offset: tl.int64, rows, row_len,
                    threshold: tl.uint32, scale_bits: tl.int64, ACTIVATION: tl.constexpr, HAS_BIAS: tl.constexpr,
                    HAS_RESIDUAL: tl.constexpr, ACC_F64: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr,
-                   INTERPRETER: tl.constexpr):
-    """out = [residual +] (keep ? ACTIVATION(x [+ bias]) * scale : 0), rounded once."""
+                   INTERPRETER: tl.constexpr, RUN_COUNT: tl.constexpr = 0,
+                   extent_0: tl.int64 = 1, stride_0: tl.int64 = 0, extent_1: tl.int64 = 1, stride_1: tl.int64 = 0,
+                   extent_2: tl.int64 = 1, stride_2: tl.int64 = 0, extent_3: tl.int64 = 1, stride_3: tl.int64 = 0,
+                   extent_4: tl.int64 = 1, stride_4: tl.int64 = 0, extent_5: tl.int64 = 1, stride_5: tl.int64 = 0):
+    """out = [residual +] (keep ? ACTIVATION(x [+ bias]) * scale : 0), rounded once; keep from the mask under the
+    geometry of the RUN_COUNT runs (none: the flat mask)."""
     acc_t = tl.float64 if ACC_F64 else tl.float32
     _, row, col0, col, in_bounds, index = _tile_coordinates(rows, row_len, BR, BC)
     seed = tl.load(seed_ptr)
-    keep = _tile_keep(seed, offset, row, col0, rows, row_len, threshold, BR, BC)
+    runs = (extent_0, stride_0, extent_1, stride_1, extent_2, stride_2, extent_3, stride_3, extent_4, stride_4,
+            extent_5, stride_5)
+    keep = _keep(seed, offset, runs, row, col0, rows, row_len, threshold, RUN_COUNT, BR, BC)
     reads_input = _reads_input(scale_bits)
     v = _load_widened(x_ptr + index, tl.where(reads_input, in_bounds, False), acc_t, INTERPRETER)
     if HAS_BIAS:
@@ -261,15 +380,19 @@ def forward_kernel(x_ptr, bias_ptr, residual_ptr, out_ptr, seed_ptr, offset: tl.
     tl.store(out_ptr + index, _round_to(out, out_ptr.dtype.element_ty, INTERPRETER), mask=in_bounds)
 
 
-@triton.jit(do_not_specialize=["offset", "threshold", "scale_bits"])
+@triton.jit(do_not_specialize=["offset", "threshold", "scale_bits"] + _RUN_ARGUMENTS)
 def backward_kernel(grad_ptr, y_ptr, x_ptr, bias_ptr, seed_ptr, offset: tl.int64, grad_in_ptr, partial_ptr, rows,
                     row_len, threshold: tl.uint32, scale_bits: tl.int64, KIND: tl.constexpr,
                     ACTIVATION: tl.constexpr, HAS_BIAS: tl.constexpr, BIAS_GRAD: tl.constexpr,
-                    ACC_F64: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr, INTERPRETER: tl.constexpr):
-    """grad_in = keep ? grad * scale : 0, keep from the mask (KIND "mask") or where the saved output y > 0 (KIND
-    "relu_output"); KIND "input" (the smooth activations) keeps from the mask and multiplies by
-    ACTIVATION'(x [+ bias]) from the saved input. With BIAS_GRAD, also this tile's column sums of grad_in (as
-    stored) into partial[row_block, col], reduced later in row-block order."""
+                    ACC_F64: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr, INTERPRETER: tl.constexpr,
+                    RUN_COUNT: tl.constexpr = 0,
+                    extent_0: tl.int64 = 1, stride_0: tl.int64 = 0, extent_1: tl.int64 = 1, stride_1: tl.int64 = 0,
+                    extent_2: tl.int64 = 1, stride_2: tl.int64 = 0, extent_3: tl.int64 = 1, stride_3: tl.int64 = 0,
+                    extent_4: tl.int64 = 1, stride_4: tl.int64 = 0, extent_5: tl.int64 = 1, stride_5: tl.int64 = 0):
+    """grad_in = keep ? grad * scale : 0, keep from the mask (KIND "mask", under the geometry of the RUN_COUNT runs)
+    or where the saved output y > 0 (KIND "relu_output"); KIND "input" (the smooth activations) keeps from the mask
+    and multiplies by ACTIVATION'(x [+ bias]) from the saved input. With BIAS_GRAD, also this tile's column sums of
+    grad_in (as stored) into partial[row_block, col], reduced later in row-block order."""
     acc_t = tl.float64 if ACC_F64 else tl.float32
     row_block, row, col0, col, in_bounds, index = _tile_coordinates(rows, row_len, BR, BC)
     if KIND == "relu_output":
@@ -279,7 +402,9 @@ def backward_kernel(grad_ptr, y_ptr, x_ptr, bias_ptr, seed_ptr, offset: tl.int64
     else:
         tl.static_assert((KIND == "mask") | (KIND == "input"), "unknown backward KIND")
         seed = tl.load(seed_ptr)
-        keep = _tile_keep(seed, offset, row, col0, rows, row_len, threshold, BR, BC)
+        runs = (extent_0, stride_0, extent_1, stride_1, extent_2, stride_2, extent_3, stride_3, extent_4, stride_4,
+                extent_5, stride_5)
+        keep = _keep(seed, offset, runs, row, col0, rows, row_len, threshold, RUN_COUNT, BR, BC)
         reads = tl.where(_reads_input(scale_bits), in_bounds, False)
         grad = _load_widened(grad_ptr + index, reads, acc_t, INTERPRETER)
         scaled = grad * _scale_value(scale_bits, ACC_F64)
