@@ -1,5 +1,5 @@
 """The ops under a mask geometry that the family's kernels cannot take as their mask runs (kernels_take: the
-CUDA and Triton kernels for now, geometries of more than six runs, and drop_path's unscaled values): these calls
+CUDA kernels for now, geometries of more than six runs, and drop_path's unscaled values): these calls
 run as a composite of torch ops around one shared mask, and say so (a warning, shown once per call site by
 Python's default filter). Every other geometry goes to the kernels in one pass (functional.apply).
 
@@ -38,9 +38,9 @@ def _stacklevel_of_caller() -> int:
     return level
 
 
-# The families whose kernels take mask runs, by device type (None: every device). The CUDA bodies and the Triton
-# kernels do not yet: their geometry calls run the composite below.
-_TAKE_MASK_RUNS = {"torch": None, "native": ("cpu",)}
+# The families whose kernels take mask runs, by device type (None: every device). The CUDA bodies do not yet:
+# their geometry calls run the composite below.
+_TAKE_MASK_RUNS = {"torch": None, "triton": None, "native": ("cpu",)}
 
 
 def kernels_take(geometry: MaskGeometry, ops, device: torch.device) -> bool:

@@ -118,8 +118,8 @@ _COMMON_ARGS = """
         global_shape (sequence of int, optional): the whole tensor's shape when x is a shard of it (default
             x.shape); with shard_offsets, x gets exactly its box of the whole tensor's mask.
         shard_offsets (sequence of int, optional): where x starts in the whole tensor, per dim (default zeros).
-            The cpu and torch backends run any geometry in one pass (the kernels take it as (extent, stride)
-            runs of the mask index); the cuda and triton backends, for now, run a geometry other than a shard of
+            The cpu, triton and torch backends run any geometry in one pass (the kernels take it as (extent,
+            stride) runs of the mask index); the cuda backend, for now, runs a geometry other than a shard of
             whole rows (a plain offset) as a composite of torch ops around one shared mask (a warning says so)."""
 
 

@@ -232,8 +232,7 @@ def _register_python_kernels(ops: OpFamily, module_name: str, dispatch_keys) -> 
         def kernel(*args):
             named = op.unpack(args)
             check_forward(op, named)
-            # A call with the flat mask passes no runs: module.forward's mask_runs argument is optional.
-            return in_layout_of(named.x, module().forward(op, *(named if named.mask_runs else named[:-1])))
+            return in_layout_of(named.x, module().forward(op, *named))
 
         return kernel
 
