@@ -301,44 +301,48 @@ FD_HOST_DEVICE bool index_keep(uint64_t seed, uint64_t g, KeepRule rule) {
   return rule(word);
 }
 
-// A geometry with runs: element e uses the word of offset + m(e) (mask_index). Inside one innermost run a chunk's
-// mask indices step by that run's stride from m(first), so a chunk that lies in one run costs one mask_index and
-// - stride 1: the Philox groups of its consecutive words (the flat rule's chunk_keep_bits at offset + m(first)),
-// - stride 0: ONE Philox group, whose decision every element of the chunk shares (DropPath's samples, channel
+// A geometry with runs: element e uses the word of offset + m(e) (mask_index). A chunk is cut where it crosses from
+// one innermost run to the next (not at all when the innermost extent is a multiple of the chunk); along one run
+// the mask indices step by the run's stride from m(first of the piece), so each piece costs one mask_index and
+// - stride 1: the Philox groups of its consecutive words (the flat rule's chunk_keep_bits at offset + m),
+// - stride 0: ONE Philox group, whose decision every element of the piece shares (DropPath's samples, channel
 //   dropout's channels),
 // - any other stride: one Philox group per element.
-// A chunk that crosses runs (an innermost extent that is not a multiple of the chunk) takes each element's m(e).
-// The per-element loop stays rolled: unrolled, its Philox calls and 64-bit divisions would make each runs kernel
-// several times the size of its flat kernel, for chunks off the common paths.
+// The loops stay rolled: unrolled, their Philox calls and 64-bit divisions (function calls on a GPU) would make
+// each runs kernel several times the size of its flat kernel.
 template <typename acc_t>
 struct RunsChunkMask {
   const DropoutParams<acc_t>& params;
   const MaskRuns& runs;
   FD_HOST_DEVICE RunsChunkMask(const DropoutParams<acc_t>& p, const MaskRuns& r) : params(p), runs(r) {}
+
   template <int N>
   FD_HOST_DEVICE void keep(int64_t first, int count, bool (&flags)[N]) const {
     const int64_t inner_extent = runs.inner_extent();
-    const int64_t stride = runs.inner_stride();
-    const bool one_run = first % inner_extent + count <= inner_extent;
-    const uint64_t g0 = params.offset + mask_index(runs, first);
-    if (one_run && stride == 1) {
-      keep_flags_of<N>(chunk_keep_bits<N>(params.seed, g0, 0, count, params.rule), flags);
-      return;
-    }
-    if (one_run && stride == 0) {
-      const bool shared = index_keep(params.seed, g0, params.rule);
-      FD_UNROLL
-      for (int e = 0; e < N; ++e) flags[e] = shared;
-      return;
-    }
     uint32_t bits = 0;
     FD_NO_UNROLL
-    for (int e = 0; e < count; ++e) {
-      const uint64_t g = one_run ? g0 + static_cast<uint64_t>(e * stride)
-                                 : params.offset + mask_index(runs, first + e);
-      bits |= static_cast<uint32_t>(index_keep(params.seed, g, params.rule)) << e;
+    for (int done = 0; done < count;) {
+      const int64_t e = first + done;
+      const int64_t left_in_run = inner_extent - e % inner_extent;
+      const int n = left_in_run < count - done ? static_cast<int>(left_in_run) : count - done;
+      bits |= run_piece_bits<N>(params.offset + mask_index(runs, e), n) << done;
+      done += n;
     }
     keep_flags_of<N>(bits, flags);
+  }
+
+  // Keep bits of n <= N consecutive elements of one innermost run, the first one's mask word at g.
+  template <int N>
+  FD_HOST_DEVICE uint32_t run_piece_bits(uint64_t g, int n) const {
+    const int64_t stride = runs.inner_stride();
+    if (stride == 1) return chunk_keep_bits<N>(params.seed, g, 0, n, params.rule);
+    if (stride == 0) return index_keep(params.seed, g, params.rule) ? (1u << n) - 1u : 0u;
+    uint32_t bits = 0;
+    FD_NO_UNROLL
+    for (int k = 0; k < n; ++k) {
+      bits |= static_cast<uint32_t>(index_keep(params.seed, g + static_cast<uint64_t>(k * stride), params.rule)) << k;
+    }
+    return bits;
   }
 };
 
