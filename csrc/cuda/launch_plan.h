@@ -1,8 +1,8 @@
 // Everything the CUDA launcher decides on the host, written once over a Runner that launches the kernels:
 // dtype and op dispatch (op_dispatch.h), argument blocks, vector or scalar path, flat mask or mask runs, grid
-// geometry, bias-gradient tiling. dropout_kernels.cu passes a Runner that launches the __global__ kernels; tests/cuda_emulator passes
-// one that runs the same per-thread bodies over every block and thread on the CPU. So the emulator tests check
-// the launcher's own dispatch and geometry, not a copy of them.
+// geometry, bias-gradient tiling. dropout_kernels.cu passes a Runner that launches the __global__ kernels;
+// tests/cuda_emulator passes one that runs the same per-thread bodies over every block and thread on the CPU. So
+// the emulator tests check the launcher's own dispatch and geometry, not a copy of them.
 //
 // Runner provides (Grid from launch_geometry.h; kRuns: the kernels of a mask with runs, a separate instantiation of
 // the bodies, so the flat kernels stay exactly what they are without runs):
