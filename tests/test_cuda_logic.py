@@ -4,6 +4,8 @@ __global__ kernels call) over every block and thread on the CPU, through the lau
 Outputs must match the pure-PyTorch reference family bit for bit, and every output element must be written (the
 emulator poisons its outputs with NaN). The ops come from the emulator's copy of csrc/op_list.h, the launch
 geometry from the launcher's own functions: nothing here re-types them."""
+import functools
+import itertools
 import math
 import os
 import shutil
@@ -14,8 +16,11 @@ import pytest
 import torch
 
 import fused_dropout as fd  # noqa: F401 - defines the torch_ reference ops the expectations come from
+import spec_impl
 from conftest import assert_column_sum_close, make_input
-from fused_dropout import spec
+from fused_dropout import reference, spec
+from fused_dropout.geometry import mask_geometry
+from fused_dropout.op_table import BACKWARDS, OPS_BY_NAME
 from spec_impl import M32, philox4x32_10
 from test_nan import CANONICAL as CANONICAL_NAN
 from test_nan import bits as nan_bits
@@ -110,7 +115,7 @@ def run(emulator, directory, check=True, **spec):
         return result
     assert result.returncode == 0, result.stderr
     report = dict(line.split(" ", 1) for line in result.stdout.splitlines())
-    return {"vector_path": int(report["vector_path"]), "grid": report["grid"]}
+    return {"vector_path": int(report["vector_path"]), "mask_runs": int(report["mask_runs"]), "grid": report["grid"]}
 
 
 SHAPES = [(1,), (7,), (3, 8), (5, 9), (33, 129), (64, 1024), (3, 4099), (700, 24)]
@@ -288,6 +293,125 @@ def test_an_op_without_a_kernel_is_an_error(emulator, op_list, tmp_path):
                      has_bias=has_bias, has_residual=0, seed=1, offset=0, threshold=0, scale="1.0", misalign=0,
                      geometry="grid_stride")
         assert result.returncode != 0 and ("no kernel" in result.stderr or "not in csrc/op_list.h" in result.stderr)
+
+
+# ---- mask geometry: the kernels of a mask with runs (csrc/mask_runs.h) ---------------------------------------
+#
+# The emulator takes the runs as the ops do: fused_dropout.geometry.mask_geometry's kernel_runs, its base folded into
+# the offset. The keep mask comes from tests/spec_impl.py's reading of the spec's geometry rule (no package code),
+# the values from the reference's element math under that mask.
+
+
+@dataclass(frozen=True)
+class GeometryCase:
+    shape: tuple
+    runs: tuple  # the kernel runs mask_geometry must make of it (what the case exercises)
+    noise_shape: tuple = None
+    global_shape: tuple = None
+    shard_offsets: tuple = None
+
+    def geometry(self):
+        return mask_geometry(self.shape, self.noise_shape, self.global_shape, self.shard_offsets)
+
+
+GEOMETRY_CASES = {
+    # DropPath, one decision per sample: one Philox group per chunk, chunks never cross samples.
+    "drop_path": GeometryCase((5, 3, 24), (5, 1, 72, 0), noise_shape=(5, 1, 1)),
+    # DropPath whose samples end inside chunks (4099 elements), large enough that grid-stride threads loop.
+    "drop_path_odd": GeometryCase((3, 4099), (3, 1, 4099, 0), noise_shape=(3, 1)),
+    # Channel dropout (Dropout2d): one decision per (sample, channel) of 7 x 7 elements.
+    "channel": GeometryCase((2, 6, 7, 7), (12, 1, 49, 0), noise_shape=(2, 6, 1, 1)),
+    # Locked dropout over (T, B, H): the same (B, H) mask at every step.
+    "locked": GeometryCase((4, 3, 20), (4, 0, 60, 1), noise_shape=(1, 3, 20)),
+    # A column shard at column 13 (the base: not a multiple of 4), 19 columns wide.
+    "column_shard": GeometryCase((9, 19), (9, 64, 19, 1), global_shape=(9, 64), shard_offsets=(0, 13)),
+    # A 2-D shard of rows 3..35 and columns 101..229.
+    "shard_2d": GeometryCase((33, 129), (33, 300, 129, 1), global_shape=(50, 300), shard_offsets=(3, 101)),
+    # Broadcast and shard together: the mask (6, 1, 30) of (6, 8, 30), the local box at column 9.
+    "broadcast_shard": GeometryCase((6, 8, 12), (6, 30, 8, 0, 12, 1), noise_shape=(6, 1, 30),
+                                    global_shape=(6, 8, 30), shard_offsets=(0, 0, 9)),
+    # A shard one column wide of the last dim: consecutive elements step their mask index by 2, and chunks cross
+    # the runs of 20 elements.
+    "strided": GeometryCase((3, 4, 5, 1), (3, 60, 20, 2), global_shape=(3, 6, 5, 2), shard_offsets=(0, 1, 0, 1)),
+    # A row shard is contiguous: no runs (the flat kernels), only the base added to the offset.
+    "row_shard": GeometryCase((4, 24), (), global_shape=(10, 24), shard_offsets=(3, 0)),
+}
+GEOMETRY_OFFSETS = [1, 2**32 + 3, 0, 6, 5, 2, 7, 4, 3]  # by case: offsets + bases that are and are not multiples of 4
+
+
+@functools.lru_cache(maxsize=None)
+def spec_keep(case_name, seed, offset, p):
+    """The case's keep mask (x's shape) by tests/spec_impl.py."""
+    case = GEOMETRY_CASES[case_name]
+    flags = spec_impl.geometric_mask(case.shape, seed, offset, p, case.noise_shape, case.global_shape,
+                                     case.shard_offsets)
+    return torch.tensor(flags, dtype=torch.bool).reshape(case.shape)
+
+
+def check_geometry_case(emulator, op_list, directory, case_name, dtype, p, offset, misalign, geometry_kind):
+    """Every forward op (with and without bias) and every backward op (with and without the bias gradient, with and
+    without a saved bias) on the case's geometry: bit-identical to the reference under the spec's mask."""
+    case = GEOMETRY_CASES[case_name]
+    geometry = case.geometry()
+    assert geometry.kernel_runs == case.runs
+    seed = 2**63 + 991 + len(case_name)
+    keep = spec_keep(case_name, seed, offset, p)
+    shape, index = case.shape, len(case_name)
+    x, residual = make_input(shape, dtype, seed=index), make_input(shape, dtype, seed=index + 1)
+    bias, grad = make_input(shape[-1:], dtype, seed=index + 2), make_input(shape, dtype, seed=index + 3)
+    x = x * 3  # over the smooth activations' curved range
+    # A saved output y: zeros where dropped, negative and positive values elsewhere.
+    y = reference.forward_with_keep(OPS_BY_NAME["dropout"], make_input(shape, dtype, seed=index + 4), None, None,
+                                    keep, p)
+    for name, tensor in (("x", x), ("residual", residual), ("bias", bias), ("grad", grad), ("y", y)):
+        write(directory, name, tensor)
+    runs_kernel = int(bool(case.runs))
+    common = dict(dtype=DTYPE_NAME[dtype], numel=x.numel(), row_len=shape[-1], seed=seed,
+                  offset=offset + geometry.base, threshold=spec.keep_threshold(p),
+                  scale=repr(spec.dropout_scale(p)), misalign=misalign,
+                  runs=",".join(str(v) for v in case.runs) or "-", **GEOMETRIES[geometry_kind])
+    for op, has_bias in forward_cases(op_list[0]):
+        expected = reference.forward_with_keep(OPS_BY_NAME[op.name], x, residual if op.residual else None,
+                                               bias if has_bias else None, keep, p)
+        report = run(emulator, directory, kind="forward", op=op.name, has_bias=int(has_bias),
+                     has_residual=int(op.residual), **common)
+        assert report["mask_runs"] == runs_kernel
+        assert torch.equal(read(directory, "out", dtype, shape), expected), (op, has_bias)
+    for op in op_list[1]:
+        kind = BACKWARDS[op.name.removesuffix("_bwd")]
+        op_keep = keep if kind.keeps_from_mask else y > 0
+        for bias_grad, has_bias in itertools.product((False, True), (False, True) if kind.saves_input else (False,)):
+            if kind.saves_input:
+                expected = reference.masked_grad_through(grad, op_keep, p, kind.activation, x,
+                                                         bias if has_bias else None)
+            else:
+                expected = reference.masked_grad(grad, op_keep, p)
+            report = run(emulator, directory, kind="backward", op=op.name, saved=op.saved, bias_grad=int(bias_grad),
+                         has_bias=int(has_bias), **common)
+            # relu_output_bwd's keep is y > 0: it has no runs kernel.
+            assert report["mask_runs"] == (runs_kernel if kind.keeps_from_mask else 0)
+            grad_in = read(directory, "grad_in", dtype, shape)
+            assert torch.equal(grad_in, expected), (op, bias_grad, has_bias)
+            if bias_grad:
+                grad_bias = read(directory, "grad_bias", dtype, shape[-1:])
+                assert_column_sum_close(grad_bias, grad_in.reshape(-1, shape[-1]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case_name", list(GEOMETRY_CASES))
+def test_bodies_follow_the_mask_geometry(emulator, op_list, tmp_path, case_name, dtype):
+    index = list(GEOMETRY_CASES).index(case_name) + DTYPES.index(dtype)
+    offset = GEOMETRY_OFFSETS[list(GEOMETRY_CASES).index(case_name)]
+    check_geometry_case(emulator, op_list, tmp_path, case_name, dtype, p=0.4, offset=offset, misalign=index % 2,
+                        geometry_kind=list(GEOMETRIES)[index // 2 % 2])
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("case_name", ["drop_path_odd", "column_shard"])
+def test_mask_geometry_at_p_0_and_1(emulator, op_list, tmp_path, case_name, dtype, p):
+    check_geometry_case(emulator, op_list, tmp_path, case_name, dtype, p=p, offset=3, misalign=0,
+                        geometry_kind="grid_stride")
 
 
 # ---- NaNs: every NaN the bodies write is the spec's canonical NaN (the CUDA conversions make 0x7FFF of any NaN) --

@@ -3,7 +3,9 @@ tests/test_cuda_compile.py), and each mangled kernel name mapped to what it is (
 how the launcher launches it (threads per block, blocks per multiprocessor: launch_probe.cpp asks the launcher).
 
 Only the vector-path instantiations (kVec = true, the last template flag) are modeled: the aligned hot path lives
-there. The scalar ones compile in the same cubin (a compile failure of either fails the run) and are not modeled.
+there. The scalar ones compile in the same cubin (a compile failure of either fails the run) and are not modeled,
+nor are the kernels of a mask with runs (forward_runs_kernel, backward_runs_kernel, backward_bias_runs_kernel: the
+mask geometry's path, which the budgets of the flat path do not cover).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ _TYPE = r"(13__nv_bfloat16|6__half|f|d)"
 _FORWARD = re.compile(r"forward_kernelI" + _TYPE + r"NS_14ForwardElementILNS_9ForwardOpE(\d+)ELb([01])EEELb([01])E")
 _BACKWARD = re.compile(r"(backward_bias_kernel|backward_kernel)I" + _TYPE + r"LNS_10BackwardOpE(\d+)ELb([01])E")
 _COLUMN_SUM = re.compile(r"column_sum_kernelI" + _TYPE + r"E")
+_MASK_RUNS = re.compile(r"(forward_runs_kernel|backward_runs_kernel|backward_bias_runs_kernel)I" + _TYPE)
 
 
 def _op_lists() -> tuple:
@@ -103,8 +106,9 @@ def identify(name: str, launches: dict) -> KernelId | None:
 
 
 def recognised(name: str) -> bool:
-    """Whether a function name is one of the kernels identify() knows (vector or scalar path)."""
-    return any(pattern.search(name) for pattern in (_FORWARD, _BACKWARD, _COLUMN_SUM))
+    """Whether a function name is one of the kernels identify() knows (vector or scalar path) or a kernel of a mask
+    with runs (known, not modeled)."""
+    return any(pattern.search(name) for pattern in (_FORWARD, _BACKWARD, _COLUMN_SUM, _MASK_RUNS))
 
 
 def _spills(ptxas_log: str) -> dict:

@@ -33,13 +33,14 @@ struct RecordingRunner {
   int count = 0;
   void record(const char* kind, const Grid& g, bool vec) { launches[count++] = {kind, g, vec}; }
 
-  template <typename scalar_t, typename Element, bool kVec>
+  // The probe's launches have no mask runs (kRuns is false): the flat kernels are the ones modeled.
+  template <typename scalar_t, typename Element, bool kVec, bool kRuns>
   void forward(const Grid& g, const ForwardArgs<scalar_t>&) { record("forward", g, kVec); }
 
-  template <typename scalar_t, BackwardOp kOp, bool kVec>
+  template <typename scalar_t, BackwardOp kOp, bool kVec, bool kRuns>
   void backward(const Grid& g, const BackwardArgs<scalar_t>&) { record("backward", g, kVec); }
 
-  template <typename scalar_t, BackwardOp kOp, bool kVec>
+  template <typename scalar_t, BackwardOp kOp, bool kVec, bool kRuns>
   void backward_bias_tiles(const Grid& g, const BackwardArgs<scalar_t>&, const BiasGradPlan&,
                            typename ComputeType<scalar_t>::type*) {
     record("backward_tiles", g, kVec);

@@ -34,6 +34,28 @@ __global__ void __launch_bounds__(kTileThreads)
   backward_bias_tile_thread<scalar_t, kOp, kVec>(args, plan, partial, coord());
 }
 
+// The same bodies under a mask with runs (kRuns = true). Kernels of their own rather than a template flag on the
+// ones above: the flat kernels keep their names (which the tests and the H100 model read: kVec is their last
+// template argument) and their code.
+template <typename scalar_t, typename Element, bool kVec>
+__global__ void __launch_bounds__(kFlatThreads, kForwardBlocksPerSm<scalar_t, Element, true>)
+    forward_runs_kernel(ForwardArgs<scalar_t> args) {
+  forward_thread<scalar_t, Element, kVec, true>(args, coord());
+}
+
+template <typename scalar_t, BackwardOp kOp, bool kVec>
+__global__ void __launch_bounds__(kFlatThreads, kBackwardBlocksPerSm<scalar_t, kOp, true>)
+    backward_runs_kernel(BackwardArgs<scalar_t> args) {
+  backward_thread<scalar_t, kOp, kVec, true>(args, coord());
+}
+
+template <typename scalar_t, BackwardOp kOp, bool kVec>
+__global__ void __launch_bounds__(kTileThreads, kRunsTileBlocksPerSm)
+    backward_bias_runs_kernel(BackwardArgs<scalar_t> args, BiasGradPlan plan,
+                              typename ComputeType<scalar_t>::type* partial) {
+  backward_bias_tile_thread<scalar_t, kOp, kVec, true>(args, plan, partial, coord());
+}
+
 template <typename scalar_t>
 __global__ void __launch_bounds__(kFlatThreads, kColumnSumBlocksPerSm<scalar_t>)
     column_sum_kernel(const typename ComputeType<scalar_t>::type* partial, int64_t row_blocks, int64_t row_len,
@@ -47,20 +69,32 @@ dim3 blocks_of(const Grid& grid) { return dim3(static_cast<unsigned>(grid.x), st
 struct DeviceRunner {
   cudaStream_t stream;
 
-  template <typename scalar_t, typename Element, bool kVec>
+  template <typename scalar_t, typename Element, bool kVec, bool kRuns>
   void forward(const Grid& g, const ForwardArgs<scalar_t>& args) const {
-    forward_kernel<scalar_t, Element, kVec><<<blocks_of(g), g.block, 0, stream>>>(args);
+    if constexpr (kRuns) {
+      forward_runs_kernel<scalar_t, Element, kVec><<<blocks_of(g), g.block, 0, stream>>>(args);
+    } else {
+      forward_kernel<scalar_t, Element, kVec><<<blocks_of(g), g.block, 0, stream>>>(args);
+    }
   }
 
-  template <typename scalar_t, BackwardOp kOp, bool kVec>
+  template <typename scalar_t, BackwardOp kOp, bool kVec, bool kRuns>
   void backward(const Grid& g, const BackwardArgs<scalar_t>& args) const {
-    backward_kernel<scalar_t, kOp, kVec><<<blocks_of(g), g.block, 0, stream>>>(args);
+    if constexpr (kRuns) {
+      backward_runs_kernel<scalar_t, kOp, kVec><<<blocks_of(g), g.block, 0, stream>>>(args);
+    } else {
+      backward_kernel<scalar_t, kOp, kVec><<<blocks_of(g), g.block, 0, stream>>>(args);
+    }
   }
 
-  template <typename scalar_t, BackwardOp kOp, bool kVec>
+  template <typename scalar_t, BackwardOp kOp, bool kVec, bool kRuns>
   void backward_bias_tiles(const Grid& g, const BackwardArgs<scalar_t>& args, const BiasGradPlan& plan,
                            typename ComputeType<scalar_t>::type* partial) const {
-    backward_bias_kernel<scalar_t, kOp, kVec><<<blocks_of(g), g.block, 0, stream>>>(args, plan, partial);
+    if constexpr (kRuns) {
+      backward_bias_runs_kernel<scalar_t, kOp, kVec><<<blocks_of(g), g.block, 0, stream>>>(args, plan, partial);
+    } else {
+      backward_bias_kernel<scalar_t, kOp, kVec><<<blocks_of(g), g.block, 0, stream>>>(args, plan, partial);
+    }
   }
 
   template <typename scalar_t>

@@ -23,6 +23,12 @@
 #else
 #define FD_UNROLL
 #endif
+// A loop kept rolled: one copy of a costly body (a Philox call) whose results go to a bit mask, not to an array.
+#if defined(__CUDACC__)
+#define FD_NO_UNROLL _Pragma("unroll 1")
+#else
+#define FD_NO_UNROLL
+#endif
 
 namespace fused_dropout {
 namespace cuda {
@@ -266,6 +272,83 @@ FD_HOST_DEVICE void general_keep(const DropoutParams<acc_t>& p, int64_t first, i
   keep_flags_of<N>(chunk_keep_bits<N>(p.seed, p.offset, static_cast<uint64_t>(first), count, p.rule), flags);
 }
 
+// ---- the mask of any chunk, by geometry: the flat mask or the runs of mask_runs.h -------------------------------
+//
+// A body takes the keep flags of every chunk off its fast path (WholeGroupMask) from one of these two policies,
+// chosen at compile time: the flat kernels are instantiated with FlatChunkMask alone, so the runs cost them
+// nothing, and the runs kernels (a separate instantiation, picked by launch_plan.h when the launch has runs) with
+// RunsChunkMask. Both take (first, count <= N) and fill flags[0 .. N).
+
+// The flat mask: element e uses the word of offset + e.
+template <typename acc_t>
+struct FlatChunkMask {
+  const DropoutParams<acc_t>& params;
+  FD_HOST_DEVICE FlatChunkMask(const DropoutParams<acc_t>& p, const MaskRuns&) : params(p) {}
+  template <int N>
+  FD_HOST_DEVICE void keep(int64_t first, int count, bool (&flags)[N]) const {
+    general_keep<N>(params, first, count, flags);
+  }
+};
+
+// The keep decision of mask index g alone: word g & 3 of Philox group g >> 2. The word is selected rather than
+// indexed, so the group's four words stay in registers.
+FD_HOST_DEVICE bool index_keep(uint64_t seed, uint64_t g, KeepRule rule) {
+  const MaskPosition at = mask_position(g, 0);
+  const Philox4 words = philox_group(seed, at.group);
+  uint32_t word = words.r[0];
+  FD_UNROLL
+  for (int w = 1; w < 4; ++w) word = at.word == w ? words.r[w] : word;
+  return rule(word);
+}
+
+// A geometry with runs: element e uses the word of offset + m(e) (mask_index). A chunk is cut where it crosses from
+// one innermost run to the next (not at all when the innermost extent is a multiple of the chunk); along one run
+// the mask indices step by the run's stride from m(first of the piece), so each piece costs one mask_index and
+// - stride 1: the Philox groups of its consecutive words (the flat rule's chunk_keep_bits at offset + m),
+// - stride 0: ONE Philox group, whose decision every element of the piece shares (DropPath's samples, channel
+//   dropout's channels),
+// - any other stride: one Philox group per element.
+// The loops stay rolled: unrolled, their Philox calls and 64-bit divisions (function calls on a GPU) would make
+// each runs kernel several times the size of its flat kernel.
+template <typename acc_t>
+struct RunsChunkMask {
+  const DropoutParams<acc_t>& params;
+  const MaskRuns& runs;
+  FD_HOST_DEVICE RunsChunkMask(const DropoutParams<acc_t>& p, const MaskRuns& r) : params(p), runs(r) {}
+
+  template <int N>
+  FD_HOST_DEVICE void keep(int64_t first, int count, bool (&flags)[N]) const {
+    const int64_t inner_extent = runs.inner_extent();
+    uint32_t bits = 0;
+    FD_NO_UNROLL
+    for (int done = 0; done < count;) {
+      const int64_t e = first + done;
+      const int64_t left_in_run = inner_extent - e % inner_extent;
+      const int n = left_in_run < count - done ? static_cast<int>(left_in_run) : count - done;
+      bits |= run_piece_bits<N>(params.offset + mask_index(runs, e), n) << done;
+      done += n;
+    }
+    keep_flags_of<N>(bits, flags);
+  }
+
+  // Keep bits of n <= N consecutive elements of one innermost run, the first one's mask word at g.
+  template <int N>
+  FD_HOST_DEVICE uint32_t run_piece_bits(uint64_t g, int n) const {
+    const int64_t stride = runs.inner_stride();
+    if (stride == 1) return chunk_keep_bits<N>(params.seed, g, 0, n, params.rule);
+    if (stride == 0) return index_keep(params.seed, g, params.rule) ? (1u << n) - 1u : 0u;
+    uint32_t bits = 0;
+    FD_NO_UNROLL
+    for (int k = 0; k < n; ++k) {
+      bits |= static_cast<uint32_t>(index_keep(params.seed, g + static_cast<uint64_t>(k * stride), params.rule)) << k;
+    }
+    return bits;
+  }
+};
+
+template <bool kRuns, typename acc_t>
+using ChunkMask = typename std::conditional<kRuns, RunsChunkMask<acc_t>, FlatChunkMask<acc_t>>::type;
+
 // This thread's chunks of N elements in grid-stride order (chunk c covers [c * N, min((c + 1) * N, numel))).
 // With `fast`, its whole chunks go to whole(first); the rest (all of them without `fast`, else at most the last,
 // partial one) go to partial(first, count), after one call of partial_start(first) with the first of them.
@@ -311,14 +394,16 @@ FD_HOST_DEVICE bool rows_hold_whole_chunks(int64_t row_len) {
   return row_len % N == 0 && row_len <= INT32_MAX;
 }
 
-template <typename scalar_t, typename Element, bool kVec>
+// kRuns: the mask of a geometry with runs (a.runs, RunsChunkMask) for every chunk; else the flat mask, whole
+// groups on the fast path.
+template <typename scalar_t, typename Element, bool kVec, bool kRuns = false>
 FD_HOST_DEVICE void forward_thread(const ForwardArgs<scalar_t>& a, const ThreadCoord& t) {
   using acc_t = typename ComputeType<scalar_t>::type;
   constexpr int N = kChunk<scalar_t>;
   const DropoutParams<acc_t> params(a.seed, a.offset, a.threshold, a.scale);
   // With a bias, the fast path reads it a vector per chunk: the scalar path (misaligned pointers) keeps the general
   // per-element bias walk, which needs fewer registers.
-  const bool fast = WholeGroupMask::applies(params) &&
+  const bool fast = !kRuns && WholeGroupMask::applies(params) &&
                     (!Element::kHasBias || (kVec && rows_hold_whole_chunks<N>(a.row_len)));
   const int64_t stride_elements = t.grid_dim * t.block_dim * N;
   const int64_t thread_first = (t.block * t.block_dim + t.thread) * N;
@@ -343,13 +428,14 @@ FD_HOST_DEVICE void forward_thread(const ForwardArgs<scalar_t>& a, const ThreadC
     forward_chunk<scalar_t, Element, kVec>(a, params.scale, first, N, keep, [&](int e) { return bias[e]; });
   };
 
+  const ChunkMask<kRuns, acc_t> chunk_mask(params, a.runs);
   int64_t chunk_col = 0;  // the bias column of the partial chunk's first element
   auto partial_start = [&](int64_t first) {
     if (Element::kHasBias) chunk_col = first % a.row_len;
   };
   auto partial = [&](int64_t first, int count) {
     bool keep[N];
-    general_keep<N>(params, first, count, keep);
+    chunk_mask.template keep<N>(first, count, keep);
     int64_t col = 0;
     if (Element::kHasBias) {
       col = chunk_col;
@@ -404,28 +490,32 @@ FD_HOST_DEVICE void backward_chunk(const BackwardArgs<scalar_t>& a, typename Com
   store_chunk<N, kVec>(a.grad_in + first, count, grad_in);
 }
 
-// The keep flags backward_chunk takes from the mask: whole groups on the fast path, the general rule otherwise,
-// nothing when the keep decision comes from y.
-template <BackwardOp kOp, int N, typename acc_t>
-FD_HOST_DEVICE void backward_mask(const DropoutParams<acc_t>& params, const WholeGroupMask& mask, bool whole,
+// The keep flags backward_chunk takes from the mask: whole groups on the fast path, the chunk mask (flat or
+// runs) otherwise, nothing when the keep decision comes from y.
+template <BackwardOp kOp, int N, typename AnyChunkMask>
+FD_HOST_DEVICE void backward_mask(const AnyChunkMask& chunk_mask, const WholeGroupMask& mask, bool whole,
                                   int64_t first, int count, bool (&keep)[N]) {
   if (!kKeepFromRngState<kOp>) return;
   if (whole) {
     mask.keep<N>(first, keep);
   } else {
-    general_keep<N>(params, first, count, keep);
+    chunk_mask.template keep<N>(first, count, keep);
   }
 }
 
-template <typename scalar_t, BackwardOp kOp, bool kVec>
+// kRuns: the mask of a geometry with runs (a.runs, RunsChunkMask) for every chunk; only for the ops that take
+// their keep decision from the mask.
+template <typename scalar_t, BackwardOp kOp, bool kVec, bool kRuns = false>
 FD_HOST_DEVICE void backward_thread(const BackwardArgs<scalar_t>& a, const ThreadCoord& t) {
+  static_assert(!kRuns || kKeepFromRngState<kOp>, "runs are a geometry of the mask");
   using acc_t = typename ComputeType<scalar_t>::type;
   constexpr int N = kChunk<scalar_t>;
   const DropoutParams<acc_t> params(kKeepFromRngState<kOp> ? a.seed : nullptr, a.offset, a.threshold, a.scale);
   const WholeGroupMask mask(params);
+  const ChunkMask<kRuns, acc_t> chunk_mask(params, a.runs);
   auto chunk = [&](int64_t first, int count, bool whole) {
     bool keep[N];
-    backward_mask<kOp, N>(params, mask, whole, first, count, keep);
+    backward_mask<kOp, N>(chunk_mask, mask, whole, first, count, keep);
     scalar_t grad_in[N];
     // A saved bias is read by column: one 64-bit modulo per chunk, then a walk (the activation's derivative costs
     // far more per element).
@@ -437,7 +527,7 @@ FD_HOST_DEVICE void backward_thread(const BackwardArgs<scalar_t>& a, const Threa
     });
   };
   grid_stride_chunks<N>(
-      a.numel, t, WholeGroupMask::applies(params), [&](int64_t first) { chunk(first, N, true); },
+      a.numel, t, !kRuns && WholeGroupMask::applies(params), [&](int64_t first) { chunk(first, N, true); },
       [](int64_t) {}, [&](int64_t first, int count) { chunk(first, count, false); });
 }
 
@@ -467,10 +557,11 @@ inline int64_t bias_tile_column_blocks(int64_t row_len, int threads) {
 
 // Each thread owns kChunk consecutive columns of one row block: it walks the block's rows, writes grad_in and
 // keeps the column sums (of the rounded grad_in) in registers, then writes them to partial[row_block, col].
-template <typename scalar_t, BackwardOp kOp, bool kVec>
+template <typename scalar_t, BackwardOp kOp, bool kVec, bool kRuns = false>
 FD_HOST_DEVICE void backward_bias_tile_thread(const BackwardArgs<scalar_t>& a, const BiasGradPlan& plan,
                                               typename ComputeType<scalar_t>::type* __restrict__ partial,
                                               const ThreadCoord& t) {
+  static_assert(!kRuns || kKeepFromRngState<kOp>, "runs are a geometry of the mask");
   using acc_t = typename ComputeType<scalar_t>::type;
   constexpr int N = kChunk<scalar_t>;
   const int64_t col0 = (t.block * t.block_dim + t.thread) * N;
@@ -478,9 +569,10 @@ FD_HOST_DEVICE void backward_bias_tile_thread(const BackwardArgs<scalar_t>& a, c
   const int count = static_cast<int>(a.row_len - col0 < N ? a.row_len - col0 : N);
   const DropoutParams<acc_t> params(kKeepFromRngState<kOp> ? a.seed : nullptr, a.offset, a.threshold, a.scale);
   const WholeGroupMask mask(params);
-  // Every row's chunk is whole groups when the offset, the row length and the chunk (col0 is a multiple of N) all
-  // start on a group boundary.
-  const bool whole = count == N && WholeGroupMask::applies(params) && a.row_len % 4 == 0;
+  const ChunkMask<kRuns, acc_t> chunk_mask(params, a.runs);
+  // Every row's chunk of the flat mask is whole groups when the offset, the row length and the chunk (col0 is a
+  // multiple of N) all start on a group boundary.
+  const bool whole = !kRuns && count == N && WholeGroupMask::applies(params) && a.row_len % 4 == 0;
   const int64_t r0 = t.block_y * plan.rows_per_block;
   const int64_t r1 = r0 + plan.rows_per_block < plan.rows ? r0 + plan.rows_per_block : plan.rows;
   acc_t sums[N];
@@ -494,7 +586,7 @@ FD_HOST_DEVICE void backward_bias_tile_thread(const BackwardArgs<scalar_t>& a, c
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t first = r * a.row_len + col0;
       bool keep[N];
-      backward_mask<kOp, N>(params, mask, kWhole, first, count, keep);
+      backward_mask<kOp, N>(chunk_mask, mask, kWhole, first, count, keep);
       scalar_t grad_in[N];
       backward_chunk<scalar_t, kOp, kVec, N>(a, params.scale, first, kWhole ? N : count, keep, grad_in,
                                              [&](int e) { return bias[e]; });

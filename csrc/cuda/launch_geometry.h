@@ -22,6 +22,16 @@ constexpr int blocks_per_sm(int element_bytes, int streams_read) {
   return element_bytes == 2 ? (streams_read <= 2 ? 8 : 5) : 4;
 }
 
+// The kernels of a mask with runs (mask_runs.h) compute a chunk's mask index with 64-bit divisions, which are
+// function calls on a GPU: at the 32-register cap of 8 blocks their 16-bit kernels spill. They are compiled for and
+// launched with at most 4 resident blocks per multiprocessor (64 registers); the row tiles get a 128-register cap
+// (ptxas's own choice for them spills too).
+constexpr int kRunsMaxBlocksPerSm = 4;
+constexpr int kRunsTileBlocksPerSm = 4;
+constexpr int runs_blocks_per_sm(int flat_blocks_per_sm) {
+  return flat_blocks_per_sm < kRunsMaxBlocksPerSm ? flat_blocks_per_sm : kRunsMaxBlocksPerSm;
+}
+
 // Block sizes and the grid-stride grid cap of one launch.
 struct LaunchShape {
   int flat_threads;

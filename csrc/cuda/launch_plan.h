@@ -1,13 +1,16 @@
 // Everything the CUDA launcher decides on the host, written once over a Runner that launches the kernels:
-// dtype and op dispatch (op_dispatch.h), argument blocks, vector or scalar path, grid geometry, bias-gradient
-// tiling. dropout_kernels.cu passes a Runner that launches the __global__ kernels; tests/cuda_emulator passes
-// one that runs the same per-thread bodies over every block and thread on the CPU. So the emulator tests check
-// the launcher's own dispatch and geometry, not a copy of them.
+// dtype and op dispatch (op_dispatch.h), argument blocks, vector or scalar path, flat mask or mask runs, grid
+// geometry, bias-gradient tiling. dropout_kernels.cu passes a Runner that launches the __global__ kernels;
+// tests/cuda_emulator passes one that runs the same per-thread bodies over every block and thread on the CPU. So
+// the emulator tests check the launcher's own dispatch and geometry, not a copy of them.
 //
-// Runner provides (Grid from launch_geometry.h):
-//   template <typename scalar_t, typename Element, bool kVec> void forward(const Grid&, const ForwardArgs<scalar_t>&);
-//   template <typename scalar_t, BackwardOp kOp, bool kVec> void backward(const Grid&, const BackwardArgs<scalar_t>&);
-//   template <typename scalar_t, BackwardOp kOp, bool kVec> void backward_bias_tiles(const Grid&,
+// Runner provides (Grid from launch_geometry.h; kRuns: the kernels of a mask with runs, a separate instantiation of
+// the bodies, so the flat kernels stay exactly what they are without runs):
+//   template <typename scalar_t, typename Element, bool kVec, bool kRuns>
+//       void forward(const Grid&, const ForwardArgs<scalar_t>&);
+//   template <typename scalar_t, BackwardOp kOp, bool kVec, bool kRuns>
+//       void backward(const Grid&, const BackwardArgs<scalar_t>&);
+//   template <typename scalar_t, BackwardOp kOp, bool kVec, bool kRuns> void backward_bias_tiles(const Grid&,
 //       const BackwardArgs<scalar_t>&, const BiasGradPlan&, typename ComputeType<scalar_t>::type* partial);
 //   template <typename scalar_t> void column_sum(const Grid&, const typename ComputeType<scalar_t>::type* partial,
 //       int64_t row_blocks, int64_t row_len, scalar_t* grad_bias);
@@ -51,6 +54,20 @@ void with_vector_path(bool vectorised, Fn&& fn) {
   }
 }
 
+// Calls fn(std::true_type{}) when the launch's mask has runs (mask_runs.h) and its kernel reads the mask
+// (kReadsMask), else fn(std::false_type{}). Without kReadsMask (relu_output_bwd: keep is y > 0) no runs kernel is
+// instantiated at all.
+template <bool kReadsMask, typename Fn>
+void with_mask_geometry(const MaskRuns& runs, Fn&& fn) {
+  if constexpr (kReadsMask) {
+    if (!runs.flat()) {
+      fn(std::true_type{});
+      return;
+    }
+  }
+  fn(std::false_type{});
+}
+
 // The smooth activations (gelu, gelu_tanh, silu) and their derivatives: 50-110 arithmetic instructions per
 // element, so their kernels are compute-bound and need registers more than the latency hiding of a higher
 // occupancy: a thread's chunk (16 elements of a 16-bit type) of gelu spills at 128 registers.
@@ -58,16 +75,23 @@ template <typename Activation>
 constexpr bool kComputeBound = !std::is_same<Activation, Identity>::value && !std::is_same<Activation, Relu>::value;
 constexpr int kComputeBoundBlocksPerSm = 1;  // up to 255 registers per thread at kFlatThreads
 
-// The resident blocks per multiprocessor each grid-stride kernel is compiled for and launched with.
+// The resident blocks per multiprocessor each grid-stride kernel is compiled for and launched with (kRuns: its
+// kernel of a mask with runs).
 template <typename scalar_t, typename Element>
-constexpr int kForwardBlocksPerSm =
+constexpr int kFlatForwardBlocksPerSm =
     kComputeBound<typename Element::Traits::Activation>
         ? kComputeBoundBlocksPerSm
         : blocks_per_sm(sizeof(scalar_t), 1 + int{Element::kHasResidual} + int{Element::kHasBias});
+template <typename scalar_t, typename Element, bool kRuns = false>
+constexpr int kForwardBlocksPerSm = kRuns ? runs_blocks_per_sm(kFlatForwardBlocksPerSm<scalar_t, Element>)
+                                          : kFlatForwardBlocksPerSm<scalar_t, Element>;
 template <typename scalar_t, BackwardOp kOp>
-constexpr int kBackwardBlocksPerSm = kComputeBound<typename BackwardOpTraits<kOp>::Activation>
-                                         ? kComputeBoundBlocksPerSm
-                                         : blocks_per_sm(sizeof(scalar_t), kKeepFromRngState<kOp> ? 1 : 2);
+constexpr int kFlatBackwardBlocksPerSm = kComputeBound<typename BackwardOpTraits<kOp>::Activation>
+                                             ? kComputeBoundBlocksPerSm
+                                             : blocks_per_sm(sizeof(scalar_t), kKeepFromRngState<kOp> ? 1 : 2);
+template <typename scalar_t, BackwardOp kOp, bool kRuns = false>
+constexpr int kBackwardBlocksPerSm = kRuns ? runs_blocks_per_sm(kFlatBackwardBlocksPerSm<scalar_t, kOp>)
+                                           : kFlatBackwardBlocksPerSm<scalar_t, kOp>;
 template <typename scalar_t>
 constexpr int kColumnSumBlocksPerSm = blocks_per_sm(sizeof(scalar_t), 1);
 
@@ -92,10 +116,14 @@ bool run_forward(const ForwardLaunch& l, const LaunchShape& shape, Runner& runne
       using Element = decltype(element);
       const ForwardArgs<scalar_t> args{static_cast<const scalar_t*>(l.x), static_cast<const scalar_t*>(l.bias),
                                        static_cast<const scalar_t*>(l.residual), static_cast<scalar_t*>(l.out),
-                                       l.numel, l.row_len, l.seed, l.offset, l.threshold, l.scale};
-      const Grid grid = flat_grid(chunks_of<scalar_t>(l.numel), kForwardBlocksPerSm<scalar_t, Element>, shape);
+                                       l.numel, l.row_len, l.seed, l.offset, l.threshold, l.scale, l.runs};
       with_vector_path(use_vector_path(args), [&](auto vec) {
-        runner.template forward<scalar_t, Element, decltype(vec)::value>(grid, args);
+        with_mask_geometry<true>(l.runs, [&](auto runs) {
+          constexpr bool kRuns = decltype(runs)::value;
+          const Grid grid =
+              flat_grid(chunks_of<scalar_t>(l.numel), kForwardBlocksPerSm<scalar_t, Element, kRuns>, shape);
+          runner.template forward<scalar_t, Element, decltype(vec)::value, kRuns>(grid, args);
+        });
       });
     });
   });
@@ -111,19 +139,25 @@ bool run_backward(const BackwardLaunch& l, const LaunchShape& shape, Runner& run
       const BackwardArgs<scalar_t> args{static_cast<const scalar_t*>(l.grad), static_cast<const scalar_t*>(l.y),
                                         static_cast<scalar_t*>(l.grad_in), static_cast<scalar_t*>(l.grad_bias),
                                         l.numel, l.row_len, l.seed, l.offset, l.threshold, l.scale,
-                                        static_cast<const scalar_t*>(l.x), static_cast<const scalar_t*>(l.bias)};
+                                        static_cast<const scalar_t*>(l.x), static_cast<const scalar_t*>(l.bias),
+                                        l.runs};
       with_vector_path(use_vector_path(args), [&](auto vec) {
         constexpr bool kVec = decltype(vec)::value;
         if (l.grad_bias == nullptr) {
-          runner.template backward<scalar_t, kOp, kVec>(
-              flat_grid(chunks_of<scalar_t>(l.numel), kBackwardBlocksPerSm<scalar_t, kOp>, shape), args);
+          with_mask_geometry<kKeepFromRngState<kOp>>(l.runs, [&](auto runs) {
+            constexpr bool kRuns = decltype(runs)::value;
+            runner.template backward<scalar_t, kOp, kVec, kRuns>(
+                flat_grid(chunks_of<scalar_t>(l.numel), kBackwardBlocksPerSm<scalar_t, kOp, kRuns>, shape), args);
+          });
           return;
         }
         const BiasGradPlan plan = plan_bias_grad(l.numel, l.row_len);
         auto* partial = static_cast<acc_t*>(l.workspace);
         const Grid tiles{bias_tile_column_blocks<scalar_t>(l.row_len, shape.tile_threads), plan.row_blocks,
                          shape.tile_threads};
-        runner.template backward_bias_tiles<scalar_t, kOp, kVec>(tiles, args, plan, partial);
+        with_mask_geometry<kKeepFromRngState<kOp>>(l.runs, [&](auto runs) {
+          runner.template backward_bias_tiles<scalar_t, kOp, kVec, decltype(runs)::value>(tiles, args, plan, partial);
+        });
         const Grid sums = flat_grid(l.row_len, kColumnSumBlocksPerSm<scalar_t>, shape);
         runner.template column_sum<scalar_t>(sums, partial, plan.row_blocks, l.row_len,
                                              static_cast<scalar_t*>(l.grad_bias));

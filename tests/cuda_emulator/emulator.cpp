@@ -1,19 +1,23 @@
 // Runs the CUDA kernels' per-thread bodies (csrc/cuda/kernel_bodies.h) on the CPU, over every block and thread,
 // through the launcher's own host logic (csrc/cuda/launch_plan.h: op and dtype dispatch, vector or scalar path,
-// grid geometry, bias-gradient tiling). Only the kernel launch differs: a Runner that loops over the grid. Built
-// and driven by tests/test_cuda_logic.py, which checks the outputs against the mask specification.
+// flat mask or mask runs, grid geometry, bias-gradient tiling). Only the kernel launch differs: a Runner that loops
+// over the grid. Built and driven by tests/test_cuda_logic.py, which checks the outputs against the mask
+// specification.
 //
 // usage: emulator --list   prints the op list of csrc/op_list.h, one op a line:
 //                            forward <name> optional_bias <0|1> residual <0|1> backward <backward op>
 //                            backward <name> saved <rng_state|y>
 //        emulator DIR      with DIR/spec.txt holding "key value" lines and DIR/<tensor>.bin the raw inputs;
 //                          writes DIR/out.bin (forward) or DIR/grad_in.bin and DIR/grad_bias.bin (backward) and
-//                          prints the grid of the last kernel and "vector_path <0|1>".
+//                          prints the grid of the last kernel, "vector_path <0|1>" and "mask_runs <0|1>" (whether
+//                          the kernels of a mask with runs ran). An optional key "runs" gives the mask runs as
+//                          comma-separated extent,stride pairs (the ops' mask_runs argument); "-" or no key: none.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -71,39 +75,42 @@ void write_tensor(const std::string& dir, const std::string& name, const void* d
 // The Runner of launch_plan.h: each "kernel" runs its per-thread body for every block and thread of its grid.
 struct EmulatorRunner {
   bool vector_path = false;
+  bool mask_runs = false;
   Grid last_grid{0, 0, 0};
 
   template <typename Body>
-  void run_grid(const Grid& g, bool vec, Body&& body) {
+  void run_grid(const Grid& g, bool vec, bool runs, Body&& body) {
     vector_path = vec;
+    mask_runs = runs;
     last_grid = g;
     for (int64_t by = 0; by < g.y; ++by)
       for (int64_t bx = 0; bx < g.x; ++bx)
         for (int64_t t = 0; t < g.block; ++t) body(ThreadCoord{bx, by, t, g.block, g.x});
   }
 
-  template <typename scalar_t, typename Element, bool kVec>
+  template <typename scalar_t, typename Element, bool kVec, bool kRuns>
   void forward(const Grid& g, const ForwardArgs<scalar_t>& args) {
-    run_grid(g, kVec, [&](const ThreadCoord& t) { forward_thread<scalar_t, Element, kVec>(args, t); });
+    run_grid(g, kVec, kRuns, [&](const ThreadCoord& t) { forward_thread<scalar_t, Element, kVec, kRuns>(args, t); });
   }
 
-  template <typename scalar_t, BackwardOp kOp, bool kVec>
+  template <typename scalar_t, BackwardOp kOp, bool kVec, bool kRuns>
   void backward(const Grid& g, const BackwardArgs<scalar_t>& args) {
-    run_grid(g, kVec, [&](const ThreadCoord& t) { backward_thread<scalar_t, kOp, kVec>(args, t); });
+    run_grid(g, kVec, kRuns, [&](const ThreadCoord& t) { backward_thread<scalar_t, kOp, kVec, kRuns>(args, t); });
   }
 
-  template <typename scalar_t, BackwardOp kOp, bool kVec>
+  template <typename scalar_t, BackwardOp kOp, bool kVec, bool kRuns>
   void backward_bias_tiles(const Grid& g, const BackwardArgs<scalar_t>& args, const BiasGradPlan& plan,
                            typename ComputeType<scalar_t>::type* partial) {
-    run_grid(g, kVec,
-             [&](const ThreadCoord& t) { backward_bias_tile_thread<scalar_t, kOp, kVec>(args, plan, partial, t); });
+    run_grid(g, kVec, kRuns, [&](const ThreadCoord& t) {
+      backward_bias_tile_thread<scalar_t, kOp, kVec, kRuns>(args, plan, partial, t);
+    });
   }
 
   template <typename scalar_t>
   void column_sum(const Grid& g, const typename ComputeType<scalar_t>::type* partial, int64_t row_blocks,
                   int64_t row_len, scalar_t* grad_bias) {
-    const bool vec = vector_path;  // the tiles' path is what the test checks
-    run_grid(g, vec, [&](const ThreadCoord& t) {
+    // The tiles' path and mask are what the test checks.
+    run_grid(g, vector_path, mask_runs, [&](const ThreadCoord& t) {
       column_sum_thread<scalar_t>(partial, row_blocks, row_len, grad_bias, t);
     });
   }
@@ -159,6 +166,28 @@ void report(const EmulatorRunner& runner) {
   std::printf("grid %lld %lld block %d\n", static_cast<long long>(runner.last_grid.x),
               static_cast<long long>(runner.last_grid.y), runner.last_grid.block);
   std::printf("vector_path %d\n", runner.vector_path ? 1 : 0);
+  std::printf("mask_runs %d\n", runner.mask_runs ? 1 : 0);
+}
+
+// The "runs" key: extent,stride,extent,stride,... (outermost first), or "-" for none (the flat mask), for a tensor
+// of numel elements.
+MaskRuns spec_runs(int64_t numel) {
+  MaskRuns runs;
+  auto it = spec.find("runs");
+  if (it == spec.end() || it->second == "-") return runs;
+  std::vector<int64_t> values;
+  std::istringstream items(it->second);
+  for (std::string item; std::getline(items, item, ',');) values.push_back(std::stoll(item));
+  if (values.size() % 2 != 0 || values.size() > 2 * kMaxMaskRuns) fail("runs must be up to 6 extent,stride pairs");
+  runs.count = static_cast<int32_t>(values.size() / 2);
+  int64_t product = 1;
+  for (int r = 0; r < runs.count; ++r) {
+    runs.extent[r] = values[2 * r];
+    runs.stride[r] = values[2 * r + 1];
+    product *= runs.extent[r];
+  }
+  if (product != numel) fail("the runs' extents must multiply to numel");
+  return runs;
 }
 
 void forward(const std::string& dir, DType dtype, size_t element_size) {
@@ -173,7 +202,8 @@ void forward(const std::string& dir, DType dtype, size_t element_size) {
   const uint64_t offset = get_u64("offset");
   const ForwardLaunch launch{dtype, op, x.data, has_bias ? bias.data : nullptr,
                              has_residual ? residual.data : nullptr, out.data, numel, has_bias ? row_len : 1,
-                             &seed, offset, get_u64("threshold"), std::strtod(get("scale").c_str(), nullptr)};
+                             &seed, offset, get_u64("threshold"), std::strtod(get("scale").c_str(), nullptr),
+                             spec_runs(numel)};
   EmulatorRunner runner;
   if (!run_forward(launch, launch_shape(), runner)) fail("the launcher found no kernel for this forward launch");
   write_tensor(dir, "out", out.data, numel * element_size);
@@ -199,7 +229,7 @@ void backward(const std::string& dir, DType dtype, size_t element_size) {
                               bias_grad ? grad_bias.data : nullptr, bias_grad ? workspace.data : nullptr, numel,
                               bias_grad || saved_bias ? row_len : 1, saved_y ? nullptr : &seed, offset,
                               get_u64("threshold"), std::strtod(get("scale").c_str(), nullptr),
-                              saved_input ? x.data : nullptr, saved_bias ? bias.data : nullptr};
+                              saved_input ? x.data : nullptr, saved_bias ? bias.data : nullptr, spec_runs(numel)};
   EmulatorRunner runner;
   if (!run_backward(launch, launch_shape(), runner)) fail("the launcher found no kernel for this backward launch");
   if (bias_grad) write_tensor(dir, "grad_bias", grad_bias.data, row_len * element_size);
