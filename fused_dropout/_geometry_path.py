@@ -1,5 +1,5 @@
-"""The ops under a mask geometry that the family's kernels cannot take as their mask runs (kernels_take: the
-CUDA kernels for now, geometries of more than six runs, and drop_path's unscaled values): these calls
+"""The ops under a mask geometry that the kernels cannot take as their mask runs (kernels_take: geometries of
+more than six runs), and drop_path's unscaled values (scale_by_keep=False): these calls
 run as a composite of torch ops around one shared mask, and say so (a warning, shown once per call site by
 Python's default filter). Every other geometry goes to the kernels in one pass (functional.apply).
 
@@ -38,26 +38,17 @@ def _stacklevel_of_caller() -> int:
     return level
 
 
-# The families whose kernels take mask runs, by device type (None: every device). The CUDA bodies do not yet:
-# their geometry calls run the composite below.
-_TAKE_MASK_RUNS = {"torch": None, "triton": None, "native": ("cpu",)}
-
-
-def kernels_take(geometry: MaskGeometry, ops, device: torch.device) -> bool:
-    """Whether the family's kernels run the geometry themselves (as their mask runs, in one pass)."""
-    if geometry.contiguous:
-        return True
-    if ops.family not in _TAKE_MASK_RUNS or len(geometry.runs) > MAX_KERNEL_RUNS:
-        return False
-    devices = _TAKE_MASK_RUNS[ops.family]
-    return devices is None or device.type in devices
+def kernels_take(geometry: MaskGeometry) -> bool:
+    """Whether the kernels run the geometry themselves (as their mask runs, in one pass): every geometry of up to
+    MAX_KERNEL_RUNS runs, on every backend."""
+    return geometry.contiguous or len(geometry.runs) <= MAX_KERNEL_RUNS
 
 
 def box_keep(geometry: MaskGeometry, seed: torch.Tensor, offset: int, p: float, ops, device) -> torch.Tensor:
     """The keep decisions of the geometry's mask box (x's shape with the broadcast dims set to 1), bool."""
     box_shape = geometry.mask_box
     box = mask_geometry(box_shape, geometry.noise_shape, geometry.global_shape, geometry.shard_offsets, offset)
-    if kernels_take(box, ops, device):
+    if kernels_take(box):
         # The kernel's own decisions: a kept 1 becomes the scale (>= 1, never 0), a dropped one exactly 0.
         ones = torch.ones(box_shape, device=device)
         return ops.forward["dropout"](*_DROPOUT.pack(ones, None, None, seed, offset + box.base, p,

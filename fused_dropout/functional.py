@@ -50,7 +50,7 @@ def apply(op: FusedOp, x, residual, bias, p, training, seed, offset, generator, 
     """Runs `op` (a row of the op table) on validated arguments. With training=False or p = 0 nothing is
     dropped and no randomness is drawn: the op runs with p = 0 (activation(x + bias) + residual in one pass).
     A mask geometry goes to the kernels as their mask runs (a plain offset when it is a shard of whole rows), or
-    where they cannot take it yet to the composite of _geometry_path. A given seed_tensor (a DTensor call's seed, shared by its ranks) is used instead of a draw."""
+    when it has more runs than they take to the composite of _geometry_path. A given seed_tensor (a DTensor call's seed, shared by its ranks) is used instead of a draw."""
     ops = backends.ops_for(backend, x.device)
     geometry = _mask_geometry(x, offset, geometry_args)  # checked in every mode
     if not training or p == 0.0:
@@ -63,7 +63,7 @@ def apply(op: FusedOp, x, residual, bias, p, training, seed, offset, generator, 
         if seed_tensor is None:
             seed_tensor = make_seed(x.device, seed_bits, generator)
         if geometry is not None:
-            if not _geometry_path.kernels_take(geometry, ops, x.device):
+            if not _geometry_path.kernels_take(geometry):
                 return _geometry_path.forward(op, x, residual, bias, p, seed_tensor, offset, geometry, ops)
             return ops.forward[op.name](*op.pack(x, residual, bias, seed_tensor, offset + geometry.base, p,
                                                  geometry.kernel_runs))
@@ -118,9 +118,10 @@ _COMMON_ARGS = """
         global_shape (sequence of int, optional): the whole tensor's shape when x is a shard of it (default
             x.shape); with shard_offsets, x gets exactly its box of the whole tensor's mask.
         shard_offsets (sequence of int, optional): where x starts in the whole tensor, per dim (default zeros).
-            The cpu, triton and torch backends run any geometry in one pass (the kernels take it as (extent,
-            stride) runs of the mask index); the cuda backend, for now, runs a geometry other than a shard of
-            whole rows (a plain offset) as a composite of torch ops around one shared mask (a warning says so)."""
+            Every backend runs the geometry in one pass: the kernels take it as (extent, stride) runs of the
+            mask index (a shard of whole rows is a plain offset). A geometry of more than six runs (a tensor of
+            rank 7 or more masked along alternate dims) runs as a composite of torch ops around one shared mask
+            (a warning says so)."""
 
 
 def _with_common_args(fn):

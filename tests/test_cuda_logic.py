@@ -57,11 +57,11 @@ class BackwardOp:
 
 
 def saved_cases(op, seed_tensor, offset, y, x, bias):
-    """[(the reference's saved arguments, the emulator's has_bias)] of backward op `op`: the RNG state, y, or the
-    input x with and without its bias (the emulator reads the files "y", "x" and "bias")."""
+    """[(the reference's saved arguments, the emulator's has_bias)] of backward op `op`: the RNG state (the flat
+    mask: no runs), y, or the input x with and without its bias (the emulator reads the files "y", "x" and "bias")."""
     if op.saved == "input":
-        return [((x, None, seed_tensor, offset), 0), ((x, bias, seed_tensor, offset), 1)]
-    return [({"rng_state": (seed_tensor, offset), "y": (y,)}[op.saved], 0)]
+        return [((x, None, seed_tensor, offset, ()), 0), ((x, bias, seed_tensor, offset, ()), 1)]
+    return [({"rng_state": (seed_tensor, offset, ()), "y": (y,)}[op.saved], 0)]
 
 
 @pytest.fixture(scope="module")

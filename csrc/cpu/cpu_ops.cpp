@@ -23,10 +23,11 @@ struct CpuLauncher {
                       const std::optional<at::Tensor>& residual, at::Tensor& out, const RngArgs& rng, double p) {
     bool listed = false;
     FD_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_dropout_forward_cpu", [&] {
-      const ForwardArgs<scalar_t> args{x.data_ptr<scalar_t>(), data_or_null<scalar_t>(bias),
-                                       data_or_null<scalar_t>(residual), out.data_ptr<scalar_t>(), x.numel(),
-                                       bias.has_value() ? row_len_of(x) : 1, rng.seed_data(), rng.offset,
-                                       keep_threshold(p), dropout_scale(p), rng.runs};
+      const ForwardArgs<scalar_t> args{{x.data_ptr<scalar_t>(), data_or_null<scalar_t>(bias),
+                                        data_or_null<scalar_t>(residual), out.data_ptr<scalar_t>(), x.numel(),
+                                        bias.has_value() ? row_len_of(x) : 1, rng.seed_data(), rng.offset,
+                                        keep_threshold(p), dropout_scale(p)},
+                                       rng.runs};
       listed = cpu::forward<scalar_t>(op, args);
     });
     TORCH_CHECK(listed, "fused_dropout: forward op ", static_cast<int>(op), (bias.has_value() ? " with" : " without"),
@@ -37,18 +38,18 @@ struct CpuLauncher {
                        at::Tensor& grad_in, std::optional<at::Tensor>& grad_bias, double p) {
     bool listed = false;
     FD_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "fused_dropout_backward_cpu", [&] {
-      const BackwardArgs<scalar_t> args{grad.data_ptr<scalar_t>(),
-                                        data_or_null<scalar_t>(saved.y),
-                                        grad_in.data_ptr<scalar_t>(),
-                                        grad_bias.has_value() ? grad_bias->data_ptr<scalar_t>() : nullptr,
-                                        grad.numel(),
-                                        grad_bias.has_value() || saved.bias.has_value() ? row_len_of(grad) : 1,
-                                        rng.seed_data(),
-                                        rng.offset,
-                                        keep_threshold(p),
-                                        dropout_scale(p),
-                                        data_or_null<scalar_t>(saved.x),
-                                        data_or_null<scalar_t>(saved.bias),
+      const BackwardArgs<scalar_t> args{{grad.data_ptr<scalar_t>(),
+                                         data_or_null<scalar_t>(saved.y),
+                                         grad_in.data_ptr<scalar_t>(),
+                                         grad_bias.has_value() ? grad_bias->data_ptr<scalar_t>() : nullptr,
+                                         grad.numel(),
+                                         grad_bias.has_value() || saved.bias.has_value() ? row_len_of(grad) : 1,
+                                         rng.seed_data(),
+                                         rng.offset,
+                                         keep_threshold(p),
+                                         dropout_scale(p),
+                                         data_or_null<scalar_t>(saved.x),
+                                         data_or_null<scalar_t>(saved.bias)},
                                         rng.runs};
       listed = cpu::backward<scalar_t>(op, args);
     });

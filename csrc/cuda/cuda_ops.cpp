@@ -28,12 +28,6 @@ cuda::DType cuda_dtype(const at::Tensor& t) {
 
 const void* data_or_null(const std::optional<at::Tensor>& t) { return t.has_value() ? t->data_ptr() : nullptr; }
 
-// The CUDA bodies do not read the mask runs yet: a geometry call must not reach them (the Python layer runs such
-// calls as a composite on CUDA until they do).
-void check_flat(const RngArgs& rng) {
-  TORCH_CHECK(rng.runs.flat(), "fused_dropout: the CUDA kernels do not take mask_runs yet (a non-flat mask geometry)");
-}
-
 void check_launch(cudaError_t status, const char* what) {
   // cudaErrorInvalidValue before any launch: the op is not in csrc/op_list.h (see launch_plan.h).
   TORCH_CHECK(status == cudaSuccess, "fused_dropout ", what, " kernel launch failed: ", cudaGetErrorString(status));
@@ -42,7 +36,6 @@ void check_launch(cudaError_t status, const char* what) {
 struct CudaLauncher {
   static void forward(ForwardOp op, const at::Tensor& x, const std::optional<at::Tensor>& bias,
                       const std::optional<at::Tensor>& residual, at::Tensor& out, const RngArgs& rng, double p) {
-    check_flat(rng);
     const c10::cuda::CUDAGuard guard(x.device());
     const cuda::ForwardLaunch launch{cuda_dtype(x), op, x.data_ptr(), data_or_null(bias), data_or_null(residual),
                                      out.data_ptr(), x.numel(), bias.has_value() ? row_len_of(x) : 1,
@@ -52,7 +45,6 @@ struct CudaLauncher {
 
   static void backward(BackwardOp op, const at::Tensor& grad, const RngArgs& rng, const SavedInput& saved,
                        at::Tensor& grad_in, std::optional<at::Tensor>& grad_bias, double p) {
-    check_flat(rng);
     const c10::cuda::CUDAGuard guard(grad.device());
     const int64_t row_len = grad_bias.has_value() || saved.bias.has_value() ? row_len_of(grad) : 1;
     at::Tensor workspace;

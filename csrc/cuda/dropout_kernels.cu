@@ -15,23 +15,25 @@ __device__ __forceinline__ ThreadCoord coord() {
   return {blockIdx.x, blockIdx.y, threadIdx.x, blockDim.x, gridDim.x};
 }
 
+// The flat kernels take the call's fields without the mask geometry (kernel_args.h: the runs in the parameter
+// block cost the scalar kernels spills); their bodies see the flat mask (no runs).
 template <typename scalar_t, typename Element, bool kVec>
 __global__ void __launch_bounds__(kFlatThreads, kForwardBlocksPerSm<scalar_t, Element>)
-    forward_kernel(ForwardArgs<scalar_t> args) {
-  forward_thread<scalar_t, Element, kVec>(args, coord());
+    forward_kernel(ForwardFields<scalar_t> fields) {
+  forward_thread<scalar_t, Element, kVec>(ForwardArgs<scalar_t>{fields}, coord());
 }
 
 template <typename scalar_t, BackwardOp kOp, bool kVec>
 __global__ void __launch_bounds__(kFlatThreads, kBackwardBlocksPerSm<scalar_t, kOp>)
-    backward_kernel(BackwardArgs<scalar_t> args) {
-  backward_thread<scalar_t, kOp, kVec>(args, coord());
+    backward_kernel(BackwardFields<scalar_t> fields) {
+  backward_thread<scalar_t, kOp, kVec>(BackwardArgs<scalar_t>{fields}, coord());
 }
 
 template <typename scalar_t, BackwardOp kOp, bool kVec>
 __global__ void __launch_bounds__(kTileThreads)
-    backward_bias_kernel(BackwardArgs<scalar_t> args, BiasGradPlan plan,
+    backward_bias_kernel(BackwardFields<scalar_t> fields, BiasGradPlan plan,
                          typename ComputeType<scalar_t>::type* partial) {
-  backward_bias_tile_thread<scalar_t, kOp, kVec>(args, plan, partial, coord());
+  backward_bias_tile_thread<scalar_t, kOp, kVec>(BackwardArgs<scalar_t>{fields}, plan, partial, coord());
 }
 
 // The same bodies under a mask with runs (kRuns = true). Kernels of their own rather than a template flag on the

@@ -114,9 +114,10 @@ bool run_forward(const ForwardLaunch& l, const LaunchShape& shape, Runner& runne
     using scalar_t = decltype(scalar_tag);
     return dispatch_forward_op(l.op, l.bias != nullptr, [&](auto element) {
       using Element = decltype(element);
-      const ForwardArgs<scalar_t> args{static_cast<const scalar_t*>(l.x), static_cast<const scalar_t*>(l.bias),
-                                       static_cast<const scalar_t*>(l.residual), static_cast<scalar_t*>(l.out),
-                                       l.numel, l.row_len, l.seed, l.offset, l.threshold, l.scale, l.runs};
+      const ForwardArgs<scalar_t> args{{static_cast<const scalar_t*>(l.x), static_cast<const scalar_t*>(l.bias),
+                                        static_cast<const scalar_t*>(l.residual), static_cast<scalar_t*>(l.out),
+                                        l.numel, l.row_len, l.seed, l.offset, l.threshold, l.scale},
+                                       l.runs};
       with_vector_path(use_vector_path(args), [&](auto vec) {
         with_mask_geometry<true>(l.runs, [&](auto runs) {
           constexpr bool kRuns = decltype(runs)::value;
@@ -136,10 +137,10 @@ bool run_backward(const BackwardLaunch& l, const LaunchShape& shape, Runner& run
     using acc_t = typename ComputeType<scalar_t>::type;
     return dispatch_backward_op(l.op, [&](auto op_tag) {
       constexpr BackwardOp kOp = decltype(op_tag)::value;
-      const BackwardArgs<scalar_t> args{static_cast<const scalar_t*>(l.grad), static_cast<const scalar_t*>(l.y),
-                                        static_cast<scalar_t*>(l.grad_in), static_cast<scalar_t*>(l.grad_bias),
-                                        l.numel, l.row_len, l.seed, l.offset, l.threshold, l.scale,
-                                        static_cast<const scalar_t*>(l.x), static_cast<const scalar_t*>(l.bias),
+      const BackwardArgs<scalar_t> args{{static_cast<const scalar_t*>(l.grad), static_cast<const scalar_t*>(l.y),
+                                         static_cast<scalar_t*>(l.grad_in), static_cast<scalar_t*>(l.grad_bias),
+                                         l.numel, l.row_len, l.seed, l.offset, l.threshold, l.scale,
+                                         static_cast<const scalar_t*>(l.x), static_cast<const scalar_t*>(l.bias)},
                                         l.runs};
       with_vector_path(use_vector_path(args), [&](auto vec) {
         constexpr bool kVec = decltype(vec)::value;
