@@ -4,11 +4,10 @@ kernels make the same checks in C++, csrc). They read only metadata (dtype, devi
 FakeTensor and never touch data. Errors are RuntimeErrors naming the argument, as the C++ checks raise."""
 from __future__ import annotations
 
-import math
 
 import torch
 
-from .geometry import MAX_KERNEL_RUNS
+from .geometry import checked_kernel_runs
 from .op_table import Backward, ForwardArgs, FusedOp
 from .spec import row_len_of
 
@@ -55,19 +54,7 @@ def _offset(offset: int) -> None:
 
 
 def _mask_runs(runs, numel: int, offset: int) -> None:
-    """The kernels' mask geometry (csrc/mask_runs.h): () or 1..6 (extent, stride) pairs, extents >= 1 multiplying to
-    numel, strides >= 0, and every mask index within the spec's 63 bits."""
-    if len(runs) == 0:
-        return
-    if len(runs) % 2 or len(runs) > 2 * MAX_KERNEL_RUNS:
-        _fail(f"mask_runs must be 1 to {MAX_KERNEL_RUNS} (extent, stride) pairs, got {list(runs)}")
-    extents, strides = runs[0::2], runs[1::2]
-    if any(e < 1 for e in extents) or any(s < 0 for s in strides):
-        _fail(f"mask_runs must have extents >= 1 and strides >= 0, got {list(runs)}")
-    if math.prod(extents) != numel:
-        _fail(f"mask_runs' extents must multiply to the tensor's {numel} elements, got {list(runs)}")
-    if offset + sum((e - 1) * s for e, s in zip(extents, strides)) >= 2**63:
-        _fail(f"offset + the largest mask index of mask_runs {list(runs)} passes 2**63")
+    checked_kernel_runs(runs, numel, offset, RuntimeError)
 
 
 def check_forward(op: FusedOp, args: ForwardArgs) -> None:

@@ -118,19 +118,47 @@ def mask_geometry(shape: Sequence[int], noise_shape=None, global_shape=None, sha
 
 
 def _merged_runs(shape: tuple[int, ...], strides: list[int]) -> tuple[tuple[int, int], ...]:
-    """(extent, stride) runs of the dims, outermost first: extent-1 dims dropped, a dim merged into the run
-    inside it when its stride is that run's stride times its extent. An empty tensor is one run of extent 0."""
+    """(extent, stride) runs of the dims, outermost first (merged_runs). An empty tensor is one run of extent 0."""
     if math.prod(shape) == 0:
         return ((0, 1),)
-    runs: list[list[int]] = []
-    for extent, stride in zip(reversed(shape), reversed(strides)):
+    return merged_runs(tuple(zip(shape, strides)))
+
+
+def merged_runs(runs) -> tuple[tuple[int, int], ...]:
+    """The fewest (extent, stride) runs, outermost first, that give the same mask index as `runs` (outermost
+    first): extent-1 runs dropped, a run merged into the one inside it when its stride is that run's stride times
+    its extent."""
+    merged: list[list[int]] = []  # innermost first
+    for extent, stride in reversed(tuple(runs)):
         if extent == 1:
             continue
-        if runs and stride == runs[-1][1] * runs[-1][0]:
-            runs[-1][0] *= extent
+        if merged and stride == merged[-1][1] * merged[-1][0]:
+            merged[-1][0] *= extent
         else:
-            runs.append([extent, stride])
-    return tuple((extent, stride) for extent, stride in reversed(runs))
+            merged.append([extent, stride])
+    return tuple((extent, stride) for extent, stride in reversed(merged))
+
+
+def checked_kernel_runs(mask_runs, numel: int, offset: int, error=ValueError) -> tuple[tuple[int, int], ...]:
+    """The ops' `mask_runs` argument (extent_0, stride_0, ..., outermost first; () for the flat mask) as (extent,
+    stride) pairs, checked as the kernels need it (csrc/torch_arg_checks.h, mask_runs_of, makes the same checks):
+    ints, 1 to MAX_KERNEL_RUNS pairs, extents >= 1 multiplying to numel, strides >= 0, every g = offset + m below
+    2^63. Raises `error` naming mask_runs."""
+    runs = tuple(mask_runs)
+    if not runs:
+        return ()
+    if any(isinstance(v, bool) or not isinstance(v, (int, torch.SymInt)) for v in runs):  # SymInts when traced
+        raise error(f"mask_runs must be ints, got {list(runs)}")
+    if len(runs) % 2 or len(runs) > 2 * MAX_KERNEL_RUNS:
+        raise error(f"mask_runs must be 1 to {MAX_KERNEL_RUNS} (extent, stride) pairs, got {list(runs)}")
+    extents, strides = runs[0::2], runs[1::2]
+    if any(e < 1 for e in extents) or any(s < 0 for s in strides):
+        raise error(f"mask_runs must have extents >= 1 and strides >= 0, got {list(runs)}")
+    if math.prod(extents) != numel:
+        raise error(f"mask_runs' extents must multiply to the tensor's {numel} elements, got {list(runs)}")
+    if offset + sum((e - 1) * s for e, s in zip(extents, strides)) >= OFFSET_LIMIT:
+        raise error(f"offset + the largest mask index of mask_runs {list(runs)} passes 2**63")
+    return tuple(zip(extents, strides))
 
 
 def mask_indices(geometry: MaskGeometry, device=None) -> torch.Tensor:

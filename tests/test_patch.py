@@ -232,14 +232,22 @@ CHANNEL_CALLS = [
 ]
 
 
+def seeded_and_patched(call, x):
+    """(call(x) with seed 4 drawn outside patch(), the same call under patch() with its op log)."""
+    torch.manual_seed(4)
+    unpatched = call(x)
+    with fd.patch(), OpLog() as log:
+        torch.manual_seed(4)
+        patched = call(x)
+    return unpatched, patched, log
+
+
 @pytest.mark.parametrize("name, call, fused_call", CHANNEL_CALLS, ids=[c[0] for c in CHANNEL_CALLS])
 def test_channel_dropout_is_routed_with_torchs_rank_rules(name, call, fused_call):
     x = make_input((3, 4, 5))
     torch.manual_seed(4)
     expected = fused_call(x)
-    with fd.patch(), OpLog() as log:
-        torch.manual_seed(4)
-        y = call(x)
+    _, y, log = seeded_and_patched(call, x)
     assert torch.equal(y, expected)
     assert log.fused() == ["fused_dropout.dropout_fwd.default"] and log.torch_dropout() == []
 
@@ -264,13 +272,8 @@ NOT_ROUTED_CALLS = [
 
 
 @pytest.mark.parametrize("name, call", NOT_ROUTED_CALLS, ids=[c[0] for c in NOT_ROUTED_CALLS])
-def test_channel_and_alpha_dropout_still_run_torchs_own_op(name, call):
-    x = make_input((3, 4, 5))
-    torch.manual_seed(4)
-    expected = call(x)
-    with fd.patch(), OpLog() as log:
-        torch.manual_seed(4)
-        y = call(x)
+def test_alpha_dropout_and_feature_dropout_still_run_torchs_own_op(name, call):
+    expected, y, log = seeded_and_patched(call, make_input((3, 4, 5)))
     assert torch.equal(y, expected)
     assert log.fused() == [] and log.torch_dropout() != []
 

@@ -4,7 +4,6 @@ specializations(), every kernel variant they can launch (compiled for real GPUs 
 On the CPU they run only under TRITON_INTERPRET=1 (how CI tests them)."""
 from __future__ import annotations
 
-import math
 import struct
 from typing import NamedTuple
 
@@ -13,7 +12,7 @@ import triton
 
 from .. import spec
 from ..backends import triton_interpreting
-from ..geometry import MAX_KERNEL_RUNS
+from ..geometry import MAX_KERNEL_RUNS, checked_kernel_runs, merged_runs
 from ..op_table import BACKWARDS, OPS, SMOOTH_ACTIVATIONS
 from . import kernels
 
@@ -136,34 +135,13 @@ def _unused_pointers(**pointers_in_use: bool) -> dict:
 
 def _mask_runs(mask_runs, numel: int, offset: int) -> tuple:
     """The mask geometry (the ops' `mask_runs`: extent_0, stride_0, ..., outermost first) as the kernels take it:
-    validated, then as few (extent, stride) runs as give the same m(e) (extent-1 runs dropped, a run merged into
-    the one inside it when its stride is that run's stride times its extent: fewer divisions per element). () is
-    the flat mask, also for runs that amount to it (one run of stride 1), so they take the fast path."""
-    runs = tuple(mask_runs)
-    if not runs:
-        return ()
-    if any(isinstance(v, bool) or not isinstance(v, int) for v in runs):
-        raise ValueError(f"mask_runs must be ints, got {list(runs)}")
-    if len(runs) % 2 or len(runs) > 2 * MAX_KERNEL_RUNS:
-        raise ValueError(f"mask_runs must be 1 to {MAX_KERNEL_RUNS} (extent, stride) pairs, got {list(runs)}")
-    extents, strides = runs[0::2], runs[1::2]
-    if any(e < 1 for e in extents) or any(s < 0 for s in strides):
-        raise ValueError(f"mask_runs must have extents >= 1 and strides >= 0, got {list(runs)}")
-    if math.prod(extents) != numel:
-        raise ValueError(f"mask_runs' extents must multiply to the tensor's {numel} elements, got {list(runs)}")
-    if offset + sum((e - 1) * s for e, s in zip(extents, strides)) >= 2**63:
-        raise ValueError(f"offset + the largest mask index of mask_runs {list(runs)} passes 2**63")
-    merged: list[list[int]] = []  # innermost first
-    for extent, stride in reversed(tuple(zip(extents, strides))):
-        if extent == 1:
-            continue
-        if merged and stride == merged[-1][1] * merged[-1][0]:
-            merged[-1][0] *= extent
-        else:
-            merged.append([extent, stride])
+    validated (ValueError naming mask_runs), then as few (extent, stride) runs as give the same m(e) (fewer
+    divisions per element). () is the flat mask, also for runs that amount to it (one run of stride 1), so they
+    take the fast path."""
+    merged = merged_runs(checked_kernel_runs(mask_runs, numel, offset))
     if len(merged) <= 1 and all(stride == 1 for _, stride in merged):
         return ()
-    return tuple((extent, stride) for extent, stride in reversed(merged))
+    return merged
 
 
 def _run_arguments(runs: tuple) -> dict:
