@@ -8,4 +8,4 @@ bash scripts/install.sh
 if ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
   export TRITON_INTERPRET=1
 fi
-exec "$PYTHON" -m pytest -q -p no:cacheprovider tests "$@"
+exec "$PYTHON" -m pytest -q -p no:cacheprovider --durations=25 tests "$@"  # the slowest tests listed: where CI time goes
