@@ -113,7 +113,6 @@ def drop_path(x: torch.Tensor, drop_prob: float = 0.0, training: bool = False, s
         scale_by_keep (bool): scale the kept samples by 1 / (1 - drop_prob).
         seed, offset, generator, backend: as in fused_dropout.dropout.
     """
-    op = OPS_BY_NAME["dropout"]
     check.floating_tensor(x, "x")
     if x.dim() == 0:
         raise ValueError("drop_path: x must have a batch dimension (dim 0), got a 0-d tensor")
@@ -123,14 +122,33 @@ def drop_path(x: torch.Tensor, drop_prob: float = 0.0, training: bool = False, s
         return F.dropout(x, drop_prob, training, seed=seed, offset=offset, generator=generator, backend=backend,
                          noise_shape=noise)
     if distributed.is_dtensor(x):
-        raise ValueError("drop_path with scale_by_keep=False does not take a DTensor yet: pass x.to_local() with "
-                         "global_shape and shard_offsets, or use scale_by_keep=True")
+        # Each rank its shard's box of the whole tensor's result; a drawn seed is the first rank's (as F's ops).
+        seed_tensor = None
+        if check.flag(training, "training") and check.probability(drop_prob) != 0.0 and seed is None:
+            local = x.to_local()
+            seed_tensor = distributed.shared_seed(x, make_seed(local.device, None,
+                                                               check.generator(generator, local.device)))
+
+        def on_shard(local_x, _residual, _bias, seed_tensor, global_shape, shard_offsets, noise_shape):
+            return _unscaled_drop_path(local_x, drop_prob, training, seed, offset, generator, backend,
+                                       (noise_shape, global_shape, shard_offsets), seed_tensor)
+
+        return distributed.run(on_shard, x, None, None, seed_tensor, noise, None, None)
+    return _unscaled_drop_path(x, drop_prob, training, seed, offset, generator, backend, (noise, None, None))
+
+
+def _unscaled_drop_path(x, drop_prob, training, seed, offset, generator, backend, geometry_args, seed_tensor=None):
+    """drop_path with scale_by_keep=False on a plain tensor (a whole one, or a DTensor's shard under its geometry):
+    the decisions drawn with drop_prob, the kept samples left as they are (the composite of _geometry_path: the
+    kernels scale what they keep)."""
+    op = OPS_BY_NAME["dropout"]
     x, _, _, p, training = F._validated(op, x, None, None, drop_prob, training)
     ops = backends.ops_for(backend, x.device)
-    geometry = mask_geometry(x.shape, noise, offset=check.offset(offset))
+    geometry = mask_geometry(x.shape, *geometry_args, offset=check.offset(offset))
     if not training or p == 0.0:
         F._validate_randomness(x, seed, offset, generator)
         return x
-    seed_tensor = make_seed(x.device, check.seed_bits(seed), check.generator(generator, x.device))
+    if seed_tensor is None:
+        seed_tensor = make_seed(x.device, check.seed_bits(seed), check.generator(generator, x.device))
     return _geometry_path.forward(op, x, None, None, p, seed_tensor, check.offset(offset), geometry, ops,
                                   scale=False)

@@ -59,6 +59,24 @@ def check(mesh, placements, op: str, noise) -> None:
         assert same, f"gradient of {name}: {op} {placements} {noise}"
 
 
+def check_unscaled_drop_path(mesh, placements) -> None:
+    """timm's drop_path with scale_by_keep=False (the composite's values, unscaled) on DTensors, forward and the
+    gradient of x, with a given seed and with a drawn one (the first rank's)."""
+    x, _, _, weight = whole_inputs()
+    for seed in (SEED, None):
+        leaf = x.clone().requires_grad_()
+        torch.manual_seed(100)
+        expected = fd.drop_path(leaf, P, True, False, seed=seed)
+        (expected_grad,) = torch.autograd.grad((expected * weight).sum(), leaf)
+        d_leaf = distribute_tensor(x, mesh, placements).requires_grad_()
+        torch.manual_seed(100 + dist.get_rank())
+        got = fd.drop_path(d_leaf, P, True, False, seed=seed)
+        assert isinstance(got, DTensor) and tuple(got.placements) == tuple(placements)
+        assert torch.equal(got.full_tensor(), expected), f"drop_path unscaled {placements} seed {seed}"
+        (grad,) = torch.autograd.grad((got * distribute_tensor(weight, mesh, placements)).sum(), d_leaf)
+        assert torch.equal(grad.full_tensor(), expected_grad), f"drop_path unscaled gradient {placements}"
+
+
 def check_drawn_seed(mesh, placements) -> None:
     """seed=None: every rank draws from its own generator state, yet all use the first rank's draw."""
     x = whole_inputs()[0]
@@ -96,6 +114,7 @@ def main() -> None:
         check(mesh, placements, op, noise)
     for placements in layouts:
         check_drawn_seed(mesh, placements)
+        check_unscaled_drop_path(mesh, placements)
     check_refusals(mesh)
     dist.barrier()
     dist.destroy_process_group()
