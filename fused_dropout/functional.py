@@ -50,7 +50,8 @@ def apply(op: FusedOp, x, residual, bias, p, training, seed, offset, generator, 
     """Runs `op` (a row of the op table) on validated arguments. With training=False or p = 0 nothing is
     dropped and no randomness is drawn: the op runs with p = 0 (activation(x + bias) + residual in one pass).
     A mask geometry goes to the kernels as their mask runs (a plain offset when it is a shard of whole rows), or
-    when it has more runs than they take to the composite of _geometry_path. A given seed_tensor (a DTensor call's seed, shared by its ranks) is used instead of a draw."""
+    when it has more runs than they take to the composite of _geometry_path. A given seed_tensor (a DTensor
+    call's seed, shared by its ranks) is used instead of a draw."""
     ops = backends.ops_for(backend, x.device)
     geometry = _mask_geometry(x, offset, geometry_args)  # checked in every mode
     if not training or p == 0.0:

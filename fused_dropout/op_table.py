@@ -35,11 +35,6 @@ class Backward:
     activation: str = "identity"  # whose derivative grad_in is multiplied by (kinds that save the input)
 
     @property
-    def takes_mask_runs(self) -> bool:
-        """Whether the backward takes the forward's mask geometry (mask_runs): every kind that recomputes the mask."""
-        return "mask_runs" in self.saved
-
-    @property
     def keeps_from_mask(self) -> bool:
         """Whether the keep decision is the recomputed mask (seed and offset saved), not y > 0."""
         return "seed" in self.saved
