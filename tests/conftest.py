@@ -33,6 +33,19 @@ def cpu_backends():
 CPU_BACKENDS = cpu_backends()
 FUSED_CPU_BACKENDS = [name for name in CPU_BACKENDS if name != "torch"]
 
+# A launch of Triton's interpreter costs ~0.1 s, and a float64 gradgradcheck that compares every Jacobian entry
+# launches hundreds of kernels (~90 s per case). Interpreted Triton cases therefore take gradcheck's fast mode: it
+# compares one random projection u^T J v with its finite difference, which a wrong Jacobian entry changes with
+# probability 1. The cpu and torch cases compare every entry, and the Triton gradients are also checked value by
+# value against the derivative formulas (test_bias_act_dropout, test_autograd, test_geometry_ops).
+TRITON_INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def gradcheck_mode(backend) -> dict:
+    """Extra gradcheck / gradgradcheck arguments for `backend`: fast mode for interpreted Triton (see above)."""
+    return {"fast_mode": True} if backend == "triton" and TRITON_INTERPRETED else {}
+
+
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 

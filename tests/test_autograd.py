@@ -5,7 +5,8 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 import fused_dropout as fd
-from conftest import CPU_BACKENDS, DTYPES, OP_VARIANTS, assert_close, call_op, make_input, op_inputs
+from conftest import (CPU_BACKENDS, DTYPES, OP_VARIANTS, assert_close, call_op, gradcheck_mode, make_input,
+                      op_inputs)
 
 
 def ops_with_args(x, bias, residual, backend, seed=17, p=0.35):
@@ -42,10 +43,11 @@ def _as_function(op, backend, with_bias):
 def test_gradcheck_and_gradgradcheck_float64(backend, op, with_bias):
     inputs = _differentiable_inputs(op, with_bias)
     fn = _as_function(op, backend, with_bias)
-    assert torch.autograd.gradcheck(fn, inputs, check_forward_ad=True)
+    assert torch.autograd.gradcheck(fn, inputs, check_forward_ad=True, **gradcheck_mode(backend))
     # The backward ops are differentiable too. Squaring the output makes the second derivative through x (and
     # bias) nonzero, and it also differentiates the backward ops in their incoming gradient.
-    assert torch.autograd.gradgradcheck(lambda *a: fn(*a) ** 2, inputs, check_fwd_over_rev=True)
+    assert torch.autograd.gradgradcheck(lambda *a: fn(*a) ** 2, inputs, check_fwd_over_rev=True,
+                                        **gradcheck_mode(backend))
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

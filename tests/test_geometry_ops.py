@@ -8,7 +8,7 @@ import torch
 
 import fused_dropout as fd
 import spec_impl
-from conftest import CPU_BACKENDS, OP_VARIANTS, OPS, call_op, make_input, op_inputs
+from conftest import CPU_BACKENDS, OP_VARIANTS, OPS, call_op, gradcheck_mode, make_input, op_inputs
 from fused_dropout import reference
 from fused_dropout.geometry import mask_geometry
 
@@ -112,9 +112,8 @@ def test_the_composite_says_so_at_the_callers_line():
         assert record[0].filename == __file__
 
 
-# The backend only makes the mask box's keep decisions under a composite geometry (no gradient flows through
-# them; test_masks_follow_the_spec checks them on every backend): the interpreted Triton kernel, at a launch per
-# call of the function gradgradcheck differentiates, runs one op here.
+# Every backend runs these geometries in its kernels (mask runs). The interpreted Triton kernel, at a launch per
+# call of the function gradgradcheck differentiates (in fast mode: conftest.gradcheck_mode), runs one op here.
 GRADIENT_CASES = [pytest.param(backend, op, with_bias, id=f"{backend}-{op.name}-{'bias' if with_bias else 'nobias'}")
                   for backend in CPU_BACKENDS for op in OPS for with_bias in ([True, False] if op.bias else [False])
                   if backend != "triton" or (op.name == "dropout_add" and with_bias)]
@@ -134,8 +133,8 @@ def test_gradients_to_the_second_derivative(backend, op, with_bias, geometry):
         return call_op(op, args["x"], args.get("residual"), args.get("bias"), 0.3, seed=5, backend=backend,
                        **geometry)
 
-    assert torch.autograd.gradcheck(fn, inputs)
-    assert torch.autograd.gradgradcheck(fn, inputs)
+    assert torch.autograd.gradcheck(fn, inputs, **gradcheck_mode(backend))
+    assert torch.autograd.gradgradcheck(fn, inputs, **gradcheck_mode(backend))
 
 
 @pytest.mark.parametrize("op", OPS, ids=[op.name for op in OPS])
