@@ -6,6 +6,7 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks.h100_model
 
 import fused_dropout  # noqa: E402
 import fused_dropout.op_table  # noqa: E402
@@ -82,6 +83,18 @@ def _restore_cpu_isa_and_threads():
     torch.set_num_threads(threads)
     if backends.NATIVE_CPU:
         backends._C.set_cpu_isa(DEFAULT_CPU_ISA)
+
+
+@pytest.fixture(scope="session")
+def cuda_kernels_compiled(tmp_path_factory):
+    """csrc/cuda/dropout_kernels.cu compiled by nvcc for sm_80 and sm_90 side by side, once per session (about
+    100 s of wall time on 2 cores): {arch: {"error", "cubin", "ptx", "log" (ptxas -v), "spills"}}. Shared by
+    test_cuda_compile (errors, warnings, spills, the PTX's Philox) and test_h100_model (the SASS model)."""
+    from benchmarks.h100_model import cuda_kernels, tools
+
+    if tools.nvcc() is None:
+        pytest.skip("nvcc not found")
+    return cuda_kernels.compiled_kernels((80, 90), str(tmp_path_factory.mktemp("cuda_kernels")))
 
 
 __all__ = ["fused_dropout"]

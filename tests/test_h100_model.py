@@ -3,8 +3,9 @@ table and occupancy on hand-written SASS, and the CI check: every bf16/fp16 kern
 sm_80 and sm_90 and is within its modeled budget on an H100 (a MODEL, not a measurement; see
 benchmarks/README.md).
 
-The compiling tests share one fixture: nvcc for both archs side by side, then the 20 bf16/fp16 Triton
-specializations in one child process per arch through Triton's on-disk cache. Measured on the shared 2-core VM:
+The compiling tests share one fixture: nvcc for both archs side by side (conftest's cuda_kernels_compiled, the
+compile test_cuda_compile checks too), then the 20 bf16/fp16 Triton specializations in one child process per arch
+through Triton's on-disk cache. Measured on the shared 2-core VM:
 98 s of wall time for the whole file with a cold Triton cache, 42-54 s warm."""
 import os
 import sys
@@ -291,11 +292,12 @@ needs_tools = pytest.mark.skipif(tools.nvcc() is None or tools.cuobjdump() is No
 
 
 @pytest.fixture(scope="module")
-def modeled(tmp_path_factory):
+def modeled(tmp_path_factory, cuda_kernels_compiled):
     pytest.importorskip("triton")
     from benchmarks.h100_model.run import model_rows
 
-    rows, notes = model_rows(words=["bf16|fp16"], work_dir=str(tmp_path_factory.mktemp("h100_model")))
+    rows, notes = model_rows(words=["bf16|fp16"], work_dir=str(tmp_path_factory.mktemp("h100_model")),
+                             cuda_compiled=cuda_kernels_compiled)
     return rows, notes
 
 

@@ -1,5 +1,5 @@
-"""The CUDA kernels: csrc/cuda/dropout_kernels.cu compiled to a cubin per arch with nvcc (the flags of
-tests/test_cuda_compile.py), and each mangled kernel name mapped to what it is (op_list.h gives the op order) and
+"""The CUDA kernels: csrc/cuda/dropout_kernels.cu compiled per arch with nvcc (also the compile that
+tests/test_cuda_compile.py checks), and each mangled kernel name mapped to what it is (op_list.h gives the op order) and
 how the launcher launches it (threads per block, blocks per multiprocessor: launch_probe.cpp asks the launcher).
 
 Only the vector-path instantiations (kVec = true, the last template flag) are modeled: the aligned hot path lives
@@ -125,22 +125,33 @@ def _spills(ptxas_log: str) -> dict:
 
 
 def compile_cubin(arch: int, out_dir: str) -> subprocess.Popen:
-    """Starts nvcc -cubin for one arch (returns the process; cubin_path() names its output)."""
+    """Starts nvcc for one arch (returns the process). It compiles an object file, host code included as the
+    extension's build compiles it, and keeps its intermediate files (cubin_path, ptx_path) in a directory of the
+    arch's own, so one compile serves the model and tests/test_cuda_compile.py."""
+    keep_dir = os.path.join(out_dir, f"sm_{arch}")
+    os.makedirs(keep_dir, exist_ok=True)
     return subprocess.Popen(
-        [tools.nvcc(), *FLAGS, "-cubin", "-gencode", f"arch=compute_{arch},code=sm_{arch}", f"-I{CSRC}", SOURCE,
-         "-o", cubin_path(arch, out_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [tools.nvcc(), *FLAGS, "-c", "-gencode", f"arch=compute_{arch},code=sm_{arch}", f"-I{CSRC}", SOURCE,
+         "-o", os.path.join(keep_dir, "dropout_kernels.o"), "-keep", "-keep-dir", keep_dir],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def cubin_path(arch: int, out_dir: str) -> str:
-    return os.path.join(out_dir, f"dropout_kernels.sm_{arch}.cubin")
+    return os.path.join(out_dir, f"sm_{arch}", "dropout_kernels.cubin")
+
+
+def ptx_path(arch: int, out_dir: str) -> str:
+    return os.path.join(out_dir, f"sm_{arch}", "dropout_kernels.ptx")
 
 
 def compiled_kernels(archs, out_dir: str) -> dict:
-    """{arch: {"error": message or None, "cubin": path, "spills": {function: bytes}}}, nvcc run side by side."""
+    """{arch: {"error": message or None, "cubin": path, "ptx": path, "log": ptxas -v output, "spills": {function:
+    bytes}}}, nvcc run side by side."""
     started = {arch: compile_cubin(arch, out_dir) for arch in archs}
     results = {}
     for arch, process in started.items():
         _, log = process.communicate()
         error = None if process.returncode == 0 else log[-4000:]
-        results[arch] = {"error": error, "cubin": cubin_path(arch, out_dir), "spills": _spills(log)}
+        results[arch] = {"error": error, "cubin": cubin_path(arch, out_dir), "ptx": ptx_path(arch, out_dir),
+                         "log": log, "spills": _spills(log)}
     return results

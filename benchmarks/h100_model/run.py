@@ -18,11 +18,13 @@ def matches(label: str, words: list) -> bool:
     return all(set(word.split("|")) & set(label.split()) for word in words)
 
 
-def cuda_rows(archs, words: list, work_dir: str) -> tuple:
-    """(rows, notes) for the CUDA kernels."""
+def cuda_rows(archs, words: list, work_dir: str, compiled: dict | None = None) -> tuple:
+    """(rows, notes) for the CUDA kernels; `compiled` is cuda_kernels.compiled_kernels' result if it has run."""
     rows, notes = [], []
     launches = cuda_kernels.launch_geometry(work_dir)
-    for arch, result in cuda_kernels.compiled_kernels(archs, work_dir).items():
+    compiled = compiled if compiled is not None else cuda_kernels.compiled_kernels(archs, work_dir)
+    for arch in archs:
+        result = compiled[arch]
         if result["error"]:
             rows.append(dict(backend="cuda", arch=f"sm_{arch}", kernel=os.path.basename(cuda_kernels.SOURCE),
                              error=result["error"], within_budget=False, budget_failures="does not compile"))
@@ -78,11 +80,13 @@ def _sort_key(row: dict) -> tuple:
         bool(row.get("bias")), row.get("row_len") or 0)
 
 
-def model_rows(backends=BACKENDS, archs=ARCHS, words=(), work_dir: str = "") -> tuple:
-    """(rows, notes) of every selected kernel, in report order."""
+def model_rows(backends=BACKENDS, archs=ARCHS, words=(), work_dir: str = "",
+               cuda_compiled: dict | None = None) -> tuple:
+    """(rows, notes) of every selected kernel, in report order. `cuda_compiled`: the CUDA compile
+    (cuda_kernels.compiled_kernels) if it has run already; otherwise it runs here."""
     rows, notes = [], []
     if "cuda" in backends:
-        found, said = cuda_rows(archs, list(words), work_dir)
+        found, said = cuda_rows(archs, list(words), work_dir, cuda_compiled)
         rows += found
         notes += said
     if "triton" in backends:
