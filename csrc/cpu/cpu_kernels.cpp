@@ -53,13 +53,16 @@ namespace cpu {
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,prefer-vector-width=512")
 }  // namespace cpu
 }  // namespace fused_dropout
+#include "forward_elements_avx512.h"
 #include "philox_avx512.h"
 namespace fused_dropout {
 namespace cpu {
 #define FD_CPU_ISA_NAMESPACE avx512
 #define FD_CPU_PHILOX_AVX512 1
 #define FD_CPU_HALF_F16C_AVX512 1
+#define FD_CPU_FORWARD_ELEMENTS_AVX512 1
 #include "cpu_kernels_impl.h"
+#undef FD_CPU_FORWARD_ELEMENTS_AVX512
 #undef FD_CPU_HALF_F16C_AVX512
 #undef FD_CPU_PHILOX_AVX512
 #undef FD_CPU_ISA_NAMESPACE
