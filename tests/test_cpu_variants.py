@@ -81,6 +81,24 @@ def test_variant_is_bit_identical_on_a_large_tensor_with_bias_gradient(variant):
         assert all(torch.equal(a, e) for a, e in zip(actual, expected)), dtype
 
 
+@pytest.mark.parametrize("variant", VECTOR_VARIANTS)
+def test_variant_gives_the_generic_bits_with_denormals_flushed(variant):
+    """torch.set_flush_denormal(True) sets MXCSR's flush-to-zero and denormals-are-zero, which change how vector
+    instructions read a denormal (the AVX-512 forward's vfixupimmps classifies one as zero): every variant still
+    gives the generic kernel's bits. One thread: the flag is the calling thread's."""
+    available(variant)
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush denormals")
+    try:
+        for op, with_bias in (p.values for p in OP_VARIANTS):
+            expected = run(op, with_bias, torch.float32, (3, 1500), 5, "generic", 1)
+            actual = run(op, with_bias, torch.float32, (3, 1500), 5, variant, 1)
+            for index, (a, e) in enumerate(zip(actual, expected)):
+                assert torch.equal(a, e), (op.name, with_bias, "output" if index == 0 else f"gradient {index}")
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def test_the_widest_variant_runs_by_default():
     assert DEFAULT_CPU_ISA == CPU_ISAS[0]
     assert "generic" in CPU_ISAS

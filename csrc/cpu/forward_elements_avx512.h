@@ -10,11 +10,12 @@
 //  - then the keep mask (one unsigned compare of the word with the threshold) zero-masks the multiply by scale:
 //    a dropped element is +0. The canonical NaN times scale is the canonical NaN (x86 passes a quiet NaN operand
 //    through), and for a finite scale > 0 the product is a NaN only where v is one, so canonicalising v before
-//    the multiply canonicalises the product. Calls with another scale take the plain loop (fast_path_applies).
+//    the multiply canonicalises the product. Calls with another scale take the plain loop (avx512_forward_elements_apply).
 //  - with a residual the sum residual + (keep ? v * scale : 0) is made first and canonicalised after, as the plain
 //    loop does (inf + -inf makes a NaN there).
-// vfixupimmps reads MXCSR.DAZ (a denormal counts as zero), so with denormals-are-zero set (torch.set_flush_denormal)
-// the plain loop runs instead.
+// With denormals-are-zero set (torch.set_flush_denormal) vfixupimmps classifies a denormal as a zero and keeps it,
+// and the multiply then reads it as the zero the plain loop's multiply reads: the same bits (test_cpu_variants checks
+// it with the flag set).
 // Include only where AVX-512F is enabled, inside namespace fused_dropout::cpu.
 #pragma once
 
@@ -57,12 +58,10 @@ constexpr bool kHasAvx512ForwardElements =
     (std::is_same_v<typename Element::Traits::Activation, Identity> ||
      (std::is_same_v<typename Element::Traits::Activation, Relu> && !Element::kHasResidual));
 
-// The conditions the steps above rely on, checked once per call: a finite scale > 0 (or nothing kept, when the
-// scale is never applied), and denormals not read as zero.
+// The condition the steps above rely on, checked once per call: a finite scale > 0 (or nothing kept, when the
+// scale is never applied).
 inline bool avx512_forward_elements_apply(const KeepRule& keep_rule, float scale) {
-  constexpr unsigned kDenormalsAreZero = 1u << 6;  // MXCSR.DAZ
-  const bool scale_is_safe = !keep_rule.keep_any || (scale > 0.0f && scale <= std::numeric_limits<float>::max());
-  return scale_is_safe && (_mm_getcsr() & kDenormalsAreZero) == 0;
+  return !keep_rule.keep_any || (scale > 0.0f && scale <= std::numeric_limits<float>::max());
 }
 
 // out[k] for k in [0, n), as forward_elements in cpu_kernels_impl.h computes it (see the top of this file).
