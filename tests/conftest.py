@@ -88,7 +88,7 @@ def _restore_cpu_isa_and_threads():
 @pytest.fixture(scope="session")
 def cuda_kernels_compiled(tmp_path_factory):
     """csrc/cuda/dropout_kernels.cu compiled by nvcc for sm_80 and sm_90 side by side, once per session (about
-    100 s of wall time on 2 cores): {arch: {"error", "cubin", "ptx", "log" (ptxas -v), "spills"}}. Shared by
+    80 s of wall time on 2 cores): {arch: {"error", "cubin", "ptx", "log" (ptxas -v), "spills"}}. Shared by
     test_cuda_compile (errors, warnings, spills, the PTX's Philox) and test_h100_model (the SASS model)."""
     from benchmarks.h100_model import cuda_kernels, tools
 
