@@ -39,14 +39,15 @@ def special_values(x):
     return x
 
 
-def run(op, with_bias, dtype, shape, offset, variant, threads):
-    backends._C.set_cpu_isa(variant)
+def run(op, with_bias, dtype, shape, offset, variant, threads, p=0.3, backend="cpu"):
+    if backend == "cpu":
+        backends._C.set_cpu_isa(variant)
     torch.set_num_threads(threads)
     x, residual, bias = op_inputs(op, shape, dtype, seed=3, with_bias=with_bias)
     with torch.no_grad():
         special_values(x)
     leaves = [t.requires_grad_() for t in (x, residual, bias) if t is not None]
-    out = call_op(op, x, residual, bias, 0.3, seed=12345, offset=offset, backend="cpu")
+    out = call_op(op, x, residual, bias, p, seed=12345, offset=offset, backend=backend)
     grad = special_values(torch.randn(shape, generator=torch.Generator().manual_seed(9)).to(dtype))
     grads = torch.autograd.grad(out, leaves, grad)
     return [t.detach().contiguous().view(-1).view(torch.uint8) for t in (out, *grads)]
@@ -97,6 +98,23 @@ def test_variant_gives_the_generic_bits_with_denormals_flushed(variant):
                 assert torch.equal(a, e), (op.name, with_bias, "output" if index == 0 else f"gradient {index}")
     finally:
         torch.set_flush_denormal(False)
+
+
+@pytest.mark.parametrize("variant", ["generic", *VECTOR_VARIANTS])
+@pytest.mark.parametrize("p", [0.0, 2.0**-34])
+def test_a_rule_that_keeps_every_word_gives_the_torch_backend_bits(variant, p):
+    """p = 0 (and eval mode, which calls the kernels with p = 0) and any p below 2^-32, whose keep threshold is 0:
+    the kernels make no Philox words then (csrc/cpu/cpu_kernels_impl.h, keeps_every_word), and must still give the
+    bits of the spec's rule, here the torch backend's: every element kept, times the scale (not exactly 1 in float64
+    at p = 2^-34)."""
+    available(variant)
+    for op, with_bias in (p.values for p in OP_VARIANTS):
+        for dtype in DTYPES:
+            shape, offset = CASES[1]
+            expected = run(op, with_bias, dtype, shape, offset, None, 1, p=p, backend="torch")
+            actual = run(op, with_bias, dtype, shape, offset, variant, 2, p=p)
+            for index, (a, e) in enumerate(zip(actual, expected)):
+                assert torch.equal(a, e), (op.name, with_bias, dtype, "output" if index == 0 else f"gradient {index}")
 
 
 def test_the_widest_variant_runs_by_default():
