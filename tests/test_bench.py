@@ -56,6 +56,10 @@ def test_threads_and_cpu_variant_are_chosen_and_recorded(tmp_path):
     summary = (tmp_path / "summary.md").read_text()
     assert summary.startswith("Command: `python -m fused_dropout.bench " + " ".join(argv) + "`")
     assert "1 threads, CPU kernels generic" in summary
+    # Whether torch's allocations asked for huge pages decides what page faults cost: recorded per row.
+    asked = os.environ.get("THP_MEM_ALLOC_ENABLE") or "unset"
+    assert all(r["huge_pages"].startswith(f"THP_MEM_ALLOC_ENABLE={asked}, transparent_hugepage=") for r in rows)
+    assert f"huge pages: THP_MEM_ALLOC_ENABLE={asked}" in summary
     with pytest.raises(SystemExit, match="--cpu-isa"):
         cli.main(argv[:-2] + ["--cpu-isa", "avx1024", "--out", str(tmp_path / "refused")])
 

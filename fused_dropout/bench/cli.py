@@ -66,6 +66,22 @@ def device_description(device: torch.device) -> str:
     return model
 
 
+def huge_pages(device: torch.device) -> str:
+    """How the CPU allocations of this run get huge pages, which decides what a fresh output's page faults cost
+    (at 2^24 float32 elements they take most of x.clone()'s time with 4 KiB pages): torch's allocator asks for
+    them (madvise, 2 MiB aligned) when THP_MEM_ALLOC_ENABLE=1 was set before the process started; the kernel's
+    transparent_hugepage mode says whether that request, or any allocation, gets them. "" on a GPU."""
+    if device.type != "cpu":
+        return ""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as handle:
+            mode = next((word.strip("[]") for word in handle.read().split() if word.startswith("[")), "unknown")
+    except OSError:
+        mode = "unknown"
+    asked = os.environ.get("THP_MEM_ALLOC_ENABLE", "")
+    return f"THP_MEM_ALLOC_ENABLE={asked or 'unset'}, transparent_hugepage={mode}"
+
+
 def environment() -> dict:
     """The CSV's record of what ran: torch, triton ("none" when missing), the CPU kernels' ISA variant and
     torch's thread count."""
@@ -199,8 +215,10 @@ def run(args) -> tuple[list[report.Row], list[str]]:
     modes, dtypes, providers, points = build_plan(args, device)
     device_name, commit, env = device_description(device), commit_id(), environment()
     estimate = estimate_seconds(args, modes, dtypes, providers, points, device)
+    allocation = huge_pages(device)
     print(f"{device_name}, {env['threads']} threads, CPU kernels {env['cpu_isa']}, torch {env['torch']}, "
-          f"triton {env['triton']}; estimated duration: about "
+          f"triton {env['triton']}" + (f", huge pages: {allocation}" if allocation else "")
+          + "; estimated duration: about "
           + (f"{estimate:.0f} s" if estimate < 120 else f"{estimate / 60:.0f} min"), flush=True)
     rows: list[report.Row] = []
     uncompiled: list[str] = []
@@ -227,7 +245,7 @@ def run(args) -> tuple[list[report.Row], list[str]]:
         sweep, x, shape = points[index]
         rows.append(report.Row(op, provider, mode, metric, unit, x, y50, y20, y80, dtype_name, device_name,
                                commit, sweep, "x".join(map(str, shape)), samples, None, env["threads"],
-                               env["cpu_isa"], env["torch"], env["triton"]))
+                               env["cpu_isa"], env["torch"], env["triton"], allocation))
 
     for op, dtype_name, mode, index in progress(tasks, args.no_progress, label):
         sweep, x, shape = points[index]

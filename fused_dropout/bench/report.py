@@ -9,7 +9,8 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, fields
 
 CSV_COLUMNS = ("op", "provider", "mode", "metric", "unit", "x", "y50", "y20", "y80", "dtype", "device", "commit",
-               "sweep", "shape", "samples", "page_fault_dominated", "threads", "cpu_isa", "torch", "triton")
+               "sweep", "shape", "samples", "page_fault_dominated", "threads", "cpu_isa", "torch", "triton",
+               "huge_pages")
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Row:
     cpu_isa: str = ""  # fused_dropout._C.cpu_isa(): the CPU kernels' vector ISA ("none" without the extension)
     torch: str = ""
     triton: str = ""  # "none" when not installed
+    huge_pages: str = ""  # CPU: how torch's allocations get huge pages (cli.huge_pages); empty on a GPU
 
 
 assert tuple(f.name for f in fields(Row)) == CSV_COLUMNS
@@ -187,6 +189,7 @@ def summary_markdown(rows: list[Row], command: str | None = None) -> str:
     lines = ([f"Command: `{command}`", ""] if command else []) + [f"Device: {first.device}" + (f", {first.threads} threads" if first.threads else "")
              + (f", CPU kernels {first.cpu_isa}" if first.cpu_isa else "")
              + (f"; torch {first.torch}, triton {first.triton}" if first.torch else "")
+             + (f"; huge pages: {first.huge_pages}" if first.huge_pages else "")
              + f"; commit {first.commit}; p = 0.1; time is the median (20th-80th percentile).",
              "Notes: `1 sample` = a single timing (its percentiles are that sample); `page faults` = x.clone() "
              "takes over 2x its time per byte at 2^20 elements here, so allocation page faults dominate.", ""]
