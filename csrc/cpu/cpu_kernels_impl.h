@@ -176,16 +176,21 @@ inline void prefetch_lines(const T* p, int64_t n) {
   }
 }
 
+// A call whose keep rule keeps every word (p = 0, eval mode: threshold 0) needs no Philox: any word gives the same
+// decision, so the element loops read these zeros instead (no template of their own, no cost at compile time).
+inline bool keeps_every_word(const KeepRule& keep_rule) { return keep_rule.keep_any && keep_rule.threshold == 0; }
+alignas(64) inline constexpr uint32_t kZeroWords[kWordsCapacity] = {};
+
 // Walks the flat range [begin, end) in tiles; each tile is cut into pieces that stay inside one row of length
 // row_len, so a bias (indexed by column) is read as bias[col + k]. Ops without columns pass row_len = numel.
 // Calls fn(first, col, n, words) with words[k] the mask word of element first + k (nullptr when kNeedWords is
-// false), under the mask geometry (the flat mask without runs). While a tile's Philox words are computed,
-// prefetch(first, n) is asked for the next tile's elements a slice per Philox step: one core cannot keep enough
+// false; kZeroWords when keep_all), under the mask geometry (the flat mask without runs). While a tile's Philox
+// words are computed, prefetch(first, n) is asked for the next tile's elements a slice per Philox step: one core cannot keep enough
 // cache misses in flight to reach the memory bandwidth while it runs the element loop alone, so the loads are
 // overlapped with the arithmetic instead.
 template <bool kNeedWords, typename Fn, typename Prefetch>
 inline void for_each_piece(int64_t begin, int64_t end, int64_t row_len, uint64_t seed, uint64_t offset,
-                           const GeometryWords& geometry, Fn&& fn, Prefetch&& prefetch) {
+                           const GeometryWords& geometry, bool keep_all, Fn&& fn, Prefetch&& prefetch) {
   alignas(64) uint32_t words[kNeedWords ? kWordsCapacity : 1];
   int64_t col = begin % row_len;
   for (int64_t tile = begin; tile < end; tile += kTile) {
@@ -196,7 +201,9 @@ inline void for_each_piece(int64_t begin, int64_t end, int64_t row_len, uint64_t
       if (first < end) prefetch(first, std::min(kElementsPerStep, end - first));
     };
     const uint32_t* tile_words = nullptr;
-    if (kNeedWords && geometry.runs.flat()) {
+    if (kNeedWords && keep_all) {
+      tile_words = kZeroWords;
+    } else if (kNeedWords && geometry.runs.flat()) {
       tile_words = words + fill_mask_words(seed, offset, tile, n, words, prefetch_next);
     } else if (kNeedWords) {
       fill_run_words(seed, offset, geometry, tile, n, words);
@@ -214,15 +221,14 @@ inline void for_each_piece(int64_t begin, int64_t end, int64_t row_len, uint64_t
 }
 
 // The forward element loop over n elements, on the tensors (float32, float64) or on float32 buffers (16-bit types).
-// kKeepAll: the keep rule keeps every word (keeps_every_word), so words is not read (nullptr).
-template <typename Element, bool kKeepAll, typename T, typename acc_t>
+template <typename Element, typename T, typename acc_t>
 inline void forward_elements(const T* __restrict__ x, const T* __restrict__ bias, const T* __restrict__ residual,
                              T* __restrict__ out, const uint32_t* __restrict__ words, int64_t n, KeepRule keep_rule,
                              acc_t scale) {
 #if defined(FD_CPU_FORWARD_ELEMENTS_AVX512)
   if constexpr (kHasAvx512ForwardElements<Element, T>) {
     if (avx512_forward_elements_apply(keep_rule, scale)) {
-      forward_elements_avx512<Element, kKeepAll>(x, bias, residual, out, words, n, keep_rule, scale);
+      forward_elements_avx512<Element>(x, bias, residual, out, words, n, keep_rule, scale);
       return;
     }
   }
@@ -230,7 +236,7 @@ inline void forward_elements(const T* __restrict__ x, const T* __restrict__ bias
   for (int64_t k = 0; k < n; ++k) {
     const acc_t b = Element::kHasBias ? static_cast<acc_t>(bias[k]) : acc_t(0);
     const acc_t r = Element::kHasResidual ? static_cast<acc_t>(residual[k]) : acc_t(0);
-    const bool keep = kKeepAll || keep_rule(words[k]);
+    const bool keep = keep_rule(words[k]);
     if constexpr (Element::kHasResidual) {
       out[k] = to_element<T>(Element::apply(static_cast<acc_t>(x[k]), b, r, keep, scale));
     } else {
@@ -245,25 +251,26 @@ inline void forward_elements(const T* __restrict__ x, const T* __restrict__ bias
   }
 }
 
-template <typename scalar_t, typename Element, bool kKeepAll>
-void forward_with(const ForwardArgs<scalar_t>& a) {
+template <typename scalar_t, typename Element>
+void forward(const ForwardArgs<scalar_t>& a) {
   using acc_t = typename ComputeType<scalar_t>::type;
   const uint64_t seed = a.seed != nullptr ? static_cast<uint64_t>(*a.seed) : 0;  // none when p = 0
   const uint64_t offset = a.offset;
   const KeepRule keep_rule(a.threshold);
   const acc_t scale = static_cast<acc_t>(a.scale);
+  const bool keep_all = keeps_every_word(keep_rule);
   std::vector<uint32_t> shared_words;
   const GeometryWords geometry =
-      kKeepAll ? GeometryWords{} : geometry_words(seed, offset, a.runs, a.numel, shared_words);
+      keep_all ? GeometryWords{} : geometry_words(seed, offset, a.runs, a.numel, shared_words);
   at::parallel_for(0, a.numel, kGrain, [&](int64_t begin, int64_t end) {
-    for_each_piece<!kKeepAll>(begin, end, Element::kHasBias ? a.row_len : a.numel, seed, offset, geometry,
-                              [&](int64_t first, int64_t col, int64_t n, const uint32_t* __restrict__ words) {
+    for_each_piece<true>(begin, end, Element::kHasBias ? a.row_len : a.numel, seed, offset, geometry, keep_all,
+                         [&](int64_t first, int64_t col, int64_t n, const uint32_t* __restrict__ words) {
       const scalar_t* x = a.x + first;
       const scalar_t* bias = Element::kHasBias ? a.bias + col : nullptr;
       const scalar_t* residual = Element::kHasResidual ? a.residual + first : nullptr;
       scalar_t* out = a.out + first;
       if constexpr (!kStaged<scalar_t>) {
-        forward_elements<Element, kKeepAll>(x, bias, residual, out, words, n, keep_rule, scale);
+        forward_elements<Element>(x, bias, residual, out, words, n, keep_rule, scale);
       } else {
         alignas(64) float xs[kStage], bs[Element::kHasBias ? kStage : 1], rs[Element::kHasResidual ? kStage : 1],
             outs[kStage];
@@ -272,9 +279,8 @@ void forward_with(const ForwardArgs<scalar_t>& a) {
           widen(x + s, xs, m);
           if constexpr (Element::kHasBias) widen(bias + s, bs, m);
           if constexpr (Element::kHasResidual) widen(residual + s, rs, m);
-          forward_elements<Element, kKeepAll>(xs, Element::kHasBias ? bs : nullptr,
-                                              Element::kHasResidual ? rs : nullptr, outs,
-                                              kKeepAll ? nullptr : words + s, m, keep_rule, scale);
+          forward_elements<Element>(xs, Element::kHasBias ? bs : nullptr, Element::kHasResidual ? rs : nullptr,
+                                    outs, words + s, m, keep_rule, scale);
           narrow(outs, out + s, m);
         }
       }
@@ -286,29 +292,16 @@ void forward_with(const ForwardArgs<scalar_t>& a) {
   });
 }
 
-// A call whose keep rule keeps every word (p = 0, eval mode: no seed) makes no Philox words: its result is the
-// same whatever they would be.
-inline bool keeps_every_word(const KeepRule& keep_rule) { return keep_rule.keep_any && keep_rule.threshold == 0; }
-
-template <typename scalar_t, typename Element>
-void forward(const ForwardArgs<scalar_t>& a) {
-  if (keeps_every_word(KeepRule(a.threshold))) {
-    forward_with<scalar_t, Element, true>(a);
-  } else {
-    forward_with<scalar_t, Element, false>(a);
-  }
-}
-
 // The backward element loop over n elements, on the tensors or on float32 buffers; keep comes from the mask words
 // (kFromMask) or from y > 0. The ops that save their input (kOp's kSavesInput) multiply by the activation's
 // derivative at x [+ bias] (kBias).
-template <BackwardOp kOp, bool kBias, bool kKeepAll, typename T, typename acc_t>
+template <BackwardOp kOp, bool kBias, typename T, typename acc_t>
 inline void backward_elements(const T* __restrict__ grad, const T* __restrict__ y, const T* __restrict__ x,
                               const T* __restrict__ bias, T* __restrict__ grad_in, const uint32_t* __restrict__ words,
                               int64_t n, KeepRule keep_rule, acc_t scale) {
   using Activation = typename BackwardOpTraits<kOp>::Activation;
   for (int64_t k = 0; k < n; ++k) {
-    const bool keep = kKeepFromRngState<kOp> ? kKeepAll || keep_rule(words[k]) : static_cast<acc_t>(y[k]) > acc_t(0);
+    const bool keep = kKeepFromRngState<kOp> ? keep_rule(words[k]) : static_cast<acc_t>(y[k]) > acc_t(0);
     if constexpr (kSavesInput<kOp>) {
       const acc_t v = kBias ? fd_add(static_cast<acc_t>(x[k]), static_cast<acc_t>(bias[k])) : static_cast<acc_t>(x[k]);
       grad_in[k] = to_element<T>(backward_element_through<Activation>(static_cast<acc_t>(grad[k]), keep, scale, v));
@@ -324,21 +317,20 @@ inline void add_columns(acc_t* __restrict__ sums, const T* __restrict__ values, 
   for (int64_t k = 0; k < n; ++k) sums[k] += static_cast<acc_t>(values[k]);
 }
 
-// The backward of kOp, with (kBias) or without a saved bias to add to the saved input; kKeepAll: keep comes from
-// the mask and its rule keeps every word (no Philox words made).
-template <typename scalar_t, BackwardOp kOp, bool kBias, bool kKeepAll>
+// The backward of kOp, with (kBias) or without a saved bias to add to the saved input.
+template <typename scalar_t, BackwardOp kOp, bool kBias>
 void backward_with(const BackwardArgs<scalar_t>& a) {
   using acc_t = typename ComputeType<scalar_t>::type;
   constexpr bool kFromMask = kKeepFromRngState<kOp>;
-  constexpr bool kNeedWords = kFromMask && !kKeepAll;
   constexpr bool kInput = kSavesInput<kOp>;
-  const uint64_t seed = kNeedWords && a.seed != nullptr ? static_cast<uint64_t>(*a.seed) : 0;
-  const uint64_t offset = kNeedWords ? a.offset : 0;
+  const uint64_t seed = kFromMask && a.seed != nullptr ? static_cast<uint64_t>(*a.seed) : 0;
+  const uint64_t offset = kFromMask ? a.offset : 0;
   const KeepRule keep_rule(a.threshold);
   const acc_t scale = static_cast<acc_t>(a.scale);
+  const bool keep_all = kFromMask && keeps_every_word(keep_rule);
   std::vector<uint32_t> shared_words;
   const GeometryWords geometry =
-      kNeedWords ? geometry_words(seed, offset, a.runs, a.numel, shared_words) : GeometryWords{};
+      kFromMask && !keep_all ? geometry_words(seed, offset, a.runs, a.numel, shared_words) : GeometryWords{};
 
   // Element loop over one piece; with kAccumulate it also adds grad_in (as written) into column_sums[col..col+n).
   auto piece = [&](auto accumulate, int64_t first, int64_t col, int64_t n, const uint32_t* __restrict__ words,
@@ -351,7 +343,7 @@ void backward_with(const BackwardArgs<scalar_t>& a) {
     scalar_t* grad_in = a.grad_in + first;
     acc_t* __restrict__ sums = kAccumulate ? column_sums + col : nullptr;
     if constexpr (!kStaged<scalar_t>) {
-      backward_elements<kOp, kBias, kKeepAll>(grad, y, x, bias, grad_in, words, n, keep_rule, scale);
+      backward_elements<kOp, kBias>(grad, y, x, bias, grad_in, words, n, keep_rule, scale);
       if constexpr (kAccumulate) add_columns(sums, grad_in, n);
     } else {
       alignas(64) float grads[kStage], ys[kFromMask ? 1 : kStage], xs[kInput ? kStage : 1], bs[kBias ? kStage : 1],
@@ -362,9 +354,8 @@ void backward_with(const BackwardArgs<scalar_t>& a) {
         if constexpr (!kFromMask) widen(y + s, ys, m);
         if constexpr (kInput) widen(x + s, xs, m);
         if constexpr (kBias) widen(bias + s, bs, m);
-        backward_elements<kOp, kBias, kKeepAll>(grads, kFromMask ? nullptr : ys, kInput ? xs : nullptr,
-                                                kBias ? bs : nullptr, grad_ins, kNeedWords ? words + s : nullptr, m,
-                                                keep_rule, scale);
+        backward_elements<kOp, kBias>(grads, kFromMask ? nullptr : ys, kInput ? xs : nullptr, kBias ? bs : nullptr,
+                                      grad_ins, kFromMask ? words + s : nullptr, m, keep_rule, scale);
         narrow(grad_ins, grad_in + s, m);
         if constexpr (kAccumulate) {
           widen(grad_in + s, grad_ins, m);  // the rounded values, as written
@@ -383,7 +374,7 @@ void backward_with(const BackwardArgs<scalar_t>& a) {
 
   if (a.grad_bias == nullptr) {
     at::parallel_for(0, a.numel, kGrain, [&](int64_t begin, int64_t end) {
-      for_each_piece<kNeedWords>(begin, end, kBias ? a.row_len : a.numel, seed, offset, geometry,
+      for_each_piece<kFromMask>(begin, end, kBias ? a.row_len : a.numel, seed, offset, geometry, keep_all,
                                 [&](int64_t first, int64_t col, int64_t n, const uint32_t* words) {
                                   piece(std::false_type{}, first, col, n, words, nullptr);
                                 }, prefetch);
@@ -417,13 +408,13 @@ void backward_with(const BackwardArgs<scalar_t>& a) {
       };
       if (c0 == 0 && c1 == row_len) {
         if (r1 > r0) {
-          for_each_piece<kNeedWords>(r0 * row_len, r1 * row_len, row_len, seed, offset, geometry, accumulate,
-                                    prefetch);
+          for_each_piece<kFromMask>(r0 * row_len, r1 * row_len, row_len, seed, offset, geometry, keep_all,
+                                    accumulate, prefetch);
         }
       } else {
         for (int64_t r = r0; r < r1; ++r) {
-          for_each_piece<kNeedWords>(r * row_len + c0, r * row_len + c1, row_len, seed, offset, geometry, accumulate,
-                                    prefetch);
+          for_each_piece<kFromMask>(r * row_len + c0, r * row_len + c1, row_len, seed, offset, geometry, keep_all,
+                                    accumulate, prefetch);
         }
       }
     }
@@ -451,21 +442,12 @@ void backward_with(const BackwardArgs<scalar_t>& a) {
 // y > 0. When a bias gradient is wanted, the rows are cut into a fixed number of row blocks (a function of the
 // shape only, never of the thread count); each block sums its rows' grad_in per column, and the blocks' partial
 // sums are added in block order. The result is therefore the same bits whatever the number of threads.
-template <typename scalar_t, BackwardOp kOp, bool kKeepAll>
-void backward_keeping(const BackwardArgs<scalar_t>& a) {
-  if (kSavesInput<kOp> && a.bias != nullptr) {
-    backward_with<scalar_t, kOp, kSavesInput<kOp>, kKeepAll>(a);
-  } else {
-    backward_with<scalar_t, kOp, false, kKeepAll>(a);
-  }
-}
-
 template <typename scalar_t, BackwardOp kOp>
 void backward(const BackwardArgs<scalar_t>& a) {
-  if (kKeepFromRngState<kOp> && keeps_every_word(KeepRule(a.threshold))) {
-    backward_keeping<scalar_t, kOp, kKeepFromRngState<kOp>>(a);
+  if (kSavesInput<kOp> && a.bias != nullptr) {
+    backward_with<scalar_t, kOp, kSavesInput<kOp>>(a);
   } else {
-    backward_keeping<scalar_t, kOp, false>(a);
+    backward_with<scalar_t, kOp, false>(a);
   }
 }
 

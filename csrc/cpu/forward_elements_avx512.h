@@ -64,9 +64,8 @@ inline bool avx512_forward_elements_apply(const KeepRule& keep_rule, float scale
   return !keep_rule.keep_any || (scale > 0.0f && scale <= std::numeric_limits<float>::max());
 }
 
-// out[k] for k in [0, n), as forward_elements in cpu_kernels_impl.h computes it (see the top of this file);
-// kKeepAll: every element is kept and words is not read.
-template <typename Element, bool kKeepAll>
+// out[k] for k in [0, n), as forward_elements in cpu_kernels_impl.h computes it (see the top of this file).
+template <typename Element>
 inline void forward_elements_avx512(const float* __restrict__ x, const float* __restrict__ bias,
                                     const float* __restrict__ residual, float* __restrict__ out,
                                     const uint32_t* __restrict__ words, int64_t n, KeepRule keep_rule, float scale) {
@@ -83,11 +82,8 @@ inline void forward_elements_avx512(const float* __restrict__ x, const float* __
   auto elements = [&](int64_t k, __mmask16 lanes, auto full) {
     constexpr bool kFull = decltype(full)::value;
     auto load = [&](const float* p) { return kFull ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(lanes, p); };
-    __mmask16 keep = lanes;
-    if constexpr (!kKeepAll) {
-      const __m512i word = kFull ? _mm512_loadu_si512(words + k) : _mm512_maskz_loadu_epi32(lanes, words + k);
-      keep = _mm512_mask_cmpge_epu32_mask(keep_any & lanes, word, threshold);
-    }
+    const __m512i word = kFull ? _mm512_loadu_si512(words + k) : _mm512_maskz_loadu_epi32(lanes, words + k);
+    const __mmask16 keep = _mm512_mask_cmpge_epu32_mask(keep_any & lanes, word, threshold);
     __m512 v = load(x + k);
     if constexpr (Element::kHasBias) v = _mm512_add_ps(v, load(bias + k));
     __m512 result;
