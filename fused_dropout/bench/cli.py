@@ -82,9 +82,9 @@ def huge_pages(device: torch.device) -> str:
     return f"THP_MEM_ALLOC_ENABLE={asked or 'unset'}, transparent_hugepage={mode}"
 
 
-def environment() -> dict:
-    """The CSV's record of what ran: torch, triton ("none" when missing), the CPU kernels' ISA variant and
-    torch's thread count."""
+def environment(device: torch.device) -> dict:
+    """The CSV's record of what ran: torch, triton ("none" when missing), the CPU kernels' ISA variant,
+    torch's thread count and how the CPU allocations get huge pages."""
     import importlib.metadata
 
     try:
@@ -93,7 +93,8 @@ def environment() -> dict:
         triton = "none"
     native = fd.backends._C
     return {"torch": torch.__version__, "triton": triton, "threads": torch.get_num_threads(),
-            "cpu_isa": native.cpu_isa() if native is not None and hasattr(native, "cpu_isa") else "none"}
+            "cpu_isa": native.cpu_isa() if native is not None and hasattr(native, "cpu_isa") else "none",
+            "huge_pages": huge_pages(device)}
 
 
 def commit_id() -> str:
@@ -213,11 +214,10 @@ def run(args) -> tuple[list[report.Row], list[str]]:
     runs start to end on its own fresh compile."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     modes, dtypes, providers, points = build_plan(args, device)
-    device_name, commit, env = device_description(device), commit_id(), environment()
+    device_name, commit, env = device_description(device), commit_id(), environment(device)
     estimate = estimate_seconds(args, modes, dtypes, providers, points, device)
-    allocation = huge_pages(device)
     print(f"{device_name}, {env['threads']} threads, CPU kernels {env['cpu_isa']}, torch {env['torch']}, "
-          f"triton {env['triton']}" + (f", huge pages: {allocation}" if allocation else "")
+          f"triton {env['triton']}" + (f", huge pages: {env['huge_pages']}" if env["huge_pages"] else "")
           + "; estimated duration: about "
           + (f"{estimate:.0f} s" if estimate < 120 else f"{estimate / 60:.0f} min"), flush=True)
     rows: list[report.Row] = []
@@ -245,7 +245,7 @@ def run(args) -> tuple[list[report.Row], list[str]]:
         sweep, x, shape = points[index]
         rows.append(report.Row(op, provider, mode, metric, unit, x, y50, y20, y80, dtype_name, device_name,
                                commit, sweep, "x".join(map(str, shape)), samples, None, env["threads"],
-                               env["cpu_isa"], env["torch"], env["triton"], allocation))
+                               env["cpu_isa"], env["torch"], env["triton"], env["huge_pages"]))
 
     for op, dtype_name, mode, index in progress(tasks, args.no_progress, label):
         sweep, x, shape = points[index]
