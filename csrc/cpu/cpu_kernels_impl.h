@@ -185,9 +185,9 @@ alignas(64) inline constexpr uint32_t kZeroWords[kWordsCapacity] = {};
 // row_len, so a bias (indexed by column) is read as bias[col + k]. Ops without columns pass row_len = numel.
 // Calls fn(first, col, n, words) with words[k] the mask word of element first + k (nullptr when kNeedWords is
 // false; kZeroWords when keep_all), under the mask geometry (the flat mask without runs). While a tile's Philox
-// words are computed, prefetch(first, n) is asked for the next tile's elements a slice per Philox step: one core cannot keep enough
-// cache misses in flight to reach the memory bandwidth while it runs the element loop alone, so the loads are
-// overlapped with the arithmetic instead.
+// words are computed, prefetch(first, n) is asked for the next tile's elements a slice per Philox step: one core
+// cannot keep enough cache misses in flight to reach the memory bandwidth while it runs the element loop alone, so
+// the loads are overlapped with the arithmetic instead.
 template <bool kNeedWords, typename Fn, typename Prefetch>
 inline void for_each_piece(int64_t begin, int64_t end, int64_t row_len, uint64_t seed, uint64_t offset,
                            const GeometryWords& geometry, bool keep_all, Fn&& fn, Prefetch&& prefetch) {

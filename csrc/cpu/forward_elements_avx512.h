@@ -10,7 +10,8 @@
 //  - then the keep mask (one unsigned compare of the word with the threshold) zero-masks the multiply by scale:
 //    a dropped element is +0. The canonical NaN times scale is the canonical NaN (x86 passes a quiet NaN operand
 //    through), and for a finite scale > 0 the product is a NaN only where v is one, so canonicalising v before
-//    the multiply canonicalises the product. Calls with another scale take the plain loop (avx512_forward_elements_apply).
+//    the multiply canonicalises the product. Calls with another scale take the plain loop
+//    (avx512_forward_elements_apply).
 //  - with a residual the sum residual + (keep ? v * scale : 0) is made first and canonicalised after, as the plain
 //    loop does (inf + -inf makes a NaN there).
 // With denormals-are-zero set (torch.set_flush_denormal) vfixupimmps classifies a denormal as a zero and keeps it,
