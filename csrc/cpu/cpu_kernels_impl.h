@@ -76,7 +76,7 @@ inline int64_t fill_mask_words(uint64_t seed, uint64_t offset, int64_t first, in
 #if defined(FD_CPU_PHILOX_AVX512)
       philox32_avx512(keys, step_group, out);
 #else
-      philox8_avx2(keys, step_group, out);
+      philox20_avx2(keys, step_group, out);
 #endif
     } else {
       philox_groups_scalar(seed, step_group, kGroupsPerStep, out);
