@@ -95,6 +95,12 @@ def make_extension():
     # scheduler (off by default on x86) interleaves the independent parts (gelu's backward on AVX2 1.3x
     # faster). Scheduling never changes a result.
     cxx_flags += ["-fschedule-insns", "-fsched-pressure"]
+    # GCC's dominator pass threads jumps through the activations' clamps (a path where v was clamped to a constant,
+    # one where it was not) and copies the code after them once per path; the vectoriser then runs every copy on
+    # every element (three copies of gelu's exp). Without the pass gelu's derivative loop is 3.4x faster on AVX2
+    # and AVX-512 (4.9 -> 1.5 and 2.7 -> 0.8 ns per element on Zen 5), its forward 1.3x; the others within 10%.
+    # Like the scheduler, it never changes a result.
+    cxx_flags += ["-fno-tree-dominator-opts"]
     # Python's own CFLAGS carry -g; a release build drops the debug info (-g0 last wins) and strips at link.
     cxx_flags += ["-g"] if DEBUG else ["-g0"]
     link_flags = ["-fopenmp"] + ([] if DEBUG else ["-s"])
