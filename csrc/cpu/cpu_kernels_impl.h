@@ -96,22 +96,33 @@ inline uint32_t mask_word(uint64_t seed, uint64_t g) {
 }
 
 // A mask geometry as the tile loop reads it: the runs, and optionally the words of every mask index it spans,
-// made once before the element pass (shared_words).
+// made once before the element pass (shared_words). keep_all: the keep rule keeps every word (p = 0, eval mode),
+// so no Philox word is made at all (see keeps_every_word).
 struct GeometryWords {
   MaskRuns runs;
   const uint32_t* shared = nullptr;  // shared[m] = the word of mask index m, for m in [0, span); or nullptr
+  bool keep_all = false;
 };
+
+// A call whose keep rule keeps every word (p = 0, eval mode: threshold 0) needs no Philox: any word gives the same
+// decision, so the element loops read these zeros instead (no template of their own, no cost at compile time).
+inline bool keeps_every_word(const KeepRule& keep_rule) { return keep_rule.keep_any && keep_rule.threshold == 0; }
 
 // Elements that share a decision are at least this many times the mask indices the geometry spans when the words
 // are worth making once for the whole span: then one Philox decision serves every element that shares it (locked
 // dropout's time steps, any broadcast outside a contiguous run), at the cost of span * 4 bytes (<= numel bytes).
 constexpr int64_t kShareFactor = 4;
 
-// The geometry's words for the tile loop: with runs whose mask indices span numel / kShareFactor or fewer, the
-// words of the whole span [0, span) are made here, by the vector Philox in parallel, into `storage`.
-inline GeometryWords geometry_words(uint64_t seed, uint64_t offset, const MaskRuns& runs, int64_t numel,
-                                    std::vector<uint32_t>& storage) {
+// The geometry's words for the tile loop, the one place that decides how a call's mask words are made: none when
+// the keep rule keeps every word; with runs whose mask indices span numel / kShareFactor or fewer, the words of the
+// whole span [0, span), made here by the vector Philox in parallel into `storage`; otherwise tile by tile.
+inline GeometryWords geometry_words(uint64_t seed, uint64_t offset, const KeepRule& keep_rule, const MaskRuns& runs,
+                                    int64_t numel, std::vector<uint32_t>& storage) {
   GeometryWords geometry{runs, nullptr};
+  if (keeps_every_word(keep_rule)) {
+    geometry.keep_all = true;
+    return geometry;
+  }
   if (runs.flat()) return geometry;
   int64_t span = 1;  // the largest mask index, plus one (m(0) = 0 is the smallest)
   for (int r = 0; r < runs.count; ++r) span += (runs.extent[r] - 1) * runs.stride[r];
@@ -176,21 +187,19 @@ inline void prefetch_lines(const T* p, int64_t n) {
   }
 }
 
-// A call whose keep rule keeps every word (p = 0, eval mode: threshold 0) needs no Philox: any word gives the same
-// decision, so the element loops read these zeros instead (no template of their own, no cost at compile time).
-inline bool keeps_every_word(const KeepRule& keep_rule) { return keep_rule.keep_any && keep_rule.threshold == 0; }
+// The words the element loops read when the geometry keeps every word.
 alignas(64) inline constexpr uint32_t kZeroWords[kWordsCapacity] = {};
 
 // Walks the flat range [begin, end) in tiles; each tile is cut into pieces that stay inside one row of length
 // row_len, so a bias (indexed by column) is read as bias[col + k]. Ops without columns pass row_len = numel.
 // Calls fn(first, col, n, words) with words[k] the mask word of element first + k (nullptr when kNeedWords is
-// false; kZeroWords when keep_all), under the mask geometry (the flat mask without runs). While a tile's Philox
-// words are computed, prefetch(first, n) is asked for the next tile's elements a slice per Philox step: one core
-// cannot keep enough cache misses in flight to reach the memory bandwidth while it runs the element loop alone, so
-// the loads are overlapped with the arithmetic instead.
+// false; kZeroWords when geometry.keep_all), under the mask geometry (the flat mask without runs). While a tile's
+// Philox words are computed, prefetch(first, n) is asked for the next tile's elements a slice per Philox step: one
+// core cannot keep enough cache misses in flight to reach the memory bandwidth while it runs the element loop
+// alone, so the loads are overlapped with the arithmetic instead.
 template <bool kNeedWords, typename Fn, typename Prefetch>
 inline void for_each_piece(int64_t begin, int64_t end, int64_t row_len, uint64_t seed, uint64_t offset,
-                           const GeometryWords& geometry, bool keep_all, Fn&& fn, Prefetch&& prefetch) {
+                           const GeometryWords& geometry, Fn&& fn, Prefetch&& prefetch) {
   alignas(64) uint32_t words[kNeedWords ? kWordsCapacity : 1];
   int64_t col = begin % row_len;
   for (int64_t tile = begin; tile < end; tile += kTile) {
@@ -201,7 +210,7 @@ inline void for_each_piece(int64_t begin, int64_t end, int64_t row_len, uint64_t
       if (first < end) prefetch(first, std::min(kElementsPerStep, end - first));
     };
     const uint32_t* tile_words = nullptr;
-    if (kNeedWords && keep_all) {
+    if (kNeedWords && geometry.keep_all) {
       tile_words = kZeroWords;
     } else if (kNeedWords && geometry.runs.flat()) {
       tile_words = words + fill_mask_words(seed, offset, tile, n, words, prefetch_next);
@@ -258,12 +267,10 @@ void forward(const ForwardArgs<scalar_t>& a) {
   const uint64_t offset = a.offset;
   const KeepRule keep_rule(a.threshold);
   const acc_t scale = static_cast<acc_t>(a.scale);
-  const bool keep_all = keeps_every_word(keep_rule);
   std::vector<uint32_t> shared_words;
-  const GeometryWords geometry =
-      keep_all ? GeometryWords{} : geometry_words(seed, offset, a.runs, a.numel, shared_words);
+  const GeometryWords geometry = geometry_words(seed, offset, keep_rule, a.runs, a.numel, shared_words);
   at::parallel_for(0, a.numel, kGrain, [&](int64_t begin, int64_t end) {
-    for_each_piece<true>(begin, end, Element::kHasBias ? a.row_len : a.numel, seed, offset, geometry, keep_all,
+    for_each_piece<true>(begin, end, Element::kHasBias ? a.row_len : a.numel, seed, offset, geometry,
                          [&](int64_t first, int64_t col, int64_t n, const uint32_t* __restrict__ words) {
       const scalar_t* x = a.x + first;
       const scalar_t* bias = Element::kHasBias ? a.bias + col : nullptr;
@@ -327,10 +334,9 @@ void backward_with(const BackwardArgs<scalar_t>& a) {
   const uint64_t offset = kFromMask ? a.offset : 0;
   const KeepRule keep_rule(a.threshold);
   const acc_t scale = static_cast<acc_t>(a.scale);
-  const bool keep_all = kFromMask && keeps_every_word(keep_rule);
   std::vector<uint32_t> shared_words;
   const GeometryWords geometry =
-      kFromMask && !keep_all ? geometry_words(seed, offset, a.runs, a.numel, shared_words) : GeometryWords{};
+      kFromMask ? geometry_words(seed, offset, keep_rule, a.runs, a.numel, shared_words) : GeometryWords{};
 
   // Element loop over one piece; with kAccumulate it also adds grad_in (as written) into column_sums[col..col+n).
   auto piece = [&](auto accumulate, int64_t first, int64_t col, int64_t n, const uint32_t* __restrict__ words,
@@ -374,7 +380,7 @@ void backward_with(const BackwardArgs<scalar_t>& a) {
 
   if (a.grad_bias == nullptr) {
     at::parallel_for(0, a.numel, kGrain, [&](int64_t begin, int64_t end) {
-      for_each_piece<kFromMask>(begin, end, kBias ? a.row_len : a.numel, seed, offset, geometry, keep_all,
+      for_each_piece<kFromMask>(begin, end, kBias ? a.row_len : a.numel, seed, offset, geometry,
                                 [&](int64_t first, int64_t col, int64_t n, const uint32_t* words) {
                                   piece(std::false_type{}, first, col, n, words, nullptr);
                                 }, prefetch);
@@ -408,12 +414,12 @@ void backward_with(const BackwardArgs<scalar_t>& a) {
       };
       if (c0 == 0 && c1 == row_len) {
         if (r1 > r0) {
-          for_each_piece<kFromMask>(r0 * row_len, r1 * row_len, row_len, seed, offset, geometry, keep_all,
-                                    accumulate, prefetch);
+          for_each_piece<kFromMask>(r0 * row_len, r1 * row_len, row_len, seed, offset, geometry, accumulate,
+                                    prefetch);
         }
       } else {
         for (int64_t r = r0; r < r1; ++r) {
-          for_each_piece<kFromMask>(r * row_len + c0, r * row_len + c1, row_len, seed, offset, geometry, keep_all,
+          for_each_piece<kFromMask>(r * row_len + c0, r * row_len + c1, row_len, seed, offset, geometry,
                                     accumulate, prefetch);
         }
       }
