@@ -81,26 +81,20 @@ def cuda_build_decision():
     return True, f"torch {torch.__version__} has CUDA {torch.version.cuda} and nvcc is at {CUDA_HOME}"
 
 
+def cpu_cxx_flags():
+    """The C++ flags of csrc/cpu/cxx_flags.txt (each with its reason there), shared with benchmarks/cpu_floor."""
+    with open(os.path.join(ROOT, "csrc", "cpu", "cxx_flags.txt")) as f:
+        lines = (line.split("#", 1)[0].strip() for line in f)
+        return [line for line in lines if line]
+
+
 def sources(pattern):
     return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
 
 
 def make_extension():
     build_cuda, reason = cuda_build_decision()
-    # No fast-math: contraction off keeps results identical across backends; no trapping/errno lets the compiler
-    # vectorise the branch-free selects without changing any result.
-    cxx_flags = ["-O3", "-std=c++20", "-fopenmp", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno"]
-    # The smooth activations' element loops are one long dependency chain per vector (polynomials without FMA, an
-    # exp, a division) of ~200 instructions: more than the out-of-order window overlaps, so GCC's pre-allocation
-    # scheduler (off by default on x86) interleaves the independent parts (gelu's backward on AVX2 1.3x
-    # faster). Scheduling never changes a result.
-    cxx_flags += ["-fschedule-insns", "-fsched-pressure"]
-    # GCC's dominator pass threads jumps through the activations' clamps (a path where v was clamped to a constant,
-    # one where it was not) and copies the code after them once per path; the vectoriser then runs every copy on
-    # every element (three copies of gelu's exp). Without the pass gelu's derivative loop is 3.4x faster on AVX2
-    # and AVX-512 (4.9 -> 1.5 and 2.7 -> 0.8 ns per element on Zen 5), its forward 1.3x; the others within 10%.
-    # Like the scheduler, it never changes a result.
-    cxx_flags += ["-fno-tree-dominator-opts"]
+    cxx_flags = cpu_cxx_flags()
     # Python's own CFLAGS carry -g; a release build drops the debug info (-g0 last wins) and strips at link.
     cxx_flags += ["-g"] if DEBUG else ["-g0"]
     link_flags = ["-fopenmp"] + ([] if DEBUG else ["-s"])

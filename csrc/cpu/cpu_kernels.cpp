@@ -2,6 +2,7 @@
 // widest variant it can run by default. All variants compute the same bits: the code is the same, the vector
 // Philox and half conversions are exact, and floating-point contraction is off (-ffp-contract=off).
 #include "cpu_kernels.h"
+#include "isa_targets.h"
 
 #include "../op_dispatch.h"
 
@@ -32,8 +33,7 @@ namespace cpu {
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define FD_HAVE_X86_VARIANTS 1
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
+FD_BEGIN_ISA(FD_ISA_AVX2)
 }  // namespace cpu
 }  // namespace fused_dropout
 #include "philox_avx2.h"
@@ -46,11 +46,9 @@ namespace cpu {
 #undef FD_CPU_HALF_F16C_AVX2
 #undef FD_CPU_PHILOX_AVX2
 #undef FD_CPU_ISA_NAMESPACE
-#pragma GCC pop_options
+FD_END_ISA
 
-// AVX-512 as Skylake-SP has it (F, BW, VL, DQ); 512-bit vectors preferred, which GCC would not pick by itself.
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,prefer-vector-width=512")
+FD_BEGIN_ISA(FD_ISA_AVX512)
 }  // namespace cpu
 }  // namespace fused_dropout
 #include "forward_elements_avx512.h"
@@ -66,7 +64,7 @@ namespace cpu {
 #undef FD_CPU_HALF_F16C_AVX512
 #undef FD_CPU_PHILOX_AVX512
 #undef FD_CPU_ISA_NAMESPACE
-#pragma GCC pop_options
+FD_END_ISA
 #endif
 
 namespace {
