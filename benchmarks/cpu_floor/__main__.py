@@ -119,6 +119,19 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def pipes(rows: list[dict]) -> list[str]:
+    """Per variant: the measured throughput (instructions per cycle) and latency (cycles) of the Philox classes."""
+    out = []
+    for row in rows:
+        f, latency = row["floor"], row["harness"]["latency_cycles"]
+        per_cycle = f.ops_per_cycle
+        out.append(f"{f.variant} pipes: multiply {per_cycle['multiply']:.2f} per cycle (latency "
+                   f"{latency['multiply']:.1f}), shift {per_cycle['shift']:.2f} ({latency['shift']:.1f}), shuffle "
+                   f"{per_cycle['shuffle']:.2f}, xor {per_cycle['xor']:.2f} ({latency['xor']:.1f}), the round's mix "
+                   f"{per_cycle['round_mix']:.2f}")
+    return out
+
+
 def verdicts(rows: list[dict]) -> list[str]:
     """Per variant: what the target leaves for everything but Philox, once Philox runs at its floor."""
     out = []
@@ -161,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m benchmarks.cpu_floor " + " ".join(sys.argv[1:] if argv is None else argv)
     header = (f"{cpu_model()}, commit {commit()}, {datetime.date.today().isoformat()}; one thread; "
               f"bias_relu_dropout(x, b, 0.1) and x.clone() on {SHAPE[0]}x{SHAPE[1]} float32.\n\n`{command.strip()}`")
-    text = "\n\n".join([header, table(rows), "\n".join(f"- {line}" for line in verdicts(rows))]) + "\n"
+    text = "\n\n".join([header, table(rows), "\n".join(f"- {line}" for line in pipes(rows) + verdicts(rows))]) + "\n"
     print(text)
     if args.out:
         os.makedirs(args.out, exist_ok=True)

@@ -5,7 +5,8 @@
 //  - the core clock: a chain of dependent 64-bit adds (one cycle each on every x86 core of this project);
 //  - the vector pipes: the throughput of the Philox round's instruction classes alone (multiply, shift, dword
 //    shuffle, XOR) and of one round's exact mix (AVX2: 2 vpmuludq, 2 vpsrlq, 4 vpxor; AVX-512: 2 vpmuludq,
-//    2 vpshufd, 2 vpternlogd), each over 14 independent chains so that latency does not count;
+//    2 vpshufd, 2 vpternlogd), each over 14 independent chains so that latency does not count, and the latency of
+//    a multiply, a shift and an XOR (one dependent chain);
 //  - the variant's Philox (philox20_avx2 / philox32_avx512) alone, in a loop over an L2-resident buffer, after
 //    checking every word of the first steps against the scalar philox.h.
 // The instruction counts per word come from the disassembly of philox_step (benchmarks/cpu_floor/disasm.py).
@@ -110,6 +111,10 @@ int main(int argc, char** argv) {
   const double shuffle_ns = THROUGHPUT(CHAINS(SHUFFLE), 14);
   const double xor_ns = THROUGHPUT(CHAINS(XOR), 14);
   const double mix_ns = THROUGHPUT(ROUND_MIX, kRoundMixOps);
+  // Latencies: one chain (register 0) of dependent instructions.
+  const double mul_latency_ns = THROUGHPUT(MUL(0) MUL(0) MUL(0) MUL(0) MUL(0) MUL(0) MUL(0), 7);
+  const double shift_latency_ns = THROUGHPUT(SHIFT(0) SHIFT(0) SHIFT(0) SHIFT(0) SHIFT(0) SHIFT(0) SHIFT(0), 7);
+  const double xor_latency_ns = THROUGHPUT(XOR(0) XOR(0) XOR(0) XOR(0) XOR(0) XOR(0) XOR(0), 7);
 
   const uint64_t seed = 0x0123456789ABCDEFull;
   const fused_dropout::PhiloxKeySchedule keys(seed);
@@ -138,9 +143,11 @@ int main(int argc, char** argv) {
 
   std::printf(
       "{\"variant\": \"%s\", \"groups_per_call\": %lld, \"ghz\": %.4f, \"ns_per_op\": {\"multiply\": %.5f, "
-      "\"shift\": %.5f, \"shuffle\": %.5f, \"xor\": %.5f, \"round_mix\": %.5f}, \"words_checked\": %lld, "
-      "\"mismatches\": %ld, \"philox_ns_per_word\": %.5f}\n",
+      "\"shift\": %.5f, \"shuffle\": %.5f, \"xor\": %.5f, \"round_mix\": %.5f}, \"latency_cycles\": "
+      "{\"multiply\": %.2f, \"shift\": %.2f, \"xor\": %.2f}, \"words_checked\": %lld, \"mismatches\": %ld, "
+      "\"philox_ns_per_word\": %.5f}\n",
       FLOOR_VARIANT, static_cast<long long>(kGroupsPerCall), ghz, mul_ns, shift_ns, shuffle_ns, xor_ns, mix_ns,
+      mul_latency_ns * ghz, shift_latency_ns * ghz, xor_latency_ns * ghz,
       static_cast<long long>(4 * kCalls * kGroupsPerCall), mismatches, philox_ns_per_word);
   return mismatches == 0 ? 0 : 1;
 }
