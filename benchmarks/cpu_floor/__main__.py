@@ -3,8 +3,9 @@
 For each CPU kernel variant this machine runs: builds the Philox harness (philox_floor.cpp) with the extension's
 flags, measures the clock and the vector pipes, counts the instructions of one Philox step in its disassembly, and
 derives the Philox floor (model.py). Then times bias_relu_dropout forward and x.clone() on 1024x4096 float32 with
-one thread and that variant, and sets the Philox floor against the variant's target in x.clone() (README). Prints a
-table; --out DIR also writes summary.md and results.json there. Run it on a quiet machine: every number is a time.
+one thread and that variant (and the op at p = 0, which makes no Philox word), and sets the Philox floor against
+the variant's target in x.clone() (README). Prints a table; --out DIR also writes summary.md and results.json
+there. Run it on a quiet machine: every number is a time.
 """
 from __future__ import annotations
 
@@ -58,8 +59,8 @@ def runnable_variants() -> list[str]:
 
 
 def time_op_and_clone(variant: str, quick: bool) -> dict | None:
-    """Median ns per element of fd.bias_relu_dropout(x, b, 0.1) and x.clone() with one thread on `variant`, or None
-    (and why, printed) when the native extension is not loaded."""
+    """Median ns per element of fd.bias_relu_dropout(x, b, p) at p = 0.1 and 0 and of x.clone() with one thread on
+    `variant`, or None (and why, printed) when the native extension is not loaded."""
     import torch
     import torch.utils.benchmark as benchmark
 
@@ -77,7 +78,9 @@ def time_op_and_clone(variant: str, quick: bool) -> dict | None:
         b = torch.randn(SHAPE[1])
         run_time = 0.2 if quick else 2.0
         timings = {}
-        for name, stmt in (("op", "fd.bias_relu_dropout(x, b, 0.1, seed=1)"), ("clone", "x.clone()")):
+        # p = 0 keeps every element and makes no Philox word: the op's element work and memory traffic alone.
+        for name, stmt in (("op", "fd.bias_relu_dropout(x, b, 0.1, seed=1)"),
+                           ("op_p0", "fd.bias_relu_dropout(x, b, 0.0, seed=1)"), ("clone", "x.clone()")):
             timer = benchmark.Timer(stmt=stmt, globals={"fd": fd, "x": x, "b": b}, num_threads=1)
             timings[name] = timer.blocked_autorange(min_run_time=run_time).median * 1e9 / x.numel()
         return timings
@@ -101,21 +104,21 @@ def table(rows: list[dict]) -> str:
     lines = [
         "| variant | GHz | vector ALU instructions per word (multiply / shift / shuffle / logic) | memory per word "
         "| Philox floor ns/word (bound by) | Philox measured ns/word (floor/measured) | bias_relu_dropout ns/elt "
-        "| x.clone() ns/elt | op / clone | floor / clone | target |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| the op at p = 0 (no Philox) ns/elt | x.clone() ns/elt | op / clone | floor / clone | target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         f, t = row["floor"], row["timings"]
         classes = " / ".join(f"{f.per_word.get(name, 0.0):.2f}" for name in disasm.ALU_CLASSES)
-        op = clone = ratio = floor_ratio = "not timed"
+        op = op_p0 = clone = ratio = floor_ratio = "not timed"
         if t is not None:
-            op, clone = f"{t['op']:.3f}", f"{t['clone']:.3f}"
+            op, op_p0, clone = f"{t['op']:.3f}", f"{t['op_p0']:.3f}", f"{t['clone']:.3f}"
             ratio = f"{t['op'] / t['clone']:.2f}x"
             floor_ratio = f"{f.floor_ns_per_word / t['clone']:.2f}x"
         lines.append(
             f"| {f.variant} | {f.ghz:.2f} | {classes} ({f.alu_per_word:.2f}) | {f.per_word.get('memory', 0.0):.2f} "
             f"| {f.floor_ns_per_word:.3f} ({f.bound_by}) | {f.measured_ns_per_word:.3f} ({f.efficiency:.2f}) "
-            f"| {op} | {clone} | {ratio} | {floor_ratio} | {CLONE_TARGET[f.variant]:.1f}x |")
+            f"| {op} | {op_p0} | {clone} | {ratio} | {floor_ratio} | {CLONE_TARGET[f.variant]:.1f}x |")
     return "\n".join(lines)
 
 
