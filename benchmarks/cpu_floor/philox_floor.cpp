@@ -18,32 +18,34 @@
 #include "cpu/isa_targets.h"
 #include "philox.h"
 
+// The variant: its target, its Philox and that Philox's groups per call, and its vector registers' name.
+#if defined(FLOOR_AVX512)
+#define FLOOR_VARIANT "avx512"
+#define FLOOR_TARGET FD_ISA_AVX512
+#define FLOOR_PHILOX_HEADER "cpu/philox_avx512.h"
+#define FLOOR_PHILOX philox32_avx512
+#define FLOOR_GROUPS_PER_CALL kAvx512PhiloxGroups
+#define FLOOR_REG "%%zmm"
+#else
+#define FLOOR_VARIANT "avx2"
+#define FLOOR_TARGET FD_ISA_AVX2
+#define FLOOR_PHILOX_HEADER "cpu/philox_avx2.h"
+#define FLOOR_PHILOX philox20_avx2
+#define FLOOR_GROUPS_PER_CALL kAvx2PhiloxGroups
+#define FLOOR_REG "%%ymm"
+#endif
+
 // The variant's Philox, compiled as cpu_kernels.cpp compiles it (the same target pragma and, from
 // benchmarks/cpu_floor, the same flags). One call is kept out of line, with everything it calls inlined into it
 // (flatten), so that disasm.py finds exactly its instructions.
-#if defined(FLOOR_AVX512)
-FD_BEGIN_ISA(FD_ISA_AVX512)
-#include "cpu/philox_avx512.h"
+FD_BEGIN_ISA(FLOOR_TARGET)
+#include FLOOR_PHILOX_HEADER
 extern "C" __attribute__((noinline, flatten)) void philox_step(const fused_dropout::PhiloxKeySchedule& keys,
                                                                uint64_t group0, uint32_t* out) {
-  fused_dropout::cpu::philox32_avx512(keys, group0, out);
+  fused_dropout::cpu::FLOOR_PHILOX(keys, group0, out);
 }
 FD_END_ISA
-#define FLOOR_VARIANT "avx512"
-#define FLOOR_REG "%%zmm"
-constexpr int64_t kGroupsPerCall = fused_dropout::cpu::kAvx512PhiloxGroups;
-#else
-FD_BEGIN_ISA(FD_ISA_AVX2)
-#include "cpu/philox_avx2.h"
-extern "C" __attribute__((noinline, flatten)) void philox_step(const fused_dropout::PhiloxKeySchedule& keys,
-                                                               uint64_t group0, uint32_t* out) {
-  fused_dropout::cpu::philox20_avx2(keys, group0, out);
-}
-FD_END_ISA
-#define FLOOR_VARIANT "avx2"
-#define FLOOR_REG "%%ymm"
-constexpr int64_t kGroupsPerCall = fused_dropout::cpu::kAvx2PhiloxGroups;
-#endif
+constexpr int64_t kGroupsPerCall = fused_dropout::cpu::FLOOR_GROUPS_PER_CALL;
 
 using Clock = std::chrono::steady_clock;
 
