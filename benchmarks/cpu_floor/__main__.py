@@ -3,9 +3,9 @@
 For each CPU kernel variant this machine runs: builds the Philox harness (philox_floor.cpp) with the extension's
 flags, measures the clock and the vector pipes, counts the instructions of one Philox step in its disassembly, and
 derives the Philox floor (model.py). Then times bias_relu_dropout forward and x.clone() on 1024x4096 float32 with
-one thread and that variant (and the op at p = 0, which makes no Philox word), and sets the Philox floor against
-the variant's target in x.clone() (README). Prints a table; --out DIR also writes summary.md and results.json
-there. Run it on a quiet machine: every number is a time.
+one thread and that variant (and the op at p = 0, which makes no Philox word, and the eager composition), and sets
+the Philox floor against the variant's targets in x.clone() and eager (README). Prints a table; --out DIR also
+writes summary.md and results.json there. Run it on a quiet machine: every number is a time.
 """
 from __future__ import annotations
 
@@ -21,8 +21,10 @@ import tempfile
 from . import disasm, harness, model
 
 # The targets of the CPU kernels (README, "CPU kernels: variants, targets, results"): bias_relu_dropout forward on
-# 1024x4096 float32 within this many times x.clone().
+# 1024x4096 float32 within this many times x.clone(), and at least EAGER_TARGET times faster than the eager
+# composition.
 CLONE_TARGET = {"avx512": 2.0, "avx2": 2.5}
+EAGER_TARGET = 20.0
 SHAPE = (1024, 4096)
 
 
@@ -59,12 +61,13 @@ def runnable_variants() -> list[str]:
 
 
 def time_op_and_clone(variant: str, quick: bool) -> dict | None:
-    """Median ns per element of fd.bias_relu_dropout(x, b, p) at p = 0.1 and 0 and of x.clone() with one thread on
-    `variant`, or None (and why, printed) when the native extension is not loaded."""
+    """Median ns per element of fd.bias_relu_dropout(x, b, p) at p = 0.1 and 0, of x.clone() and of the eager
+    composition with one thread on `variant`, or None (and why, printed) when the native extension is not loaded."""
     import torch
     import torch.utils.benchmark as benchmark
 
     import fused_dropout as fd
+    from fused_dropout.op_table import OPS_BY_NAME
 
     native = fd.backends._C
     if native is None:
@@ -78,10 +81,12 @@ def time_op_and_clone(variant: str, quick: bool) -> dict | None:
         b = torch.randn(SHAPE[1])
         run_time = 0.2 if quick else 2.0
         timings = {}
+        eager = OPS_BY_NAME["bias_relu_dropout"].eager  # the composition of the benchmark's "vs eager"
         # p = 0 keeps every element and makes no Philox word: the op's element work and memory traffic alone.
         for name, stmt in (("op", "fd.bias_relu_dropout(x, b, 0.1, seed=1)"),
-                           ("op_p0", "fd.bias_relu_dropout(x, b, 0.0, seed=1)"), ("clone", "x.clone()")):
-            timer = benchmark.Timer(stmt=stmt, globals={"fd": fd, "x": x, "b": b}, num_threads=1)
+                           ("op_p0", "fd.bias_relu_dropout(x, b, 0.0, seed=1)"), ("clone", "x.clone()"),
+                           ("eager", "eager(x, None, b, 0.1)")):
+            timer = benchmark.Timer(stmt=stmt, globals={"fd": fd, "x": x, "b": b, "eager": eager}, num_threads=1)
             timings[name] = timer.blocked_autorange(min_run_time=run_time).median * 1e9 / x.numel()
         return timings
     finally:
@@ -149,6 +154,11 @@ def verdicts(rows: list[dict]) -> list[str]:
                 if left > 0 else "more than all of it: the target is below the Philox floor on this machine")
         out.append(f"{f.variant}: the {CLONE_TARGET[f.variant]:.1f}x target is {budget:.3f} ns per element; Philox "
                    f"at its floor takes {f.floor_ns_per_word:.3f} ns, {rest}")
+        eager_budget = t["eager"] / EAGER_TARGET
+        out.append(f"{f.variant}: the eager composition takes {t['eager']:.3f} ns per element (the op is "
+                   f"{t['eager'] / t['op']:.1f}x faster); {EAGER_TARGET:.0f}x eager is {eager_budget:.3f} ns per "
+                   f"element, " + ("above" if eager_budget > f.floor_ns_per_word else "below") +
+                   f" the Philox floor ({f.floor_ns_per_word:.3f})")
     return out
 
 
