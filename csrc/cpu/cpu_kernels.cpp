@@ -36,13 +36,16 @@ namespace cpu {
 FD_BEGIN_ISA(FD_ISA_AVX2)
 }  // namespace cpu
 }  // namespace fused_dropout
+#include "forward_elements_avx2.h"
 #include "philox_avx2.h"
 namespace fused_dropout {
 namespace cpu {
 #define FD_CPU_ISA_NAMESPACE avx2
 #define FD_CPU_PHILOX_AVX2 1
 #define FD_CPU_HALF_F16C_AVX2 1
+#define FD_CPU_FORWARD_ELEMENTS_AVX2 1
 #include "cpu_kernels_impl.h"
+#undef FD_CPU_FORWARD_ELEMENTS_AVX2
 #undef FD_CPU_HALF_F16C_AVX2
 #undef FD_CPU_PHILOX_AVX2
 #undef FD_CPU_ISA_NAMESPACE

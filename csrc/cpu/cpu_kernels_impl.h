@@ -5,8 +5,9 @@
 // whole array at a time (cpu_half_io.h).
 //
 // Expects FD_CPU_ISA_NAMESPACE to be defined (and FD_CPU_PHILOX_AVX2 or FD_CPU_PHILOX_AVX512 for a vector
-// Philox, FD_CPU_HALF_F16C_AVX2 or FD_CPU_HALF_F16C_AVX512 for F16C conversions, FD_CPU_FORWARD_ELEMENTS_AVX512 for
-// the AVX-512 forward element loop of forward_elements_avx512.h), to be included inside namespace
+// Philox, FD_CPU_HALF_F16C_AVX2 or FD_CPU_HALF_F16C_AVX512 for F16C conversions, FD_CPU_FORWARD_ELEMENTS_AVX2 or
+// FD_CPU_FORWARD_ELEMENTS_AVX512 for the hand-written forward element loops of forward_elements_avx2.h and
+// forward_elements_avx512.h), to be included inside namespace
 // fused_dropout::cpu, and cpu_kernels.h, <ATen/Parallel.h>, <algorithm>, <cstring>, <type_traits> and <vector>
 // to be included before.
 
@@ -234,15 +235,22 @@ template <typename Element, typename T, typename acc_t>
 inline void forward_elements(const T* __restrict__ x, const T* __restrict__ bias, const T* __restrict__ residual,
                              T* __restrict__ out, const uint32_t* __restrict__ words, int64_t n, KeepRule keep_rule,
                              acc_t scale) {
+  int64_t k = 0;  // the elements written by a hand-written loop; the plain loop does the rest
 #if defined(FD_CPU_FORWARD_ELEMENTS_AVX512)
-  if constexpr (kHasAvx512ForwardElements<Element, T>) {
-    if (avx512_forward_elements_apply(keep_rule, scale)) {
+  if constexpr (kHasVectorForwardElements<Element, T>) {
+    if (vector_forward_elements_apply(keep_rule, scale)) {
       forward_elements_avx512<Element>(x, bias, residual, out, words, n, keep_rule, scale);
       return;
     }
   }
+#elif defined(FD_CPU_FORWARD_ELEMENTS_AVX2)
+  if constexpr (kHasVectorForwardElements<Element, T>) {
+    if (vector_forward_elements_apply(keep_rule, scale)) {
+      k = forward_elements_avx2<Element>(x, bias, residual, out, words, n, keep_rule, scale);
+    }
+  }
 #endif
-  for (int64_t k = 0; k < n; ++k) {
+  for (; k < n; ++k) {
     const acc_t b = Element::kHasBias ? static_cast<acc_t>(bias[k]) : acc_t(0);
     const acc_t r = Element::kHasResidual ? static_cast<acc_t>(residual[k]) : acc_t(0);
     const bool keep = keep_rule(words[k]);

@@ -11,7 +11,7 @@
 //    a dropped element is +0. The canonical NaN times scale is the canonical NaN (x86 passes a quiet NaN operand
 //    through), and for a finite scale > 0 the product is a NaN only where v is one, so canonicalising v before
 //    the multiply canonicalises the product. Calls with another scale take the plain loop
-//    (avx512_forward_elements_apply).
+//    (vector_forward_elements_apply in forward_elements_vector.h).
 //  - with a residual the sum residual + (keep ? v * scale : 0) is made first and canonicalised after, as the plain
 //    loop does (inf + -inf makes a NaN there).
 // With denormals-are-zero set (torch.set_flush_denormal) vfixupimmps classifies a denormal as a zero and keeps it,
@@ -23,11 +23,11 @@
 #include <immintrin.h>
 #include <stdint.h>
 
-#include <limits>
 #include <type_traits>
 
 #include "../activations.h"
 #include "../dropout_math.h"
+#include "forward_elements_vector.h"
 
 namespace fused_dropout {
 namespace cpu {
@@ -50,20 +50,6 @@ constexpr uint32_t kCanonicalNaN = table(kDestination, kDestination, kInput, kIn
 constexpr uint32_t kReluCanonicalNaN =
     table(kDestination, kDestination, kInput, kInput, kPositiveZero, kInput, kPositiveZero, kInput);
 }  // namespace fixup
-
-// Whether Element's forward has an AVX-512 element loop here: float32 compute, the identity or relu, and relu only
-// without a residual (relu before a residual add would need its own NaN step).
-template <typename Element, typename T>
-constexpr bool kHasAvx512ForwardElements =
-    std::is_same_v<T, float> &&
-    (std::is_same_v<typename Element::Traits::Activation, Identity> ||
-     (std::is_same_v<typename Element::Traits::Activation, Relu> && !Element::kHasResidual));
-
-// The condition the steps above rely on, checked once per call: a finite scale > 0 (or nothing kept, when the
-// scale is never applied).
-inline bool avx512_forward_elements_apply(const KeepRule& keep_rule, float scale) {
-  return !keep_rule.keep_any || (scale > 0.0f && scale <= std::numeric_limits<float>::max());
-}
 
 // out[k] for k in [0, n), as forward_elements in cpu_kernels_impl.h computes it (see the top of this file).
 template <typename Element>
