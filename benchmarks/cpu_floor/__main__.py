@@ -13,10 +13,15 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
+
+import torch
+import torch.utils.benchmark as benchmark
+
+import fused_dropout as fd
+from fused_dropout.bench.cli import commit_id, device_description
+from fused_dropout.op_table import OPS_BY_NAME
 
 from . import disasm, harness, model
 
@@ -39,17 +44,6 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def runnable_variants() -> list[str]:
     flags = cpu_flags()
     variants = []
@@ -63,12 +57,6 @@ def runnable_variants() -> list[str]:
 def time_op_and_clone(variant: str, quick: bool) -> dict | None:
     """Median ns per element of fd.bias_relu_dropout(x, b, p) at p = 0.1 and 0, of x.clone() and of the eager
     composition with one thread on `variant`, or None (and why, printed) when the native extension is not loaded."""
-    import torch
-    import torch.utils.benchmark as benchmark
-
-    import fused_dropout as fd
-    from fused_dropout.op_table import OPS_BY_NAME
-
     native = fd.backends._C
     if native is None:
         print(f"  {variant}: no op timing: the native extension fused_dropout._C is not loaded", file=sys.stderr)
@@ -162,14 +150,6 @@ def verdicts(rows: list[dict]) -> list[str]:
     return out
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=harness.ROOT, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.cpu_floor", description=__doc__.split("\n\n")[1])
     parser.add_argument("--variants", nargs="+", choices=sorted(CLONE_TARGET), help="default: all this CPU runs")
@@ -185,7 +165,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("this CPU runs neither the avx2 nor the avx512 variant: there is no vector Philox to measure")
     rows = measure(variants, args.quick)
     command = "python -m benchmarks.cpu_floor " + " ".join(sys.argv[1:] if argv is None else argv)
-    header = (f"{cpu_model()}, commit {commit()}, {datetime.date.today().isoformat()}; one thread; "
+    machine = device_description(torch.device("cpu"))
+    header = (f"{machine}, commit {commit_id()}, {datetime.date.today().isoformat()}; one thread; "
               f"bias_relu_dropout(x, b, 0.1) and x.clone() on {SHAPE[0]}x{SHAPE[1]} float32.\n\n`{command.strip()}`")
     text = "\n\n".join([header, table(rows), "\n".join(f"- {line}" for line in pipes(rows) + verdicts(rows))]) + "\n"
     print(text)

@@ -26,6 +26,7 @@
 #define FLOOR_PHILOX philox32_avx512
 #define FLOOR_GROUPS_PER_CALL kAvx512PhiloxGroups
 #define FLOOR_REG "%%zmm"
+#define FLOOR_XOR "vpxord "  // AVX-512 has no VEX vpxor on zmm
 #else
 #define FLOOR_VARIANT "avx2"
 #define FLOOR_TARGET FD_ISA_AVX2
@@ -33,6 +34,7 @@
 #define FLOOR_PHILOX philox20_avx2
 #define FLOOR_GROUPS_PER_CALL kAvx2PhiloxGroups
 #define FLOOR_REG "%%ymm"
+#define FLOOR_XOR "vpxor "
 #endif
 
 // The variant's Philox, compiled as cpu_kernels.cpp compiles it (the same target pragma and, from
@@ -68,11 +70,9 @@ double best_ns(int repetitions, Body&& body) {
 #define MUL(i) "vpmuludq " FLOOR_REG "15," FLOOR_REG #i "," FLOOR_REG #i "\n"
 #define SHIFT(i) "vpsrlq $32," FLOOR_REG #i "," FLOOR_REG #i "\n"
 #define SHUFFLE(i) "vpshufd $0xb1," FLOOR_REG #i "," FLOOR_REG #i "\n"
-#define XOR(i) "vpxor " FLOOR_REG "15," FLOOR_REG #i "," FLOOR_REG #i "\n"
+#define XOR(i) FLOOR_XOR FLOOR_REG "15," FLOOR_REG #i "," FLOOR_REG #i "\n"
 #define XOR3(i) "vpternlogd $0x96," FLOOR_REG "15," FLOOR_REG "14," FLOOR_REG #i "\n"
 #if defined(FLOOR_AVX512)
-#undef XOR
-#define XOR(i) "vpxord " FLOOR_REG "15," FLOOR_REG #i "," FLOOR_REG #i "\n"
 // One round per 8 groups, scaled up: 2 multiplies, 2 dword shuffles, 2 three-way XORs (a 14-chain cycle).
 #define ROUND_MIX                                                                                              \
   MUL(0) MUL(1) SHUFFLE(2) SHUFFLE(3) XOR3(4) XOR3(5) MUL(6) MUL(7) SHUFFLE(8) SHUFFLE(9) XOR3(10) XOR3(11) \
